@@ -1,0 +1,40 @@
+// One catalogue of coded errors. Every code is documented in docs/errors.md (a test keeps the
+// two in step). Each error is permanent or retryable, decided here once.
+
+export const ErrorCodes = {
+  BV_CONFIG_READ: { retryable: false, summary: 'The config file cannot be read or is not valid YAML.' },
+  BV_CONFIG_INVALID: { retryable: false, summary: 'The config has one or more problems; each names file, key path and problem.' },
+  BV_PLUGIN_LOAD: { retryable: false, summary: 'An outside plugin named in `plugins:` cannot be loaded or exports no valid factory.' },
+  BV_BAD_DATA: { retryable: false, summary: 'A payload is malformed (bad protobuf or JSON, an invalid id); the sender gets 400.' },
+  BV_UNSUPPORTED_MEDIA_TYPE: { retryable: false, summary: 'The request content type or encoding is not supported; the sender gets 415.' },
+  BV_PAYLOAD_TOO_LARGE: { retryable: false, summary: 'A body exceeds the size limit, compressed or decompressed; the sender gets 413.' },
+  BV_UNAUTHORIZED: { retryable: false, summary: 'A bearer token is missing or wrong; the sender gets 401.' },
+  BV_OVERLOADED: { retryable: true, summary: 'In-flight work is at its bound; the sender gets 503 with Retry-After.' },
+  BV_STORE_FAILED: { retryable: true, summary: 'The store could not commit (disk full, locked); the sender gets 503 with Retry-After.' },
+  BV_NO_PIPELINE: { retryable: false, summary: 'A signal arrived at a receiver that no pipeline of that signal uses; the sender gets 404.' },
+  BV_SHUTTING_DOWN: { retryable: true, summary: 'The collector is draining for shutdown; the sender gets 503 with Retry-After.' },
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export class BitvilleError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'BitvilleError';
+    this.code = code;
+    this.retryable = ErrorCodes[code].retryable;
+  }
+}
+
+/**
+ * What a Consumer rejects with. Receivers map it to their protocol's status in one place
+ * (for OTLP/HTTP: permanent -> 400, retryable -> 503 with Retry-After).
+ */
+export class ConsumerError extends BitvilleError {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'ConsumerError';
+  }
+}

@@ -1,0 +1,140 @@
+// The internal data model: one flat, typed record per span and per log record, with the
+// resource and scope folded in, so processors and exporters never walk the nested OTLP shape.
+//
+// Lossless for what the store, the correlation join and GELF need. Two conversions are
+// deliberate: 64-bit integer attribute values outside +-2^53 become decimal strings, and
+// bytes values become base64 strings (both so a record is plain JSON).
+
+export type AttributeValue =
+  | string
+  | number
+  | boolean
+  | null
+  | AttributeValue[]
+  | { [key: string]: AttributeValue };
+
+export type Attributes = Record<string, AttributeValue>;
+
+export type Signal = 'traces' | 'logs';
+
+/** Span kinds, numbered as in OTLP. */
+export const SpanKind = {
+  UNSPECIFIED: 0,
+  INTERNAL: 1,
+  SERVER: 2,
+  CLIENT: 3,
+  PRODUCER: 4,
+  CONSUMER: 5,
+} as const;
+
+/** Span status codes, numbered as in OTLP. */
+export const StatusCode = { UNSET: 0, OK: 1, ERROR: 2 } as const;
+
+export interface Scope {
+  name: string;
+  version: string;
+  attributes: Attributes;
+}
+
+interface RecordBase {
+  /** Resource attributes (`service.name`, `host.name`, ...). */
+  resource: Attributes;
+  scope: Scope;
+  attributes: Attributes;
+  /** Lowercase hex, '' when absent. */
+  traceId: string;
+  /** Lowercase hex, '' when absent. */
+  spanId: string;
+  /**
+   * The key the correlation join uses: the `bitville.correlation_id` attribute when present
+   * (kept as given), else the trace id; '' when neither exists.
+   */
+  correlationId: string;
+}
+
+export interface SpanEvent {
+  timeUnixNano: string;
+  name: string;
+  attributes: Attributes;
+}
+
+export interface SpanLink {
+  traceId: string;
+  spanId: string;
+  traceState: string;
+  attributes: Attributes;
+}
+
+export interface SpanRecord extends RecordBase {
+  kind: 'span';
+  parentSpanId: string;
+  traceState: string;
+  name: string;
+  /** OTLP span kind number (see SpanKind). */
+  spanKind: number;
+  /** Nanoseconds since the epoch, as a decimal string (exceeds 2^53). */
+  startTimeUnixNano: string;
+  endTimeUnixNano: string;
+  /** End minus start, in milliseconds (fractional). */
+  durationMs: number;
+  status: { code: number; message: string };
+  events: SpanEvent[];
+  links: SpanLink[];
+  flags: number;
+}
+
+export interface LogRecord extends RecordBase {
+  kind: 'log';
+  /** Nanoseconds since the epoch as a decimal string; the observed time when the time is 0. */
+  timeUnixNano: string;
+  observedTimeUnixNano: string;
+  severityNumber: number;
+  severityText: string;
+  body: AttributeValue;
+  eventName: string;
+  flags: number;
+}
+
+/**
+ * A record a processor derived (for example a request summary). It is stored and
+ * forwarded like any other record.
+ */
+export interface DerivedRecord extends RecordBase {
+  kind: 'summary';
+  name: string;
+  /** Nanoseconds since the epoch as a decimal string. */
+  timeUnixNano: string;
+  durationMs: number;
+}
+
+export type FlatRecord = SpanRecord | LogRecord | DerivedRecord;
+
+/** A record as read back from the store: its store id (FIFO order) and when it arrived. */
+export type StoredRecord = FlatRecord & { id: number; receivedAtMs: number };
+
+export function signalOf(record: FlatRecord): Signal {
+  return record.kind === 'log' ? 'logs' : 'traces';
+}
+
+/** The record's own time: a span's start, a log's timestamp. */
+export function timeOf(record: FlatRecord): string {
+  return record.kind === 'span' ? record.startTimeUnixNano : record.timeUnixNano;
+}
+
+/** Resource `service.name`, which this project calls the project. */
+export function projectOf(record: FlatRecord): string {
+  const name = record.resource['service.name'];
+  return typeof name === 'string' ? name : '';
+}
+
+/** Which agent or sender produced the record: `bitville.source`, else `otlp`. */
+export function sourceOf(record: FlatRecord): string {
+  const source = record.resource['bitville.source'] ?? record.attributes['bitville.source'];
+  return typeof source === 'string' && source !== '' ? source : 'otlp';
+}
+
+export function durationOf(record: FlatRecord): number | undefined {
+  return record.kind === 'log' ? undefined : record.durationMs;
+}
+
+export const CORRELATION_ATTRIBUTE = 'bitville.correlation_id';
