@@ -57,9 +57,16 @@ export class TcpTransport implements Transport {
   }
 
   /** The open connection, or a new one. Concurrent callers share one connect. */
-  private connection(): Promise<Socket> {
+  private async connection(): Promise<Socket> {
+    if (this.socket) {
+      // Let one poll phase run first (two check phases surround it): a FIN that Graylog sent
+      // while we were idle is then seen, and the batch goes to a new connection instead of
+      // into a dead one.
+      await new Promise((resolve) => setImmediate(resolve));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
     const socket = this.socket;
-    if (socket && !socket.destroyed && socket.writable) return Promise.resolve(socket);
+    if (socket && !socket.destroyed && socket.writable) return socket;
     this.connecting ??= this.open().finally(() => (this.connecting = undefined));
     return this.connecting;
   }
