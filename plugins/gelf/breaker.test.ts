@@ -49,9 +49,9 @@ test('opens after 5 failures, makes no attempt while open, survives a restart, p
   assert.equal(fifth.kind, 'retryable');
   assert.ok(fifth.kind === 'retryable' && fifth.retryAfterMs! > RESET_MS / 2, 'open: come back at the half-open time');
   assert.equal(savedState(dir), 'open');
-  assert.equal(first.gauges.get('gelf_circuit_breaker_state')!(), 1);
-  assert.equal(first.counters.get('gelf_circuit_breaker_transitions'), 1);
-  assert.equal(first.counters.get('gelf_send_failures'), 5);
+  assert.equal(first.gauges.get('bitville_gelf_circuit_breaker_state')!(), 1);
+  assert.equal(first.counters.get('bitville_gelf_circuit_breaker_transitions'), 1);
+  assert.equal(first.counters.get('bitville_gelf_send_failures'), 5);
   assert.equal(first.logs.filter((l) => /breaker opened/.test(String(l.msg))).length, 1, 'one log line for the transition');
 
   // Graylog is back, but the breaker is open: the receiver sees no connection attempt.
@@ -63,7 +63,7 @@ test('opens after 5 failures, makes no attempt while open, survives a restart, p
   // The collector restarts: the state file brings the open breaker back.
   await first.exporter.shutdown();
   const second = await startExporter(t, dir, port);
-  assert.equal(second.gauges.get('gelf_circuit_breaker_state')!(), 1, 'restored open');
+  assert.equal(second.gauges.get('bitville_gelf_circuit_breaker_state')!(), 1, 'restored open');
   const afterRestart = await second.exporter.export([spanRecord(1)]);
   assert.equal(afterRestart.kind, 'retryable');
   assert.equal(receiver.connections, 0, 'no connection attempt while open, across the restart');
@@ -76,7 +76,7 @@ test('opens after 5 failures, makes no attempt while open, survives a restart, p
   assert.equal(receiver.connections, 1);
   assert.deepEqual((await receiver.waitFor(2)).map((m) => m._record_id), [1, 2]);
   assert.equal(savedState(dir), 'closed');
-  assert.equal(second.gauges.get('gelf_circuit_breaker_state')!(), 0);
+  assert.equal(second.gauges.get('bitville_gelf_circuit_breaker_state')!(), 0);
   assert.ok(second.logs.some((l) => /half-open/.test(String(l.msg))));
   assert.ok(second.logs.some((l) => /breaker closed/.test(String(l.msg))));
 });

@@ -77,16 +77,16 @@ export class GelfExporter implements Exporter {
     };
     const m = context.metrics;
     this.metrics = {
-      sentBytes: m.counter('gelf_sent_bytes', 'Bytes of GELF messages handed to the transport and confirmed sent.'),
-      failedSends: m.counter('gelf_send_failures', 'Batches whose send failed (each counts toward opening the breaker).'),
-      rejected: m.counter('gelf_serialization_failures', 'Records that cannot be written as valid GELF; logged and dropped.'),
-      transitions: m.counter('gelf_circuit_breaker_transitions', 'Circuit breaker state changes.'),
-      sendDuration: m.histogram('gelf_batch_send_duration_seconds', 'Time to send one batch.', [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10]),
+      sentBytes: m.counter('bitville_gelf_sent_bytes', 'Bytes of GELF messages handed to the transport and confirmed sent.'),
+      failedSends: m.counter('bitville_gelf_send_failures', 'Batches whose send failed (each counts toward opening the breaker).'),
+      rejected: m.counter('bitville_gelf_serialization_failures', 'Records that cannot be written as valid GELF; logged and dropped.'),
+      transitions: m.counter('bitville_gelf_circuit_breaker_transitions', 'Circuit breaker state changes.'),
+      sendDuration: m.histogram('bitville_gelf_batch_send_duration_seconds', 'Time to send one batch.', [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10]),
     };
-    m.gauge('gelf_circuit_breaker_state', 'Circuit breaker state: 0 closed, 1 open, 2 half-open.', () =>
+    m.gauge('bitville_gelf_circuit_breaker_state', 'Circuit breaker state: 0 closed, 1 open, 2 half-open.', () =>
       this.breaker ? STATE_VALUES[this.breaker.state] : 0,
     );
-    m.gauge('gelf_throughput_records_per_second', `Records sent per second over the last ${THROUGHPUT_WINDOW_MS / 1000} s (replay speed during a replay).`, () =>
+    m.gauge('bitville_gelf_throughput_records_per_second', `Records sent per second over the last ${THROUGHPUT_WINDOW_MS / 1000} s (replay speed during a replay).`, () =>
       this.throughput(),
     );
   }

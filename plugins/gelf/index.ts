@@ -4,9 +4,11 @@ import { defineExporter } from '../../collector/api.js';
 import { gelfConfigSchema, type GelfConfig } from './config.js';
 import { GelfExporter } from './exporter.js';
 
-export default defineExporter<GelfConfig>({
+export const factory = defineExporter<GelfConfig>({
   kind: 'exporter',
   type: 'gelf',
   configSchema: gelfConfigSchema,
   create: (config, context) => new GelfExporter(config, context),
 });
+
+export default factory;

@@ -185,7 +185,7 @@ test('a record that cannot be serialized is reported rejected and logged; the re
   const got = await receiver.waitFor(2);
   assert.deepEqual(got.map((m) => m._record_id), [1, 3]);
   assert.ok(logs.some((l) => l.record_id === 2 && l.level === 40));
-  assert.equal(counters.get('gelf_serialization_failures'), 1);
+  assert.equal(counters.get('bitville_gelf_serialization_failures'), 1);
 });
 
 async function waitUntil(condition: () => boolean, timeoutMs = 5000): Promise<void> {
