@@ -22,11 +22,12 @@ abstract class Receiver extends EventEmitter {
   readonly invalid: string[] = [];
   port = 0;
 
-  protected accept(text: string): void {
+  /** `from` is the connection it came over (TCP), for tests that act on it. */
+  protected accept(text: string, from?: unknown): void {
     try {
       const message = JSON.parse(text) as Received;
       this.messages.push(message);
-      this.emit('message', message);
+      this.emit('message', message, from);
     } catch {
       this.invalid.push(text);
       this.emit('invalid', text);
@@ -80,7 +81,7 @@ export class TcpReceiver extends Receiver {
       pending = pending.length ? Buffer.concat([pending, data]) : data;
       let start = 0;
       for (let nul = pending.indexOf(0, start); nul !== -1; nul = pending.indexOf(0, start)) {
-        if (nul > start) this.accept(pending.toString('utf8', start, nul));
+        if (nul > start) this.accept(pending.toString('utf8', start, nul), socket);
         start = nul + 1;
       }
       pending = pending.subarray(start);
