@@ -137,11 +137,18 @@ export class GelfExporter implements Exporter {
     let bytes = 0;
     for (const record of batch) {
       const serialized = serialize(record, this.serializerOptions);
-      const encoded = 'error' in serialized ? serialized : await this.fit(serialized.id, serialized.message, serialized.bytes, transport);
+      if ('error' in serialized) {
+        this.reject(rejected, record.id, serialized.error);
+        continue;
+      }
+      // Fast path (TCP): the transport encodes synchronously and the message fits.
+      const direct = transport.encode(serialized.json);
+      const encoded =
+        direct !== null && !(direct instanceof Promise)
+          ? { wire: direct, size: Buffer.byteLength(serialized.json) }
+          : await this.fit(serialized.id, serialized.message, serialized.json, await direct, transport);
       if ('error' in encoded) {
-        rejected.push({ id: record.id, reason: encoded.error });
-        this.metrics.rejected.inc();
-        this.context.logger.warn({ record_id: record.id, reason: encoded.error }, 'record cannot be sent as GELF; dropped');
+        this.reject(rejected, record.id, encoded.error);
         continue;
       }
       wire.push(encoded.wire);
@@ -171,13 +178,23 @@ export class GelfExporter implements Exporter {
    * The wire form of a message; when the transport cannot carry it (UDP: over 128 chunks),
    * full_message is cut shorter until it fits. Never drops a record silently.
    */
+  private reject(rejected: { id: number; reason: string }[], id: number, reason: string): void {
+    rejected.push({ id, reason });
+    this.metrics.rejected.inc();
+    this.context.logger.warn({ record_id: id, reason }, 'record cannot be sent as GELF; dropped');
+  }
+
+  /**
+   * The wire form of a message that the transport could not carry as it is (UDP: over 128
+   * chunks): full_message is cut shorter until it fits. Never drops a record silently.
+   */
   private async fit(
     id: number,
     message: GelfMessage,
-    json: Buffer,
+    json: string,
+    wire: Encoded | null,
     transport: Transport,
   ): Promise<{ wire: Encoded; size: number } | { error: string }> {
-    let wire = await transport.encode(json);
     let limit = Buffer.byteLength(message.full_message ?? '');
     while (wire === null && limit > 64) {
       limit = Math.max(64, Math.floor(limit / 2));
@@ -186,7 +203,7 @@ export class GelfExporter implements Exporter {
       wire = await transport.encode(json);
     }
     if (wire === null) return { error: `record ${id} is too large for the transport even with full_message cut to 64 bytes` };
-    return { wire, size: json.length };
+    return { wire, size: Buffer.byteLength(json) };
   }
 
   private noteSent(records: number): void {

@@ -45,8 +45,9 @@ export class HttpTransport implements Transport {
     this.agent = options.tls ? new HttpsAgent({ ...agentOptions, ...options.tls }) : new HttpAgent(agentOptions);
   }
 
-  async encode(json: Buffer): Promise<Buffer> {
-    return this.options.gzip ? gzipAsync(json) : json;
+  async encode(json: string): Promise<Buffer> {
+    const body = Buffer.from(json);
+    return this.options.gzip ? gzipAsync(body) : body;
   }
 
   /** Up to maxInFlight requests at once; the first failure stops new ones and is thrown. */

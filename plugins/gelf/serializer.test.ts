@@ -176,5 +176,5 @@ test('validation refuses what Graylog would drop; serialize never throws', () =>
   const result = serialize(broken, options);
   assert.ok('error' in result && result.id === 5, 'a malformed record yields an error, not an exception');
   const ok = serialize(spanRecord(6), options);
-  assert.ok('bytes' in ok && JSON.parse(ok.bytes.toString()).short_message === 'php_agent - shop');
+  assert.ok('json' in ok && JSON.parse(ok.json).short_message === 'php_agent - shop');
 });

@@ -45,6 +45,18 @@ const VALID_FIELD = /^_[A-Za-z0-9_.@-]+$/;
  *    name becomes `_attr_`.
  */
 export function fieldName(key: string): string {
+  let name = fieldNames.get(key);
+  if (name === undefined) {
+    name = computeFieldName(key);
+    // Attribute keys repeat from record to record; a bounded cache keeps this off the hot path.
+    if (fieldNames.size >= 10_000) fieldNames.clear();
+    fieldNames.set(key, name);
+  }
+  return name;
+}
+const fieldNames = new Map<string, string>();
+
+function computeFieldName(key: string): string {
   const bare = key.startsWith('bitville.') ? key.slice('bitville.'.length) : key;
   const name = bare.replace(/[^A-Za-z0-9_-]/g, '_');
   if (name === '' || name === 'id') return `_attr_${name}`;
@@ -99,11 +111,15 @@ function levelOf(record: StoredRecord): number {
 
 /** Nanoseconds (decimal string) -> RFC 3339 with nanoseconds, e.g. 2024-05-01T12:00:00.123456789Z. */
 export function isoNanos(nanos: string): string {
-  const ns = BigInt(nanos);
-  const ms = ns / 1_000_000n;
-  const iso = new Date(Number(ms)).toISOString(); // ...HH:MM:SS.mmmZ
-  const sub = (ns % 1_000_000_000n).toString().padStart(9, '0');
-  return `${iso.slice(0, 19)}.${sub}Z`;
+  const digits = nanos.padStart(10, '0');
+  const seconds = Number(digits.slice(0, -9));
+  return `${new Date(seconds * 1000).toISOString().slice(0, 19)}.${digits.slice(-9)}Z`;
+}
+
+/** Nanoseconds (decimal string) -> GELF timestamp: seconds with millisecond decimals. */
+function gelfTimestamp(nanos: string): number {
+  const digits = nanos.padStart(10, '0');
+  return Number(digits.slice(0, -6)) / 1000;
 }
 
 function firstString(attributes: Attributes, keys: string[]): string | undefined {
@@ -141,7 +157,7 @@ const STATUS_NAMES = Object.fromEntries(Object.entries(StatusCode).map(([name, n
 /** Builds the GELF message of one record. Throws when the record is malformed. */
 export function toGelf(record: StoredRecord, options: SerializerOptions): GelfMessage {
   const time = timeOf(record);
-  const timeNs = time && time !== '0' ? time : `${record.receivedAtMs}000000`;
+  const timeNs = time && /^[1-9]\d*$/.test(time) ? time : `${record.receivedAtMs}000000`;
   const project = projectOf(record);
   const source = sourceOf(record);
   const hostName = record.resource['host.name'];
@@ -152,7 +168,7 @@ export function toGelf(record: StoredRecord, options: SerializerOptions): GelfMe
     host: truncate(typeof hostName === 'string' && hostName !== '' ? hostName : options.defaultHost, maxField),
     short_message: truncate(`${source} - ${project || 'unknown'}`, maxField),
     full_message: truncate(JSON.stringify(record), options.maxFullMessageBytes),
-    timestamp: Number(BigInt(timeNs) / 1_000_000n) / 1000,
+    timestamp: gelfTimestamp(timeNs),
     level: levelOf(record),
   } as GelfMessage;
   const fields = message as unknown as Record<string, GelfValue>;
@@ -217,7 +233,11 @@ export function validate(message: GelfMessage): string | undefined {
     if (key === 'version' || key === 'host' || key === 'short_message' || key === 'full_message' || key === 'timestamp' || key === 'level') {
       continue;
     }
-    if (!VALID_FIELD.test(key) || key === '_id') return `field name "${key}" is not valid for Graylog`;
+    if (!validNames.has(key)) {
+      if (!VALID_FIELD.test(key) || key === '_id') return `field name "${key}" is not valid for Graylog`;
+      if (validNames.size >= 10_000) validNames.clear();
+      validNames.add(key);
+    }
     const value = (message as Record<string, unknown>)[key];
     if (typeof value !== 'string' && !(typeof value === 'number' && Number.isFinite(value))) {
       return `field "${key}" is neither a string nor a finite number`;
@@ -226,12 +246,14 @@ export function validate(message: GelfMessage): string | undefined {
   return undefined;
 }
 
-/** JSON bytes of a message (no framing, no compression). */
-export function encode(message: GelfMessage): Buffer {
-  return Buffer.from(JSON.stringify(message));
+const validNames = new Set<string>();
+
+/** JSON text of a message (no framing, no compression). */
+export function encode(message: GelfMessage): string {
+  return JSON.stringify(message);
 }
 
-export type Serialized = { id: number; message: GelfMessage; bytes: Buffer } | { id: number; error: string };
+export type Serialized = { id: number; message: GelfMessage; json: string } | { id: number; error: string };
 
 /** Maps, validates and encodes one record; never throws. */
 export function serialize(record: StoredRecord, options: SerializerOptions): Serialized {
@@ -239,7 +261,7 @@ export function serialize(record: StoredRecord, options: SerializerOptions): Ser
     const message = toGelf(record, options);
     const problem = validate(message);
     if (problem) return { id: record.id, error: problem };
-    return { id: record.id, message, bytes: encode(message) };
+    return { id: record.id, message, json: encode(message) };
   } catch (err) {
     return { id: record.id, error: `cannot map the record to GELF: ${(err as Error).message}` };
   }

@@ -15,15 +15,13 @@ export interface TcpOptions {
   keepaliveMs: number;
 }
 
-const NUL = Buffer.alloc(1);
-
 export class TcpTransport implements Transport {
   private socket: Socket | undefined;
   private connecting: Promise<Socket> | undefined;
 
   constructor(private readonly options: TcpOptions) {}
 
-  encode(json: Buffer): Buffer {
+  encode(json: string): string {
     // JSON.stringify escapes U+0000, so the text never contains the frame delimiter.
     return json;
   }
@@ -31,11 +29,10 @@ export class TcpTransport implements Transport {
   async send(messages: Encoded[]): Promise<void> {
     if (messages.length === 0) return;
     const socket = await this.connection();
-    // One buffer per batch: a single write per batch is far cheaper than one per message,
-    // and awaiting its callback before the next batch is the backpressure.
-    const parts: Buffer[] = [];
-    for (const m of messages) parts.push(m as Buffer, NUL);
-    const frame = Buffer.concat(parts);
+    // One write per batch (the frames joined into one string, encoded to UTF-8 once) is far
+    // cheaper than one per message, and awaiting its callback before the next batch is the
+    // backpressure.
+    const frame = (messages as string[]).join('\0') + '\0';
     const flushed = new Promise<void>((resolve, reject) => {
       socket.write(frame, (err) => (err ? reject(err) : resolve()));
     });

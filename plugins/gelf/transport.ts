@@ -1,15 +1,15 @@
 // What every GELF transport does: encode one message's JSON for its wire, and move bytes.
 // Transports know nothing of records, breakers or retries (the exporter wraps them).
 
-/** One message ready for the wire: a single buffer, or the datagrams of a chunked message. */
-export type Encoded = Buffer | Buffer[];
+/** One message ready for the wire: text (TCP frames it), a buffer, or the datagrams of a chunked message. */
+export type Encoded = string | Buffer | Buffer[];
 
 export interface Transport {
   /**
    * The wire form of one message's JSON (compressed, chunked as the transport needs), or null
    * when the message is too large for this transport even so (the caller shrinks it and asks again).
    */
-  encode(json: Buffer): Encoded | null | Promise<Encoded | null>;
+  encode(json: string): Encoded | null | Promise<Encoded | null>;
   /**
    * Sends the messages in order. Resolves only once every byte has been handed to the
    * operating system (TCP, UDP) or accepted with a 2xx (HTTP); rejects otherwise, and then

@@ -33,8 +33,9 @@ export class UdpTransport implements Transport {
 
   constructor(private readonly options: UdpOptions) {}
 
-  async encode(json: Buffer): Promise<Encoded | null> {
+  async encode(text: string): Promise<Encoded | null> {
     const { compression, chunkSize } = this.options;
+    const json = Buffer.from(text);
     const payload = compression === 'gzip' ? await gzipAsync(json) : compression === 'zlib' ? await deflateAsync(json) : json;
     if (payload.length <= chunkSize) return payload;
     const room = chunkSize - CHUNK_HEADER_BYTES;
