@@ -1,7 +1,8 @@
-// The pg-agent's own config keys; the shared agent keys (project, exporter, batch, buffer,
-// metrics) come from the agent runtime. Defaults live here and nowhere else.
+// The pg-agent's config: the shared agent keys (project, exporter, batch, buffer, metrics) from
+// the agent runtime, plus its own. Defaults live here and nowhere else.
 import { z } from 'zod';
 import { schemaHelpers } from '../../collector/config-helpers.js';
+import { runtimeConfigShape } from '../runtime/index.js';
 
 const { duration } = schemaHelpers;
 
@@ -54,5 +55,13 @@ export const pgConfigShape = {
     .prefault({}),
 };
 
+export const pgAgentSchema = z.strictObject({
+  ...runtimeConfigShape({ bufferPath: '/var/lib/bitville/pg-agent/buffer.db', metricsAddress: '127.0.0.1:9467' }),
+  ...pgConfigShape,
+});
+
+/** The whole parsed config (shared runtime keys included). */
+export type PgAgentConfig = z.output<typeof pgAgentSchema>;
 const pgOnlySchema = z.strictObject(pgConfigShape);
+/** What the capture code reads (PgAgentConfig satisfies it). */
 export type PgConfig = z.output<typeof pgOnlySchema>;

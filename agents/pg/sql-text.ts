@@ -97,6 +97,8 @@ function* tokens(sql: string): Generator<Token> {
       i++;
       while (i < n && isDigit(sql[i])) i++;
       yield { kind: 'other', start, end: i, text: sql.slice(start, i) };
+    } else if (/\s/.test(c)) {
+      i++; // whitespace is kept as the gap between tokens
     } else {
       i++;
       yield { kind: 'other', start, end: i, text: c };
