@@ -23,6 +23,7 @@ test('operation and the single collection are found where cheap', () => {
   // Two tables: no collection (the conventions ask for one only when it is unambiguous).
   assert.deepEqual(pick(analyzeSql('SELECT * FROM a JOIN b ON a.id = b.id')), { operation: 'SELECT', collection: undefined });
   assert.deepEqual(pick(analyzeSql('SELECT pg_sleep(0.3)')), { operation: 'SELECT', collection: undefined });
+  assert.deepEqual(pick(analyzeSql("INSERT INTO items(v) SELECT 'x' FROM pg_sleep(0.1)")), { operation: 'INSERT', collection: 'items' });
   assert.deepEqual(pick(analyzeSql('/* lead */ select 1')), { operation: 'SELECT', collection: undefined });
 });
 

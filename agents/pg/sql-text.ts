@@ -177,9 +177,16 @@ export function analyzeSql(sql: string): SqlFacts {
     let j = k + 1;
     if (words[j]?.kind === 'word' && (words[j] as { text: string }).text.toUpperCase() === 'ONLY') j++;
     const name = qualifiedName(words, j);
-    if (name && !NOT_A_TABLE.has(name.toUpperCase())) tables.add(name);
+    // After FROM/JOIN a name followed by `(` is a function (pg_sleep(1)); after INTO it is a column list.
+    const isFunction = t.text.toUpperCase() !== 'INTO' && followedByParen(words, j);
+    if (name && !isFunction && !NOT_A_TABLE.has(name.toUpperCase())) tables.add(name);
   }
   return { redacted, raw, operation, collection: tables.size === 1 ? [...tables][0] : undefined, comment };
+}
+
+function followedByParen(words: Token[], j: number): boolean {
+  while (words[j] && (words[j]!.kind === 'word' || words[j]!.kind === 'ident' || (words[j]!.kind === 'other' && (words[j] as { text: string }).text === '.'))) j++;
+  return words[j]?.kind === 'other' && (words[j] as { text: string }).text === '(';
 }
 
 /** Reads `name`, `schema.name` or `"Quoted".name` starting at words[j]. */
