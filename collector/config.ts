@@ -61,42 +61,47 @@ const pipelineSchema = z.strictObject({
 
 const componentsSchema = z.record(z.string(), z.unknown()).nullish().transform((v) => v ?? {});
 
+const storageSchema = z
+  .strictObject({
+    sqlite: z
+      .strictObject({
+        /** Database file; its directory is created. */
+        path: z.string().min(1).default('./data/bitville.db'),
+        /** Records older than this (by arrival) are dropped, hourly and at start. */
+        retention: schemaHelpers.duration().default(7 * 24 * 3600 * 1000),
+        /** Data beyond this size drops the oldest records. */
+        max_size: schemaHelpers.size().default(10 * 1024 ** 3),
+        /** `normal` survives a crash of the process; `full` also a power loss (an fsync per commit). */
+        synchronous: z.enum(['normal', 'full']).default('normal'),
+        /** How often retention and the size cap are enforced. */
+        check_interval: schemaHelpers.duration().default(3600 * 1000),
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
+const serviceSchema = z.strictObject({
+  pipelines: z.strictObject({ traces: pipelineSchema.optional(), logs: pipelineSchema.optional() }),
+  telemetry: z
+    .strictObject({
+      metrics: z.strictObject({ address: schemaHelpers.hostPort().default('127.0.0.1:8888') }).prefault({}),
+      logs: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info') }).prefault({}),
+    })
+    .prefault({}),
+});
+
+// Each top-level part is checked on its own, so one bad part does not hide the others' problems.
 const topSchema = z.strictObject({
   /** Outside plugins: paths (relative to this file) or package names. */
   plugins: z.array(z.string()).nullish().transform((v) => v ?? []),
   receivers: componentsSchema,
   processors: componentsSchema,
   exporters: componentsSchema,
-  storage: z
-    .strictObject({
-      sqlite: z
-        .strictObject({
-          /** Database file; its directory is created. */
-          path: z.string().min(1).default('./data/bitville.db'),
-          /** Records older than this (by arrival) are dropped, hourly and at start. */
-          retention: schemaHelpers.duration().default(7 * 24 * 3600 * 1000),
-          /** Data beyond this size drops the oldest records. */
-          max_size: schemaHelpers.size().default(10 * 1024 ** 3),
-          /** `normal` survives a crash of the process; `full` also a power loss (an fsync per commit). */
-          synchronous: z.enum(['normal', 'full']).default('normal'),
-          /** How often retention and the size cap are enforced. */
-          check_interval: schemaHelpers.duration().default(3600 * 1000),
-        })
-        .prefault({}),
-    })
-    .prefault({}),
-  service: z.strictObject({
-    pipelines: z.strictObject({ traces: pipelineSchema.optional(), logs: pipelineSchema.optional() }),
-    telemetry: z
-      .strictObject({
-        metrics: z.strictObject({ address: schemaHelpers.hostPort().default('127.0.0.1:8888') }).prefault({}),
-        logs: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info') }).prefault({}),
-      })
-      .prefault({}),
-  }),
+  storage: z.unknown().optional(),
+  service: z.unknown().optional(),
 });
 
-type Top = z.infer<typeof topSchema>;
+
 
 export interface Config {
   file: string;
@@ -104,8 +109,8 @@ export interface Config {
   processors: ReadonlyMap<string, ComponentConfig>;
   exporters: ReadonlyMap<string, ComponentConfig>;
   pipelines: Partial<Record<Signal, Pipeline>>;
-  storage: Top['storage'];
-  telemetry: Top['service']['telemetry'];
+  storage: z.infer<typeof storageSchema>;
+  telemetry: z.infer<typeof serviceSchema>['telemetry'];
 }
 
 /** Reads, expands and validates a config file; throws ConfigError listing every problem. */
@@ -120,19 +125,24 @@ export async function loadConfig(file: string, builtins: readonly Factory[], env
   const doc = parseDocument(source, { lineCounter: lines, prettyErrors: false });
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
-    throw new BitvilleError('BV_CONFIG_READ', `${file}:${e.linePos?.[0].line ?? '?'}: not valid YAML: ${e.message.split('\n')[0]}`);
+    throw new BitvilleError('BV_CONFIG_READ', `${file}:${lines.linePos(e.pos[0]).line}: not valid YAML: ${e.message.split('\n')[0]}`);
   }
   const problems: Problem[] = [];
   const lineOf = (path: (string | number)[]) => lineAt(doc, lines, path);
   const add = (path: (string | number)[], message: string) => problems.push({ path: keyPath(path), message, line: lineOf(path) });
 
   const raw = expandEnv(doc.toJS() ?? {}, env, [], add);
-  const top = topSchema.safeParse(raw);
-  if (!top.success) {
-    for (const issue of top.error.issues) reportIssue(issue, [], add);
-    throw new ConfigError(file, problems);
-  }
-  const t = top.data;
+  const parse = <T>(schema: z.ZodType<T>, value: unknown, path: (string | number)[]): T | undefined => {
+    const result = schema.safeParse(value);
+    if (result.success) return result.data;
+    for (const issue of result.error.issues) reportIssue(issue, path, add);
+    return undefined;
+  };
+  const t = parse(topSchema, raw, []);
+  if (!t) throw new ConfigError(file, problems);
+  const storage = parse(storageSchema, t.storage ?? {}, ['storage']);
+  if (t.service === undefined || t.service === null) add(['service'], 'missing: the service section defines the pipelines');
+  const service = t.service ? parse(serviceSchema, t.service, ['service']) : undefined;
 
   const factories = new Map<string, Factory>(builtins.map((f) => [`${f.kind}:${f.type}`, f]));
   for (const [i, spec] of t.plugins.entries()) {
@@ -163,18 +173,14 @@ export async function loadConfig(file: string, builtins: readonly Factory[], env
         add([section, id], `unknown ${kind} type "${m[1]}" (known: ${known.join(', ') || 'none'})`);
         continue;
       }
-      const parsed = factory.configSchema(z, schemaHelpers).safeParse(given ?? {});
-      if (!parsed.success) {
-        for (const issue of parsed.error.issues) reportIssue(issue, [section, id], add);
-        continue;
-      }
-      sections[section].set(id, { id, kind, type: m[1]!, factory, config: deepFreeze(parsed.data), signals: [] });
+      const parsed = parse(factory.configSchema(z, schemaHelpers), given ?? {}, [section, id]);
+      if (parsed !== undefined) sections[section].set(id, { id, kind, type: m[1]!, factory, config: deepFreeze(parsed), signals: [] });
     }
   }
 
   const pipelines: Partial<Record<Signal, Pipeline>> = {};
   for (const signal of SIGNALS) {
-    const p = t.service.pipelines[signal];
+    const p = service?.pipelines[signal];
     if (!p) continue;
     pipelines[signal] = p;
     for (const section of Object.keys(SECTIONS) as Section[]) {
@@ -185,17 +191,17 @@ export async function loadConfig(file: string, builtins: readonly Factory[], env
       }
     }
   }
-  if (Object.keys(pipelines).length === 0) add(['service', 'pipelines'], 'define at least one pipeline (traces or logs)');
+  if (service && Object.keys(pipelines).length === 0) add(['service', 'pipelines'], 'define at least one pipeline (traces or logs)');
 
-  if (problems.length > 0) throw new ConfigError(file, problems);
+  if (problems.length > 0 || !storage || !service) throw new ConfigError(file, problems);
   return deepFreeze({
     file,
     receivers: sections.receivers,
     processors: sections.processors,
     exporters: sections.exporters,
     pipelines,
-    storage: t.storage,
-    telemetry: t.service.telemetry,
+    storage,
+    telemetry: service.telemetry,
   });
 }
 
@@ -214,10 +220,13 @@ function keyPath(path: (string | number)[]): string {
 }
 
 function lineAt(doc: Document, lines: LineCounter, path: (string | number)[]): number | undefined {
-  // The deepest node that exists along the path (an unknown key's own node, a missing key's parent).
-  for (let n = path.length; n >= 0; n--) {
-    const node = doc.getIn(path.slice(0, n), true) as { range?: [number, number, number] } | undefined;
-    if (node?.range) return lines.linePos(node.range[0]).line;
+  // The line of the key itself where it exists, else of the deepest part of the path that does.
+  for (let n = path.length; n > 0; n--) {
+    const parent = doc.getIn(path.slice(0, n - 1), true) as { items?: { key?: any; range?: [number] }[] } | undefined;
+    const last = path[n - 1];
+    const item = parent?.items?.[typeof last === 'number' ? last : -1] ?? parent?.items?.find((p) => p.key?.value === last);
+    const range = (item?.key ?? item)?.range;
+    if (range) return lines.linePos(range[0]).line;
   }
   return undefined;
 }

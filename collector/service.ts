@@ -24,6 +24,7 @@ export class CollectorService {
   readonly #exporters: { id: string; component: Exporter; queue: ExportQueue }[] = [];
   #limitsTimer: NodeJS.Timeout | undefined;
   #ready = false;
+  #closed = false;
   readonly #latency;
 
   constructor(config: Config, telemetry: Telemetry) {
@@ -123,12 +124,13 @@ export class CollectorService {
         await drained;
       }),
     );
+    this.#closed = true;
     await attempt('store', () => this.store.close());
     return errors;
   }
 
   async #consume(signal: Signal, records: FlatRecord[]): Promise<void> {
-    if (!this.#ready) throw new ConsumerError('BV_SHUTTING_DOWN', 'the collector is not accepting data right now');
+    if (this.#closed) throw new ConsumerError('BV_SHUTTING_DOWN', 'the collector has shut down its store');
     const started = performance.now();
     let out = records;
     for (const id of this.#config.pipelines[signal]?.processors ?? []) {
