@@ -5,8 +5,11 @@
 // queries pass straight through.
 import type { QueryObservation } from './observation.js';
 
-/** How far apart a sampled query_start and a logged start (log time minus duration) may be for the same query. */
-const START_TOLERANCE_US = 20_000n;
+/**
+ * How far a logged start (log time minus duration) may be from the sampled query_start of the same
+ * query: the log time has millisecond resolution and is taken just after the duration.
+ */
+const TOLERANCE_US = 3_000n;
 
 interface Waiting {
   obs: QueryObservation;
@@ -54,13 +57,31 @@ export class QueryMerger {
 
 function takeClosest(list: Waiting[], obs: QueryObservation): QueryObservation | undefined {
   let best = -1;
-  let bestGap = START_TOLERANCE_US + 1n;
+  let bestGap = TOLERANCE_US + 1n;
   list.forEach((w, i) => {
-    if (w.obs.pid !== obs.pid) return;
-    const gap = w.obs.startUs > obs.startUs ? w.obs.startUs - obs.startUs : obs.startUs - w.obs.startUs;
+    const [sampled, logged] = obs.source === 'log' ? [w.obs, obs] : [obs, w.obs];
+    if (!samePair(sampled, logged)) return;
+    const gap = abs(sampled.startUs - logged.startUs);
     if (gap < bestGap) (best = i), (bestGap = gap);
   });
   return best < 0 ? undefined : list.splice(best, 1)[0]!.obs;
+}
+
+const abs = (n: bigint) => (n < 0n ? -n : n);
+
+/**
+ * Whether a sampled and a logged observation are the same execution. Back-to-back statements of
+ * one backend start microseconds apart, so the start alone cannot tell; the text must match and
+ * the ends must agree as far as the sampled end is known.
+ */
+function samePair(sampled: QueryObservation, logged: QueryObservation): boolean {
+  if (sampled.pid !== logged.pid || abs(sampled.startUs - logged.startUs) > TOLERANCE_US) return false;
+  const sameText = sampled.truncated ? logged.query.startsWith(sampled.query.slice(0, -1)) : logged.query === sampled.query;
+  if (!sameText) return false;
+  const loggedDuration = logged.endUs - logged.startUs;
+  const sampledDuration = sampled.endUs - sampled.startUs;
+  // state_change is the server's own end: it must agree. Other sampled ends are upper bounds.
+  return sampled.endPrecision === 'state_change' ? abs(sampledDuration - loggedDuration) <= TOLERANCE_US : loggedDuration <= sampledDuration + TOLERANCE_US;
 }
 
 function merge(sampled: QueryObservation, logged: QueryObservation): QueryObservation {
