@@ -78,7 +78,9 @@ async function captureRun(run: number, logSource: boolean) {
   const captured = statements.filter((s) => byTag.has(s.tag));
   const long = statements.filter((s) => s.long);
   const exact = captured.filter((s) => ['exact', 'millisecond'].includes(byTag.get(s.tag)!.attributes['bitville.db.end_precision'] as string));
+  const sleepMs = (s: Statement) => Number(/pg_sleep\(([\d.]+)\)/.exec(s.sql)?.[1] ?? 0) * 1000;
   return {
+    missedLongMs: long.filter((s) => !byTag.has(s.tag)).map(sleepMs),
     longShare: long.filter((s) => byTag.has(s.tag)).length / long.length,
     allShare: captured.length / statements.length,
     exactShare: exact.length / statements.length,
@@ -144,6 +146,8 @@ export default async function (): Promise<void> {
   for (let r = 0; r < RUNS; r++) sampling.push(await captureRun(r, false));
   console.log(`pg-agent sampling (poll 100 ms, ${SESSIONS} sessions x 40 statements, ${RUNS} runs, medians):`);
   console.log(`  statements >= 100 ms captured: ${pct(median(sampling.map((s) => s.longShare)))}   all statements captured: ${pct(median(sampling.map((s) => s.allShare)))}`);
+  const missed = sampling.flatMap((s) => s.missedLongMs);
+  if (missed.length > 0) console.log(`  missed >= 100 ms statements lasted (ms): ${missed.sort((a, b) => a - b).join(', ')} (shorter than the actual gap between two snapshots)`);
   if (logReady) {
     const logged = [];
     for (let r = 0; r < RUNS; r++) logged.push(await captureRun(RUNS + r, true));
