@@ -11,6 +11,7 @@ import { dirname } from 'node:path';
 import { EventEmitter } from 'node:events';
 import type { FlatRecord, Signal, StoredRecord } from '../model.js';
 import { durationOf, projectOf, signalOf, sourceOf, timeOf } from '../model.js';
+import { Checkpointer } from './checkpointer.js';
 import type { ExporterRoute, Store, StoreStats } from './store.js';
 
 export interface SqliteStoreOptions {
@@ -40,7 +41,6 @@ const MIGRATIONS: string[] = [
      forwarded_to_graylog INTEGER NOT NULL DEFAULT 0
    );
    CREATE INDEX records_correlation ON records(correlation_id) WHERE correlation_id IS NOT NULL;
-   CREATE INDEX records_time ON records(time_unix_nano);
    -- start_after: the last record id when the exporter was first configured; it starts from there.
    CREATE TABLE exporters (id TEXT PRIMARY KEY, bit INTEGER NOT NULL UNIQUE, start_after INTEGER NOT NULL);`,
 ];
@@ -57,6 +57,7 @@ export class SqliteStore implements Store {
   #initialMask: Record<Signal, number> = { traces: 0, logs: 0 };
   #dropped = { retention: 0, size: 0 };
   #insert: Database.Statement;
+  readonly #checkpointer: Checkpointer;
   #markDelivered: Database.Statement;
   #appendTx: (records: readonly FlatRecord[]) => void;
   #queues = new Map<string, { mask: number; pending: Database.Statement; backlog: Database.Statement }>();
@@ -72,7 +73,12 @@ export class SqliteStore implements Store {
     this.#db.pragma('journal_mode = WAL');
     this.#db.pragma(`synchronous = ${options.synchronous}`);
     this.#db.pragma('busy_timeout = 5000');
+    // Checkpoints run on their own thread (see checkpointer.ts); the WAL file is trimmed back
+    // to 64 MiB after each so it does not keep its peak size.
+    this.#db.pragma('wal_autocheckpoint = 0');
+    this.#db.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
     this.#migrate();
+    this.#checkpointer = new Checkpointer(options.path);
     this.#insert = this.#db.prepare(
       `INSERT INTO records (kind, signal, time_unix_nano, received_at_ms, correlation_id, trace_id, span_id,
          project, source, name, duration_ms, body, forwarded_to_graylog)
@@ -160,6 +166,7 @@ export class SqliteStore implements Store {
   async append(records: readonly FlatRecord[]): Promise<void> {
     if (records.length === 0) return;
     this.#appendTx(records);
+    this.#checkpointer.requested();
     this.#events.emit('commit');
   }
 
@@ -237,6 +244,7 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     if (!this.#db.open) return;
+    await this.#checkpointer.close();
     this.#db.pragma('wal_checkpoint(TRUNCATE)');
     this.#db.close();
   }
