@@ -14,7 +14,7 @@ import type { schemaHelpers } from './config-helpers.js';
 export type * from './model.js';
 export { SpanKind, StatusCode, CORRELATION_ATTRIBUTE, signalOf, timeOf, projectOf, sourceOf, durationOf } from './model.js';
 export { ConsumerError } from './errors.js';
-export { parseDuration, formatDuration } from './config-helpers.js';
+export { parseDuration, formatDuration, parseSize, parseHostPort } from './config-helpers.js';
 
 export type ComponentKind = 'receiver' | 'processor' | 'exporter';
 

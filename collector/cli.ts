@@ -1,0 +1,20 @@
+#!/usr/bin/env node
+// The `bitville` command line.
+import { Command } from 'commander';
+import { BitvilleError } from './errors.js';
+import { registerCollector } from './run.js';
+import { registerValidate } from './validate.js';
+import type { RegisterCommand } from './commands.js';
+
+const commands: RegisterCommand[] = [registerCollector, registerValidate];
+
+const program = new Command('bitville').description('Bitville Monitoring: agents and collector for PHP + PostgreSQL').showHelpAfterError();
+for (const register of commands) register(program);
+
+try {
+  await program.parseAsync();
+} catch (err) {
+  // Known errors (config problems and the like) print their message alone; others their stack.
+  process.stderr.write(`${err instanceof BitvilleError ? err.message : (err as Error).stack}\n`);
+  process.exitCode = 1;
+}

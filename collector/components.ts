@@ -1,0 +1,7 @@
+// The one explicit list of built-in factories. Outside plugins come in only through the
+// config's `plugins:` list.
+import type { Factory } from './api.js';
+import { factory as otlpReceiver } from '../plugins/otlp/index.js';
+import { factory as debugExporter } from '../plugins/debug/index.js';
+
+export const builtinFactories: readonly Factory[] = [otlpReceiver, debugExporter];

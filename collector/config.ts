@@ -1,0 +1,296 @@
+// Loading and validating a config file. Everything is checked before anything starts, and
+// every problem is reported at once, each naming the file (and line), the key path and what
+// is wrong. The result is frozen.
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { LineCounter, parseDocument, type Document } from 'yaml';
+import { z } from 'zod';
+import type { ComponentKind, Factory } from './api.js';
+import { schemaHelpers } from './config-helpers.js';
+import { BitvilleError } from './errors.js';
+import type { Signal } from './model.js';
+
+export interface Problem {
+  /** Key path, for example `exporters.gelf/primary.endpoint`. */
+  path: string;
+  message: string;
+  line?: number;
+}
+
+export class ConfigError extends BitvilleError {
+  constructor(
+    readonly file: string,
+    readonly problems: Problem[],
+  ) {
+    super('BV_CONFIG_INVALID', problems.map((p) => formatProblem(file, p)).join('\n'));
+    this.name = 'ConfigError';
+  }
+}
+
+export function formatProblem(file: string, p: Problem): string {
+  return `${file}${p.line ? `:${p.line}` : ''}: ${p.path || '(top level)'}: ${p.message}`;
+}
+
+export interface ComponentConfig {
+  id: string;
+  kind: ComponentKind;
+  type: string;
+  factory: Factory;
+  config: unknown;
+  /** Signals whose pipelines use this component. */
+  signals: Signal[];
+}
+
+export interface Pipeline {
+  receivers: string[];
+  processors: string[];
+  exporters: string[];
+}
+
+const SIGNALS = ['traces', 'logs'] as const;
+const SECTIONS = { receivers: 'receiver', processors: 'processor', exporters: 'exporter' } as const;
+type Section = keyof typeof SECTIONS;
+
+const pipelineSchema = z.strictObject({
+  receivers: z.array(z.string()).min(1, 'a pipeline needs at least one receiver'),
+  processors: z.array(z.string()).default([]),
+  exporters: z.array(z.string()).default([]),
+});
+
+const componentsSchema = z.record(z.string(), z.unknown()).nullish().transform((v) => v ?? {});
+
+const storageSchema = z
+  .strictObject({
+    sqlite: z
+      .strictObject({
+        /** Database file; its directory is created. */
+        path: z.string().min(1).default('./data/bitville.db'),
+        /** Records older than this (by arrival) are dropped, hourly and at start. */
+        retention: schemaHelpers.duration().default(7 * 24 * 3600 * 1000),
+        /** Data beyond this size drops the oldest records. */
+        max_size: schemaHelpers.size().default(10 * 1024 ** 3),
+        /** `normal` survives a crash of the process; `full` also a power loss (an fsync per commit). */
+        synchronous: z.enum(['normal', 'full']).default('normal'),
+        /** How often retention and the size cap are enforced. */
+        check_interval: schemaHelpers.duration().default(3600 * 1000),
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
+const serviceSchema = z.strictObject({
+  pipelines: z.strictObject({ traces: pipelineSchema.optional(), logs: pipelineSchema.optional() }),
+  telemetry: z
+    .strictObject({
+      metrics: z.strictObject({ address: schemaHelpers.hostPort().default('127.0.0.1:8888') }).prefault({}),
+      logs: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info') }).prefault({}),
+    })
+    .prefault({}),
+});
+
+// Each top-level part is checked on its own, so one bad part does not hide the others' problems.
+const topSchema = z.strictObject({
+  /** Outside plugins: paths (relative to this file) or package names. */
+  plugins: z.array(z.string()).nullish().transform((v) => v ?? []),
+  receivers: componentsSchema,
+  processors: componentsSchema,
+  exporters: componentsSchema,
+  storage: z.unknown().optional(),
+  service: z.unknown().optional(),
+});
+
+
+
+export interface Config {
+  file: string;
+  receivers: ReadonlyMap<string, ComponentConfig>;
+  processors: ReadonlyMap<string, ComponentConfig>;
+  exporters: ReadonlyMap<string, ComponentConfig>;
+  pipelines: Partial<Record<Signal, Pipeline>>;
+  storage: z.infer<typeof storageSchema>;
+  telemetry: z.infer<typeof serviceSchema>['telemetry'];
+}
+
+/** Reads, expands and validates a config file; throws ConfigError listing every problem. */
+export async function loadConfig(file: string, builtins: readonly Factory[], env: NodeJS.ProcessEnv = process.env): Promise<Config> {
+  let source: string;
+  try {
+    source = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new BitvilleError('BV_CONFIG_READ', `${file}: cannot read the config: ${(err as Error).message}`);
+  }
+  const lines = new LineCounter();
+  const doc = parseDocument(source, { lineCounter: lines, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    throw new BitvilleError('BV_CONFIG_READ', `${file}:${lines.linePos(e.pos[0]).line}: not valid YAML: ${e.message.split('\n')[0]}`);
+  }
+  const problems: Problem[] = [];
+  const lineOf = (path: (string | number)[]) => lineAt(doc, lines, path);
+  const add = (path: (string | number)[], message: string) => problems.push({ path: keyPath(path), message, line: lineOf(path) });
+
+  const raw = expandEnv(doc.toJS() ?? {}, env, [], add);
+  const parse = <T>(schema: z.ZodType<T>, value: unknown, path: (string | number)[]): T | undefined => {
+    const result = schema.safeParse(value);
+    if (result.success) return result.data;
+    for (const issue of result.error.issues) reportIssue(issue, path, add);
+    return undefined;
+  };
+  const t = parse(topSchema, raw, []);
+  if (!t) throw new ConfigError(file, problems);
+  const storage = parse(storageSchema, t.storage ?? {}, ['storage']);
+  if (t.service === undefined || t.service === null) add(['service'], 'missing: the service section defines the pipelines');
+  const service = t.service ? parse(serviceSchema, t.service, ['service']) : undefined;
+
+  const factories = new Map<string, Factory>(builtins.map((f) => [`${f.kind}:${f.type}`, f]));
+  for (const [i, spec] of t.plugins.entries()) {
+    try {
+      for (const f of await loadPlugin(spec, dirname(resolve(file)))) {
+        const key = `${f.kind}:${f.type}`;
+        if (factories.has(key)) add(['plugins', i], `${f.kind} type "${f.type}" is already registered`);
+        else factories.set(key, f);
+      }
+    } catch (err) {
+      add(['plugins', i], `cannot load plugin "${spec}": ${(err as Error).message}`);
+    }
+  }
+
+  const sections = {} as Record<Section, Map<string, ComponentConfig>>;
+  for (const section of Object.keys(SECTIONS) as Section[]) {
+    const kind = SECTIONS[section];
+    sections[section] = new Map();
+    for (const [id, given] of Object.entries(t[section])) {
+      const m = /^([A-Za-z][A-Za-z0-9_]*)(?:\/([^/\s]+))?$/.exec(id);
+      if (!m) {
+        add([section, id], `"${id}" is not a component id (write type or type/name)`);
+        continue;
+      }
+      const factory = factories.get(`${kind}:${m[1]}`);
+      if (!factory) {
+        const known = [...factories.values()].filter((f) => f.kind === kind).map((f) => f.type);
+        add([section, id], `unknown ${kind} type "${m[1]}" (known: ${known.join(', ') || 'none'})`);
+        continue;
+      }
+      const parsed = parse(factory.configSchema(z, schemaHelpers), given ?? {}, [section, id]);
+      if (parsed !== undefined) sections[section].set(id, { id, kind, type: m[1]!, factory, config: deepFreeze(parsed), signals: [] });
+    }
+  }
+
+  const pipelines: Partial<Record<Signal, Pipeline>> = {};
+  for (const signal of SIGNALS) {
+    const p = service?.pipelines[signal];
+    if (!p) continue;
+    pipelines[signal] = p;
+    for (const section of Object.keys(SECTIONS) as Section[]) {
+      for (const [i, id] of p[section].entries()) {
+        const component = sections[section].get(id);
+        if (component) component.signals.push(signal);
+        else if (!(id in t[section])) add(['service', 'pipelines', signal, section, i], `"${id}" is not defined under ${section}`);
+      }
+    }
+  }
+  if (service && Object.keys(pipelines).length === 0) add(['service', 'pipelines'], 'define at least one pipeline (traces or logs)');
+
+  if (problems.length > 0 || !storage || !service) throw new ConfigError(file, problems);
+  return deepFreeze({
+    file,
+    receivers: sections.receivers,
+    processors: sections.processors,
+    exporters: sections.exporters,
+    pipelines,
+    storage,
+    telemetry: service.telemetry,
+  });
+}
+
+function reportIssue(issue: z.core.$ZodIssue, prefix: (string | number)[], add: (path: (string | number)[], m: string) => void): void {
+  const path = [...prefix, ...(issue.path as (string | number)[])];
+  if (issue.code === 'unrecognized_keys') {
+    const hint = keyPath(path) === 'service.pipelines' ? ' (pipelines are traces and logs)' : '';
+    for (const key of issue.keys) add([...path, key], `unknown key${hint}`);
+  } else {
+    add(path, issue.message);
+  }
+}
+
+function keyPath(path: (string | number)[]): string {
+  return path.reduce<string>((out, part) => (typeof part === 'number' ? `${out}[${part}]` : out ? `${out}.${part}` : part), '');
+}
+
+function lineAt(doc: Document, lines: LineCounter, path: (string | number)[]): number | undefined {
+  // The line of the key itself where it exists, else of the deepest part of the path that does.
+  for (let n = path.length; n > 0; n--) {
+    const parent = doc.getIn(path.slice(0, n - 1), true) as { items?: { key?: any; range?: [number] }[] } | undefined;
+    const last = path[n - 1];
+    const item = parent?.items?.[typeof last === 'number' ? last : -1] ?? parent?.items?.find((p) => p.key?.value === last);
+    const range = (item?.key ?? item)?.range;
+    if (range) return lines.linePos(range[0]).line;
+  }
+  return undefined;
+}
+
+const ENV_REF = /\$\$|\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+
+/** `${env:NAME}` and `${env:NAME:-default}` in string values; `$$` is a literal `$`. */
+function expandEnv(value: unknown, env: NodeJS.ProcessEnv, path: (string | number)[], add: (path: (string | number)[], m: string) => void): unknown {
+  if (typeof value === 'string') {
+    let whole = false;
+    const out = value.replace(ENV_REF, (match, name: string | undefined, fallback: string | undefined) => {
+      if (match === '$$') return '$';
+      whole = match === value;
+      const v = env[name!];
+      if (v !== undefined && v !== '') return v;
+      if (fallback !== undefined) return fallback;
+      add(path, `environment variable ${name} is not set (write \${env:${name}:-default} to give a default)`);
+      return '';
+    });
+    // A value that is one whole reference takes the type its text reads as (port: ${env:PORT}).
+    if (whole) {
+      if (/^(true|false)$/.test(out)) return out === 'true';
+      if (out !== '' && String(Number(out)) === out) return Number(out);
+    }
+    return out;
+  }
+  if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, env, [...path, i], add));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expandEnv(v, env, [...path, k], add)]));
+  }
+  return value;
+}
+
+const KINDS = new Set(['receiver', 'processor', 'exporter']);
+
+async function loadPlugin(spec: string, baseDir: string): Promise<Factory[]> {
+  let url: string;
+  if (spec.startsWith('.') || isAbsolute(spec)) {
+    url = pathToFileURL(resolve(baseDir, spec)).href;
+  } else {
+    try {
+      url = pathToFileURL(createRequire(resolve(baseDir, 'package.json')).resolve(spec)).href;
+    } catch {
+      url = spec; // ESM-only packages: resolve from the collector's own location.
+    }
+  }
+  const mod = await import(url);
+  const exported = mod.factories ?? mod.default;
+  const list: unknown[] = Array.isArray(exported) ? exported : [exported];
+  if (list.length === 0 || exported === undefined) throw new Error('it exports no factory (export default a factory or a list of them)');
+  for (const f of list) {
+    const ok =
+      typeof f === 'object' && f !== null && KINDS.has((f as Factory).kind) && typeof (f as Factory).type === 'string' &&
+      typeof (f as Factory).configSchema === 'function' && typeof (f as Factory).create === 'function';
+    if (!ok) throw new Error('an export is not a factory (it needs kind, type, configSchema and create)');
+  }
+  return list as Factory[];
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    if (value instanceof Map) for (const v of value.values()) deepFreeze(v);
+    else for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,121 @@
+// Feeds one exporter from the store. Woken by each commit (an event, no polling while idle);
+// reads the exporter's oldest undelivered records, hands them over a batch at a time, and
+// marks exactly what the exporter reports as sent. After a retryable failure it waits (the
+// exporter's retryAfterMs, else a doubling backoff) before offering the same batch again.
+import type { Logger } from 'pino';
+import type { ComponentMetrics, Exporter } from './api.js';
+import type { Store } from './store/store.js';
+import type { StoredRecord } from './model.js';
+
+const DEFAULT_BATCH = 500;
+const BACKOFF_START_MS = 1000;
+const BACKOFF_MAX_MS = 30_000;
+
+export class ExportQueue {
+  #running: Promise<void> | undefined;
+  #wakeAgain = false;
+  #stopping = false;
+  #timer: NodeJS.Timeout | undefined;
+  #backoff = BACKOFF_START_MS;
+  #unsubscribe: (() => void) | undefined;
+  readonly #sent: { spans: ReturnType<ComponentMetrics['counter']>; logs: ReturnType<ComponentMetrics['counter']> };
+  readonly #failed: { spans: ReturnType<ComponentMetrics['counter']>; logs: ReturnType<ComponentMetrics['counter']> };
+  readonly #dropped: ReturnType<ComponentMetrics['counter']>;
+
+  constructor(
+    readonly id: string,
+    private readonly exporter: Exporter,
+    private readonly store: Store,
+    private readonly logger: Logger,
+    metrics: ComponentMetrics,
+  ) {
+    this.#sent = {
+      spans: metrics.counter('otelcol_exporter_sent_spans', 'Spans (and summaries) the exporter delivered.'),
+      logs: metrics.counter('otelcol_exporter_sent_log_records', 'Log records the exporter delivered.'),
+    };
+    this.#failed = {
+      spans: metrics.counter('otelcol_exporter_send_failed_spans', 'Spans in batches whose send failed (they stay queued).'),
+      logs: metrics.counter('otelcol_exporter_send_failed_log_records', 'Log records in batches whose send failed (they stay queued).'),
+    };
+    this.#dropped = metrics.counter('bitville_exporter_dropped_records', 'Records the exporter can never send (unserializable, permanent failure).');
+    const backlog = metrics.gauge('otelcol_exporter_queue_size', 'Records stored and not yet delivered by the exporter.');
+    // The backlog is counted in the store on each scrape; the gauge is refreshed by the scrape hook.
+    this.refreshBacklog = async () => backlog.set(await this.store.backlog(this.id));
+  }
+
+  readonly refreshBacklog: () => Promise<void>;
+
+  start(): void {
+    this.#unsubscribe = this.store.onCommit(() => this.wake());
+    this.wake(); // whatever was left from before a restart
+  }
+
+  wake(): void {
+    if (this.#stopping || this.#timer) return;
+    if (this.#running) {
+      this.#wakeAgain = true;
+      return;
+    }
+    this.#running = this.#drain().finally(() => {
+      this.#running = undefined;
+      if (this.#wakeAgain) {
+        this.#wakeAgain = false;
+        this.wake();
+      }
+    });
+  }
+
+  async #drain(): Promise<void> {
+    const size = this.exporter.batchSize ?? DEFAULT_BATCH;
+    while (!this.#stopping) {
+      const batch = await this.store.pending(this.id, size);
+      if (batch.length === 0) return;
+      let result;
+      try {
+        result = await this.exporter.export(batch);
+      } catch (err) {
+        result = { kind: 'retryable' as const, error: err as Error };
+      }
+      if (result.kind === 'retryable') {
+        this.#count(this.#failed, batch);
+        const delay = result.retryAfterMs ?? this.#backoff;
+        this.#backoff = Math.min(this.#backoff * 2, BACKOFF_MAX_MS);
+        this.logger.warn({ err: result.error.message, batch: batch.length, retryInMs: delay }, 'export failed; will retry');
+        if (!this.#stopping) {
+          this.#timer = setTimeout(() => {
+            this.#timer = undefined;
+            this.wake();
+          }, delay);
+        }
+        return;
+      }
+      this.#backoff = BACKOFF_START_MS;
+      if (result.kind === 'permanent') {
+        this.#dropped.inc(batch.length);
+        this.logger.error({ err: result.error.message, batch: batch.length }, 'export failed permanently; batch dropped');
+        await this.store.markDelivered(this.id, batch.map((r) => r.id));
+        continue;
+      }
+      const rejected = new Set((result.rejected ?? []).map((r) => r.id));
+      for (const r of result.rejected ?? []) this.logger.error({ recordId: r.id, reason: r.reason }, 'record cannot be exported; skipped');
+      this.#dropped.inc(rejected.size);
+      await this.store.markDelivered(this.id, batch.map((r) => r.id));
+      this.#count(this.#sent, batch.filter((r) => !rejected.has(r.id)));
+    }
+  }
+
+  #count(counters: { spans: { inc(n: number): void }; logs: { inc(n: number): void } }, batch: StoredRecord[]): void {
+    const logs = batch.reduce((n, r) => n + (r.kind === 'log' ? 1 : 0), 0);
+    if (logs) counters.logs.inc(logs);
+    if (batch.length - logs) counters.spans.inc(batch.length - logs);
+  }
+
+  /** Stops waking; lets the batch in flight finish and be marked. */
+  async shutdown(): Promise<void> {
+    this.#stopping = true;
+    this.#unsubscribe?.();
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.#running;
+  }
+}

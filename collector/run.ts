@@ -1,0 +1,46 @@
+// `bitville collector`: load and validate the config, build the graph, start it, serve the
+// admin endpoints, and drain on SIGTERM/SIGINT.
+import type { Command } from 'commander';
+import { AdminServer } from './admin.js';
+import { builtinFactories } from './components.js';
+import { loadConfig } from './config.js';
+import { CollectorService } from './service.js';
+import { createLogger, Telemetry } from './telemetry.js';
+
+export function registerCollector(program: Command): void {
+  program
+    .command('collector')
+    .description('run the collector')
+    .option('-c, --config <file>', 'config file', 'otel-config.yaml')
+    .action(async (opts: { config: string }) => {
+      const config = await loadConfig(opts.config, builtinFactories);
+      const logger = createLogger(config.telemetry.logs.level);
+      const telemetry = new Telemetry(logger);
+      const service = new CollectorService(config, telemetry);
+      const admin = new AdminServer({
+        address: config.telemetry.metrics.address,
+        metrics: async () => {
+          await service.refreshMetrics();
+          return telemetry.metricsText();
+        },
+        contentType: telemetry.registry.contentType,
+        ready: () => service.ready,
+        logger: logger.child({ component: 'admin' }),
+      });
+      await admin.start();
+      await service.start();
+
+      let stopping = false;
+      const stop = async (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        logger.info({ signal }, 'draining for shutdown');
+        const errors = await service.shutdown();
+        await admin.shutdown();
+        logger.info({ errors: errors.length }, 'collector stopped');
+        process.exitCode = errors.length > 0 ? 1 : 0;
+      };
+      process.once('SIGTERM', () => void stop('SIGTERM'));
+      process.once('SIGINT', () => void stop('SIGINT'));
+    });
+}

@@ -1,0 +1,172 @@
+// Builds the whole component graph from a validated config before anything starts, then
+// starts downstream first (store, exporters, processors, receivers) and stops upstream first,
+// collecting every shutdown error.
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import type { Exporter, FlatRecord, Processor, Receiver, Signal } from './api.js';
+import type { ComponentConfig, Config } from './config.js';
+import { ConsumerError } from './errors.js';
+import { ExportQueue } from './export-queue.js';
+import { SqliteStore } from './store/sqlite.js';
+import type { Store } from './store/store.js';
+import type { Telemetry } from './telemetry.js';
+
+const EXPORT_GRACE_MS = 5000;
+
+export class CollectorService {
+  readonly store: Store;
+  readonly #config: Config;
+  readonly #telemetry: Telemetry;
+  readonly #logger: Logger;
+  readonly #receivers: { id: string; component: Receiver }[] = [];
+  readonly #processors = new Map<string, Processor>();
+  readonly #exporters: { id: string; component: Exporter; queue: ExportQueue }[] = [];
+  #limitsTimer: NodeJS.Timeout | undefined;
+  #ready = false;
+  readonly #latency;
+
+  constructor(config: Config, telemetry: Telemetry) {
+    this.#config = config;
+    this.#telemetry = telemetry;
+    this.#logger = telemetry.logger;
+    const s = config.storage.sqlite;
+    this.store = new SqliteStore({
+      path: resolve(s.path),
+      retentionMs: s.retention,
+      maxSizeBytes: s.max_size,
+      synchronous: s.synchronous === 'full' ? 'FULL' : 'NORMAL',
+    });
+    const dataDir = dirname(resolve(s.path));
+    mkdirSync(dataDir, { recursive: true });
+    this.#registerStoreMetrics();
+    this.#latency = telemetry
+      .forComponent('store', 'sqlite')
+      .histogram('bitville_processing_duration_seconds', 'Time from decoded request to committed records.', [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]);
+
+    const context = (c: ComponentConfig) => ({
+      id: c.id,
+      logger: this.#logger.child({ component: c.id, kind: c.kind }),
+      metrics: telemetry.forComponent(c.kind, c.id),
+      dataDir,
+      signals: Object.freeze([...c.signals]),
+    });
+    const used = (c: ComponentConfig) => c.signals.length > 0;
+    for (const c of config.exporters.values()) {
+      if (!used(c) || c.factory.kind !== 'exporter') continue;
+      const ctx = context(c);
+      const component = c.factory.create(c.config, ctx);
+      this.#exporters.push({ id: c.id, component, queue: new ExportQueue(c.id, component, this.store, ctx.logger, ctx.metrics) });
+    }
+    for (const c of config.processors.values()) {
+      if (!used(c) || c.factory.kind !== 'processor') continue;
+      this.#processors.set(
+        c.id,
+        c.factory.create(c.config, {
+          ...context(c),
+          store: this.store,
+          emit: (records) => this.#commit(records),
+        }),
+      );
+    }
+    for (const c of config.receivers.values()) {
+      if (!used(c) || c.factory.kind !== 'receiver') continue;
+      const component = c.factory.create(c.config, {
+        ...context(c),
+        consumer: { consume: (signal, records) => this.#consume(signal, records) },
+      });
+      this.#receivers.push({ id: c.id, component });
+    }
+  }
+
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  async start(): Promise<void> {
+    const routes = this.#exporters.map((e) => ({ id: e.id, signals: this.#config.exporters.get(e.id)!.signals }));
+    await this.store.configureExporters(routes);
+    await this.#enforceLimits();
+    this.#limitsTimer = setInterval(() => void this.#enforceLimits(), this.#config.storage.sqlite.check_interval);
+    this.#limitsTimer.unref();
+    for (const e of this.#exporters) await e.component.start();
+    for (const e of this.#exporters) e.queue.start();
+    for (const p of this.#processors.values()) await p.start();
+    for (const r of this.#receivers) await r.component.start();
+    this.#ready = true;
+    this.#logger.info({ receivers: this.#receivers.length, processors: this.#processors.size, exporters: this.#exporters.length }, 'collector started');
+  }
+
+  /** Drains: receivers stop accepting and finish in-flight requests; exporters finish their batch. */
+  async shutdown(): Promise<Error[]> {
+    this.#ready = false;
+    const errors: Error[] = [];
+    const attempt = async (what: string, step: () => Promise<unknown>) => {
+      try {
+        await step();
+      } catch (err) {
+        errors.push(err as Error);
+        this.#logger.error({ err, component: what }, 'shutdown error');
+      }
+    };
+    clearInterval(this.#limitsTimer);
+    for (const r of [...this.#receivers].reverse()) await attempt(r.id, () => r.component.shutdown());
+    for (const [id, p] of [...this.#processors].reverse()) await attempt(id, () => p.shutdown());
+    // Let each exporter finish its batch in flight; past the grace its shutdown abandons it.
+    await Promise.all(
+      this.#exporters.map(async (e) => {
+        const drained = e.queue.shutdown();
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([drained, new Promise((r) => (timer = setTimeout(r, EXPORT_GRACE_MS)))]);
+        clearTimeout(timer);
+        await attempt(e.id, () => e.component.shutdown());
+        await drained;
+      }),
+    );
+    await attempt('store', () => this.store.close());
+    return errors;
+  }
+
+  async #consume(signal: Signal, records: FlatRecord[]): Promise<void> {
+    if (!this.#ready) throw new ConsumerError('BV_SHUTTING_DOWN', 'the collector is not accepting data right now');
+    const started = performance.now();
+    let out = records;
+    for (const id of this.#config.pipelines[signal]?.processors ?? []) {
+      out = await this.#processors.get(id)!.process(out, signal);
+    }
+    await this.#commit(out);
+    this.#latency.observe((performance.now() - started) / 1000);
+  }
+
+  async #commit(records: FlatRecord[]): Promise<void> {
+    try {
+      await this.store.append(records);
+    } catch (err) {
+      throw new ConsumerError('BV_STORE_FAILED', `storage could not commit: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  async #enforceLimits(): Promise<void> {
+    try {
+      const removed = await this.store.enforceLimits();
+      if (removed > 0) this.#logger.info({ removed }, 'store limits enforced (retention, size cap)');
+    } catch (err) {
+      this.#logger.error({ err }, 'enforcing store limits failed');
+    }
+  }
+
+  /** Refreshes gauges that need a store query; called before each /metrics scrape. */
+  async refreshMetrics(): Promise<void> {
+    await Promise.all(this.#exporters.map((e) => e.queue.refreshBacklog()));
+  }
+
+  #registerStoreMetrics(): void {
+    const m = this.#telemetry.forComponent('store', 'sqlite');
+    m.gauge('bitville_store_size_bytes', 'Bytes of data in the store (free pages excluded).', () => this.store.stats().sizeBytes);
+    m.gauge('bitville_store_records', 'Records in the store.', () => this.store.stats().rows);
+    m.gauge('bitville_store_retention_seconds', 'Configured retention.', () => this.#config.storage.sqlite.retention / 1000);
+    m.gauge('bitville_store_max_size_bytes', 'Configured size cap.', () => this.#config.storage.sqlite.max_size);
+    m.gauge('bitville_store_dropped_retention_records', 'Records dropped by retention since start.', () => this.store.stats().dropped.retention);
+    m.gauge('bitville_store_dropped_size_records', 'Records dropped by the size cap since start.', () => this.store.stats().dropped.size);
+  }
+}

@@ -1,0 +1,255 @@
+// SQLite store (better-sqlite3, WAL). One table of flat records in arrival (rowid) order.
+//
+// Per-exporter progress: `forwarded_to_graylog` holds one bit per exporter (bits assigned
+// durably in `exporters`). With the usual single GELF exporter it is exactly the 0/1 flag of
+// the design. Each exporter has a partial index over the rows whose bit is still clear, so
+// reading a backlog never scans delivered rows. A record is inserted with the bits of the
+// exporters that must not see it already set (other signal, exporter removed from config).
+import Database from 'better-sqlite3';
+import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { EventEmitter } from 'node:events';
+import type { FlatRecord, Signal, StoredRecord } from '../model.js';
+import { durationOf, projectOf, signalOf, sourceOf, timeOf } from '../model.js';
+import type { ExporterRoute, Store, StoreStats } from './store.js';
+
+export interface SqliteStoreOptions {
+  path: string;
+  retentionMs: number;
+  maxSizeBytes: number;
+  /** NORMAL survives a process crash (kill -9); FULL also a power loss, at an fsync per commit. */
+  synchronous: 'NORMAL' | 'FULL';
+  now?: () => number;
+}
+
+const MIGRATIONS: string[] = [
+  `CREATE TABLE records (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     kind TEXT NOT NULL,
+     signal TEXT NOT NULL,
+     time_unix_nano INTEGER NOT NULL,
+     received_at_ms INTEGER NOT NULL,
+     correlation_id TEXT,
+     trace_id TEXT,
+     span_id TEXT,
+     project TEXT,
+     source TEXT,
+     name TEXT,
+     duration_ms REAL,
+     body TEXT NOT NULL,
+     forwarded_to_graylog INTEGER NOT NULL DEFAULT 0
+   );
+   CREATE INDEX records_correlation ON records(correlation_id) WHERE correlation_id IS NOT NULL;
+   CREATE INDEX records_time ON records(time_unix_nano);
+   CREATE TABLE exporters (id TEXT PRIMARY KEY, bit INTEGER NOT NULL UNIQUE);`,
+];
+
+const MAX_EXPORTER_BITS = 62;
+const DELETE_CHUNK = 5000;
+
+export class SqliteStore implements Store {
+  readonly #db: Database.Database;
+  readonly #options: SqliteStoreOptions;
+  readonly #now: () => number;
+  readonly #events = new EventEmitter();
+  #bits = new Map<string, number>();
+  #initialMask: Record<Signal, number> = { traces: 0, logs: 0 };
+  #dropped = { retention: 0, size: 0 };
+  #insert: Database.Statement;
+  #appendTx: (records: readonly FlatRecord[]) => void;
+  #pendingStmts = new Map<string, Database.Statement>();
+
+  constructor(options: SqliteStoreOptions) {
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+    mkdirSync(dirname(options.path), { recursive: true });
+    // Create the file ourselves so it is never readable by others, whatever the umask.
+    closeSync(openSync(options.path, 'a', 0o600));
+    chmodSync(options.path, 0o600);
+    this.#db = new Database(options.path);
+    this.#db.pragma('journal_mode = WAL');
+    this.#db.pragma(`synchronous = ${options.synchronous}`);
+    this.#db.pragma('busy_timeout = 5000');
+    this.#migrate();
+    this.#insert = this.#db.prepare(
+      `INSERT INTO records (kind, signal, time_unix_nano, received_at_ms, correlation_id, trace_id, span_id,
+         project, source, name, duration_ms, body, forwarded_to_graylog)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.#appendTx = this.#db.transaction((records: readonly FlatRecord[]) => {
+      const receivedAt = this.#now();
+      for (const r of records) {
+        const signal = signalOf(r);
+        this.#insert.run(
+          r.kind,
+          signal,
+          BigInt(timeOf(r)),
+          receivedAt,
+          r.correlationId || null,
+          r.traceId || null,
+          r.spanId || null,
+          projectOf(r) || null,
+          sourceOf(r),
+          r.kind === 'log' ? r.eventName || r.severityText || null : r.name,
+          durationOf(r) ?? null,
+          JSON.stringify(r),
+          this.#initialMask[signal],
+        );
+      }
+    });
+  }
+
+  #migrate(): void {
+    const version = this.#db.pragma('user_version', { simple: true }) as number;
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      this.#db.transaction(() => {
+        this.#db.exec(MIGRATIONS[v]!);
+        this.#db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+  }
+
+  async configureExporters(routes: readonly ExporterRoute[]): Promise<void> {
+    const known = new Map(
+      (this.#db.prepare('SELECT id, bit FROM exporters').all() as { id: string; bit: number }[]).map((r) => [r.id, r.bit]),
+    );
+    const used = new Set(known.values());
+    const assign = this.#db.prepare('INSERT INTO exporters (id, bit) VALUES (?, ?)');
+    this.#bits = new Map();
+    this.#db.transaction(() => {
+      for (const { id } of routes) {
+        let bit = known.get(id);
+        if (bit === undefined) {
+          bit = 0;
+          while (used.has(bit)) bit++;
+          if (bit >= MAX_EXPORTER_BITS) throw new Error(`the store tracks at most ${MAX_EXPORTER_BITS} exporter ids`);
+          used.add(bit);
+          assign.run(id, bit);
+        }
+        this.#bits.set(id, bit);
+      }
+    })();
+    // Bits of exporters that are not configured (now or any more) start set: nobody reads them.
+    const allBits = [...used].reduce((mask, bit) => mask | 2 ** bit, 0);
+    for (const signal of ['traces', 'logs'] as const) {
+      const wanted = routes.filter((r) => r.signals.includes(signal)).reduce((m, r) => m | 2 ** this.#bits.get(r.id)!, 0);
+      this.#initialMask[signal] = allBits - wanted;
+    }
+    const indexes = this.#db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'records_pending_%'").all() as { name: string }[];
+    for (const { name } of indexes) {
+      if (![...this.#bits.values()].some((bit) => name === `records_pending_${bit}`)) this.#db.exec(`DROP INDEX ${name}`);
+    }
+    this.#pendingStmts.clear();
+    for (const [id, bit] of this.#bits) {
+      const mask = 2 ** bit;
+      this.#db.exec(`CREATE INDEX IF NOT EXISTS records_pending_${bit} ON records(id) WHERE (forwarded_to_graylog & ${mask}) = 0`);
+      this.#pendingStmts.set(
+        id,
+        this.#db.prepare(`SELECT id, received_at_ms, body FROM records WHERE (forwarded_to_graylog & ${mask}) = 0 ORDER BY id LIMIT ?`),
+      );
+    }
+  }
+
+  async append(records: readonly FlatRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    this.#appendTx(records);
+    this.#events.emit('commit');
+  }
+
+  async pending(exporterId: string, limit: number): Promise<StoredRecord[]> {
+    const rows = this.#statementFor(exporterId).all(limit) as { id: number; received_at_ms: number; body: string }[];
+    return rows.map(toStored);
+  }
+
+  async markDelivered(exporterId: string, ids: readonly number[]): Promise<void> {
+    if (ids.length === 0) return;
+    const mask = 2 ** this.#bitOf(exporterId);
+    this.#db
+      .prepare(`UPDATE records SET forwarded_to_graylog = forwarded_to_graylog | ${mask} WHERE id IN (SELECT value FROM json_each(?))`)
+      .run(JSON.stringify(ids));
+  }
+
+  async backlog(exporterId: string): Promise<number> {
+    const mask = 2 ** this.#bitOf(exporterId);
+    const row = this.#db.prepare(`SELECT count(*) AS n FROM records WHERE (forwarded_to_graylog & ${mask}) = 0`).get() as { n: number };
+    return row.n;
+  }
+
+  async byCorrelationId(correlationId: string): Promise<StoredRecord[]> {
+    const rows = this.#db
+      .prepare('SELECT id, received_at_ms, body FROM records WHERE correlation_id = ? ORDER BY id')
+      .all(correlationId) as { id: number; received_at_ms: number; body: string }[];
+    return rows.map(toStored);
+  }
+
+  onCommit(listener: () => void): () => void {
+    this.#events.on('commit', listener);
+    return () => this.#events.off('commit', listener);
+  }
+
+  async enforceLimits(): Promise<number> {
+    let removed = 0;
+    // Retention: rows arrive in id order, so everything before the first young row is old.
+    // Finding that row reads only the rows being dropped, never the whole table.
+    const cutoff = this.#now() - this.#options.retentionMs;
+    const firstYoung = this.#db.prepare('SELECT id FROM records WHERE received_at_ms >= ? ORDER BY id LIMIT 1').get(cutoff) as
+      | { id: number }
+      | undefined;
+    const limitId = firstYoung?.id ?? Number.MAX_SAFE_INTEGER;
+    const dropBefore = this.#db.prepare(`DELETE FROM records WHERE id IN (SELECT id FROM records WHERE id < ? ORDER BY id LIMIT ${DELETE_CHUNK})`);
+    for (;;) {
+      const { changes } = dropBefore.run(limitId);
+      this.#dropped.retention += changes;
+      removed += changes;
+      if (changes < DELETE_CHUNK) break;
+    }
+    // Size cap: drop the oldest rows until the data fits. Freed pages are reused, so the file
+    // stops growing at about the cap instead of shrinking (no VACUUM on a live store).
+    const dropOldest = this.#db.prepare(`DELETE FROM records WHERE id IN (SELECT id FROM records ORDER BY id LIMIT ${DELETE_CHUNK})`);
+    while (this.#usedBytes() > this.#options.maxSizeBytes) {
+      const { changes } = dropOldest.run();
+      if (changes === 0) break;
+      this.#dropped.size += changes;
+      removed += changes;
+    }
+    if (removed > 0) this.#db.pragma('wal_checkpoint(PASSIVE)');
+    return removed;
+  }
+
+  #usedBytes(): number {
+    const pageSize = this.#db.pragma('page_size', { simple: true }) as number;
+    const pages = this.#db.pragma('page_count', { simple: true }) as number;
+    const free = this.#db.pragma('freelist_count', { simple: true }) as number;
+    return (pages - free) * pageSize;
+  }
+
+  stats(): StoreStats {
+    // Ids are handed out in order and rows only ever leave from the oldest end, so the id range
+    // counts the rows without the full scan count(*) would cost on a large store.
+    const { lo, hi } = this.#db.prepare('SELECT min(id) AS lo, max(id) AS hi FROM records').get() as { lo: number | null; hi: number | null };
+    const rows = lo === null || hi === null ? 0 : hi - lo + 1;
+    return { sizeBytes: this.#usedBytes(), rows, dropped: { ...this.#dropped } };
+  }
+
+  async close(): Promise<void> {
+    if (!this.#db.open) return;
+    this.#db.pragma('wal_checkpoint(TRUNCATE)');
+    this.#db.close();
+  }
+
+  #bitOf(exporterId: string): number {
+    const bit = this.#bits.get(exporterId);
+    if (bit === undefined) throw new Error(`exporter ${exporterId} is not configured in the store`);
+    return bit;
+  }
+
+  #statementFor(exporterId: string): Database.Statement {
+    const stmt = this.#pendingStmts.get(exporterId);
+    if (!stmt) throw new Error(`exporter ${exporterId} is not configured in the store`);
+    return stmt;
+  }
+}
+
+function toStored(row: { id: number; received_at_ms: number; body: string }): StoredRecord {
+  return { ...(JSON.parse(row.body) as FlatRecord), id: row.id, receivedAtMs: row.received_at_ms };
+}

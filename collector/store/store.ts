@@ -1,0 +1,40 @@
+// The store is the durable queue between processors and exporters: a sender's 2xx follows the
+// commit, and every exporter reads its own backlog from here, oldest first. One interface,
+// implemented by SQLite (embedded default) and, for several instances, PostgreSQL.
+import type { StoreReader } from '../api.js';
+import type { FlatRecord, Signal, StoredRecord } from '../model.js';
+
+export interface ExporterRoute {
+  id: string;
+  signals: readonly Signal[];
+}
+
+export interface StoreStats {
+  /** Bytes in use by data (excluding free pages). */
+  sizeBytes: number;
+  rows: number;
+  /** Records dropped since start, by reason. */
+  dropped: { retention: number; size: number };
+}
+
+export interface Store extends StoreReader {
+  /**
+   * Declares the exporters of this configuration and the signals each receives. Records
+   * appended afterwards are queued for exactly those exporters.
+   */
+  configureExporters(routes: readonly ExporterRoute[]): Promise<void>;
+  /** Commits the records in one transaction; resolves after the commit. */
+  append(records: readonly FlatRecord[]): Promise<void>;
+  /** The exporter's oldest undelivered records, at most `limit`. */
+  pending(exporterId: string, limit: number): Promise<StoredRecord[]>;
+  /** Marks exactly these records delivered for the exporter. */
+  markDelivered(exporterId: string, ids: readonly number[]): Promise<void>;
+  /** Number of records waiting for the exporter. */
+  backlog(exporterId: string): Promise<number>;
+  /** Called after every commit that added records (in this process). */
+  onCommit(listener: () => void): () => void;
+  /** Drops what is past retention or over the size cap; returns how many rows went. */
+  enforceLimits(): Promise<number>;
+  stats(): StoreStats;
+  close(): Promise<void>;
+}

@@ -1,0 +1,147 @@
+// The OTLP/HTTP receiver's answers to bad input, overload and auth, against a real collector
+// process: the right status and reason, nothing stored, and the process still serving.
+import assert from 'node:assert/strict';
+import { request } from 'node:http';
+import { test } from 'node:test';
+import { gzipSync, deflateSync } from 'node:zlib';
+import { opentelemetry, google } from '../../proto/generated/otlp.js';
+import { eventually, readStore, startCollector } from '../../test/collector.js';
+
+const { ExportTraceServiceRequest, ExportTraceServiceResponse } = opentelemetry.proto.collector.trace.v1;
+
+function jsonSpans(...spans: Record<string, unknown>[]) {
+  return { resourceSpans: [{ resource: { attributes: [{ key: 'service.name', value: { stringValue: 'shop' } }] }, scopeSpans: [{ spans }] }] };
+}
+const goodSpan = (n = 1) => ({
+  traceId: '5B8EFFF798038103D269B633813FC60C', // upper case is accepted
+  spanId: `eee19b7ec3c1b17${n}`,
+  name: `span ${n}`,
+  kind: 2,
+  startTimeUnixNano: 1764064800000000000, // 64-bit as a JSON number
+  endTimeUnixNano: '1764064800500000000', // and as a string
+  attributes: [{ key: 'big', value: { intValue: '9007199254740993' } }],
+});
+
+async function post(url: string, body: Buffer | string, headers: Record<string, string>) {
+  const res = await fetch(url, { method: 'POST', body, headers });
+  const bytes = Buffer.from(await res.arrayBuffer());
+  return { status: res.status, headers: res.headers, bytes, text: bytes.toString() };
+}
+
+test('bad requests get 400/413/415 with a reason, nothing is stored, and the collector keeps serving', async (t) => {
+  const c = await startCollector(t, { config: { receivers: { otlp: { protocols: { http: { max_request_body_size: '64KiB' } } } } } });
+  const traces = `${c.otlpUrl}/v1/traces`;
+  const pb = { 'content-type': 'application/x-protobuf' };
+  const json = { 'content-type': 'application/json' };
+
+  const badProto = await post(traces, Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]), pb);
+  assert.equal(badProto.status, 400);
+  const status = google.rpc.Status.decode(badProto.bytes);
+  assert.equal(status.code, 3);
+  assert.match(status.message, /malformed protobuf traces request/);
+
+  const badJson = await post(traces, '{"resourceSpans": [', json);
+  assert.equal(badJson.status, 400);
+  assert.match(JSON.parse(badJson.text).message, /malformed JSON traces request/);
+
+  const wrongShape = await post(traces, JSON.stringify({ resourceSpans: { not: 'a list' } }), json);
+  assert.equal(wrongShape.status, 400);
+  assert.match(JSON.parse(wrongShape.text).message, /resourceSpans must be an array/);
+
+  const wrongType = await post(traces, 'hello', { 'content-type': 'text/plain' });
+  assert.equal(wrongType.status, 415);
+  assert.match(JSON.parse(wrongType.text).message, /text\/plain.*not supported/);
+
+  const brotli = await post(traces, JSON.stringify(jsonSpans(goodSpan())), { ...json, 'content-encoding': 'br' });
+  assert.equal(brotli.status, 415);
+
+  const oversized = await post(traces, Buffer.alloc(65 * 1024, 0x20), json);
+  assert.equal(oversized.status, 413);
+  assert.match(JSON.parse(oversized.text).message, /exceeds the limit of 65536 bytes/);
+
+  // A gzip bomb: 40 KiB on the wire, 40 MiB inflated. Cut off at the limit.
+  const bomb = gzipSync(Buffer.alloc(40 * 1024 * 1024, 0x20));
+  assert.ok(bomb.length < 64 * 1024);
+  const bombed = await post(traces, bomb, { ...json, 'content-encoding': 'gzip' });
+  assert.equal(bombed.status, 413);
+  assert.match(JSON.parse(bombed.text).message, /decompressed body exceeds/);
+
+  const wrongPath = await post(`${c.otlpUrl}/v1/metrics`, '{}', json);
+  assert.equal(wrongPath.status, 404);
+
+  assert.equal(readStore(c.dbPath).length, 0, 'nothing from a bad request is stored');
+
+  // Still serving: compressed JSON and protobuf both land.
+  const ok = await post(traces, deflateSync(JSON.stringify(jsonSpans(goodSpan(1)))), { ...json, 'content-encoding': 'deflate' });
+  assert.equal(ok.status, 200);
+  assert.deepEqual(JSON.parse(ok.text), {});
+  const protoBody = ExportTraceServiceRequest.encode({
+    resourceSpans: [{ scopeSpans: [{ spans: [{ traceId: Buffer.alloc(16, 1), spanId: Buffer.alloc(8, 2), name: 'pb', startTimeUnixNano: 1, endTimeUnixNano: 2 }] }] }],
+  }).finish();
+  const okPb = await post(traces, gzipSync(protoBody), { ...pb, 'content-encoding': 'gzip' });
+  assert.equal(okPb.status, 200);
+  assert.equal(ExportTraceServiceResponse.decode(okPb.bytes).partialSuccess, null);
+
+  const rows = readStore(c.dbPath);
+  assert.deepEqual(rows.map((r) => r.record.name), ['span 1', 'pb']);
+  assert.equal(rows[0]!.record.traceId, '5b8efff798038103d269b633813fc60c');
+  assert.equal(rows[0]!.record.startTimeUnixNano, '1764064800000000000');
+  assert.equal(rows[0]!.record.attributes.big, '9007199254740993', 'int64 past 2^53 kept exactly, as text');
+  assert.equal(rows[1]!.record.traceId, '01'.repeat(16));
+});
+
+test('records with bad ids are rejected through partial_success, the rest is stored', async (t) => {
+  const c = await startCollector(t);
+  const res = await post(
+    `${c.otlpUrl}/v1/traces`,
+    JSON.stringify(jsonSpans(goodSpan(1), { ...goodSpan(2), traceId: 'xyz' }, { ...goodSpan(3), spanId: '' })),
+    { 'content-type': 'application/json' },
+  );
+  assert.equal(res.status, 200);
+  const body = JSON.parse(res.text);
+  assert.equal(body.partialSuccess.rejectedSpans, 2);
+  assert.match(body.partialSuccess.errorMessage, /traceId "xyz" is not 32 hex digits/);
+  assert.deepEqual(readStore(c.dbPath).map((r) => r.record.name), ['span 1']);
+});
+
+test('with a bearer token configured, requests without it get 401 and store nothing', async (t) => {
+  const c = await startCollector(t, { config: { receivers: { otlp: { protocols: { http: { auth: { bearer_token: 's3cret' } } } } } } });
+  const body = JSON.stringify(jsonSpans(goodSpan()));
+  const none = await post(`${c.otlpUrl}/v1/traces`, body, { 'content-type': 'application/json' });
+  assert.equal(none.status, 401);
+  assert.equal(none.headers.get('www-authenticate'), 'Bearer');
+  const wrong = await post(`${c.otlpUrl}/v1/traces`, body, { 'content-type': 'application/json', authorization: 'Bearer s3creT' });
+  assert.equal(wrong.status, 401);
+  assert.equal(readStore(c.dbPath).length, 0);
+  const right = await post(`${c.otlpUrl}/v1/traces`, body, { 'content-type': 'application/json', authorization: 'Bearer s3cret' });
+  assert.equal(right.status, 200);
+  assert.equal(readStore(c.dbPath).length, 1);
+});
+
+test('past the in-flight bound the receiver answers 503 with Retry-After, then recovers', async (t) => {
+  const c = await startCollector(t, {
+    config: { receivers: { otlp: { protocols: { http: { max_concurrent_requests: 1, retry_after: '2s' } } } } },
+  });
+  const body = Buffer.from(JSON.stringify(jsonSpans(goodSpan())));
+  // Hold one request open mid-body: it occupies the only slot.
+  const held = request(`${c.otlpUrl}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': body.length } });
+  const heldResponse = new Promise<number>((resolve, reject) => {
+    held.on('response', (res) => {
+      res.resume();
+      resolve(res.statusCode!);
+    });
+    held.on('error', reject);
+  });
+  held.write(body.subarray(0, 10));
+  await eventually(async () => (/bitville_receiver_in_flight_requests\{receiver="otlp"\} 1\b/.test(await (await fetch(`${c.adminUrl}/metrics`)).text()) ? true : undefined), 5000, 'one request in flight');
+
+  const refused = await post(`${c.otlpUrl}/v1/traces`, body, { 'content-type': 'application/json' });
+  assert.equal(refused.status, 503);
+  assert.equal(refused.headers.get('retry-after'), '2');
+
+  held.end(body.subarray(10));
+  assert.equal(await heldResponse, 200);
+  const after = await post(`${c.otlpUrl}/v1/traces`, body, { 'content-type': 'application/json' });
+  assert.equal(after.status, 200);
+  assert.equal(readStore(c.dbPath).length, 2);
+});
