@@ -211,24 +211,40 @@ if (!class_exists('BitvilleAgent', false)) {
             $state = self::breakerState();
             $now = time();
             if ($state[1] > $now) {
-                $state[2]++;
-                self::saveBreakerState($state);
+                // Open: no attempt and no write, so a dead daemon costs one small read. Skipped
+                // requests are counted only where counting is free (APCu).
+                if (self::useApcu()) {
+                    apcu_inc('bitville_agent_skipped');
+                }
                 return;
             }
-            $event['lost'] = $state[2];
+            $event['lost'] = $state[2] + (self::useApcu() ? (int) apcu_fetch('bitville_agent_skipped') : 0);
             $payload = json_encode($event, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE | JSON_PARTIAL_OUTPUT_ON_ERROR);
             $sent = false;
             if (is_string($payload)) {
-                $socket = @stream_socket_client('udg://' . self::setting('socket', '/run/bitville/php-agent.sock'), $errno, $errstr, 0);
-                if ($socket !== false) {
-                    @stream_set_blocking($socket, false);
-                    $sent = @fwrite($socket, $payload) === strlen($payload);
-                    @fclose($socket);
+                $path = self::setting('socket', '/run/bitville/php-agent.sock');
+                if (function_exists('socket_sendto')) {
+                    // ext-sockets (in Debian's php-cli): one sendto with MSG_DONTWAIT, no connect.
+                    $socket = @socket_create(AF_UNIX, SOCK_DGRAM, 0);
+                    if ($socket !== false) {
+                        $sent = @socket_sendto($socket, $payload, strlen($payload), defined('MSG_DONTWAIT') ? MSG_DONTWAIT : 0, $path) === strlen($payload);
+                        @socket_close($socket);
+                    }
+                } else {
+                    $socket = @stream_socket_client('udg://' . $path, $errno, $errstr, 0);
+                    if ($socket !== false) {
+                        @stream_set_blocking($socket, false);
+                        $sent = @fwrite($socket, $payload) === strlen($payload);
+                        @fclose($socket);
+                    }
                 }
             }
             if ($sent) {
                 if ($state[0] !== 0 || $state[2] !== 0) {
                     self::saveBreakerState(array(0, 0, 0));
+                    if (self::useApcu()) {
+                        apcu_store('bitville_agent_skipped', 0);
+                    }
                 }
                 return;
             }
