@@ -2,13 +2,12 @@
 // starts downstream first (store, exporters, processors, receivers) and stops upstream first,
 // collecting every shutdown error.
 import { mkdirSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Exporter, FlatRecord, Processor, Receiver, Signal } from './api.js';
 import type { ComponentConfig, Config } from './config.js';
 import { ConsumerError } from './errors.js';
 import { ExportQueue } from './export-queue.js';
-import { SqliteStore } from './store/sqlite.js';
+import { openStore, stateDir } from './store/index.js';
 import type { Store } from './store/store.js';
 import type { Telemetry } from './telemetry.js';
 
@@ -24,20 +23,15 @@ export class CollectorService {
   readonly #exporters: { id: string; component: Exporter; queue: ExportQueue }[] = [];
   #limitsTimer: NodeJS.Timeout | undefined;
   #ready = false;
+  #closed = false;
   readonly #latency;
 
   constructor(config: Config, telemetry: Telemetry) {
     this.#config = config;
     this.#telemetry = telemetry;
     this.#logger = telemetry.logger;
-    const s = config.storage.sqlite;
-    this.store = new SqliteStore({
-      path: resolve(s.path),
-      retentionMs: s.retention,
-      maxSizeBytes: s.max_size,
-      synchronous: s.synchronous === 'full' ? 'FULL' : 'NORMAL',
-    });
-    const dataDir = dirname(resolve(s.path));
+    this.store = openStore(config.storage);
+    const dataDir = stateDir(config.storage);
     mkdirSync(dataDir, { recursive: true });
     this.#registerStoreMetrics();
     this.#latency = telemetry
@@ -123,12 +117,13 @@ export class CollectorService {
         await drained;
       }),
     );
+    this.#closed = true;
     await attempt('store', () => this.store.close());
     return errors;
   }
 
   async #consume(signal: Signal, records: FlatRecord[]): Promise<void> {
-    if (!this.#ready) throw new ConsumerError('BV_SHUTTING_DOWN', 'the collector is not accepting data right now');
+    if (this.#closed) throw new ConsumerError('BV_SHUTTING_DOWN', 'the collector has shut down its store');
     const started = performance.now();
     let out = records;
     for (const id of this.#config.pipelines[signal]?.processors ?? []) {

@@ -11,6 +11,7 @@ import { dirname } from 'node:path';
 import { EventEmitter } from 'node:events';
 import type { FlatRecord, Signal, StoredRecord } from '../model.js';
 import { durationOf, projectOf, signalOf, sourceOf, timeOf } from '../model.js';
+import { Checkpointer } from './checkpointer.js';
 import type { ExporterRoute, Store, StoreStats } from './store.js';
 
 export interface SqliteStoreOptions {
@@ -40,8 +41,8 @@ const MIGRATIONS: string[] = [
      forwarded_to_graylog INTEGER NOT NULL DEFAULT 0
    );
    CREATE INDEX records_correlation ON records(correlation_id) WHERE correlation_id IS NOT NULL;
-   CREATE INDEX records_time ON records(time_unix_nano);
-   CREATE TABLE exporters (id TEXT PRIMARY KEY, bit INTEGER NOT NULL UNIQUE);`,
+   -- start_after: the last record id when the exporter was first configured; it starts from there.
+   CREATE TABLE exporters (id TEXT PRIMARY KEY, bit INTEGER NOT NULL UNIQUE, start_after INTEGER NOT NULL);`,
 ];
 
 const MAX_EXPORTER_BITS = 62;
@@ -56,8 +57,10 @@ export class SqliteStore implements Store {
   #initialMask: Record<Signal, number> = { traces: 0, logs: 0 };
   #dropped = { retention: 0, size: 0 };
   #insert: Database.Statement;
+  readonly #checkpointer: Checkpointer;
+  #markDelivered: Database.Statement;
   #appendTx: (records: readonly FlatRecord[]) => void;
-  #pendingStmts = new Map<string, Database.Statement>();
+  #queues = new Map<string, { mask: number; pending: Database.Statement; backlog: Database.Statement }>();
 
   constructor(options: SqliteStoreOptions) {
     this.#options = options;
@@ -70,11 +73,19 @@ export class SqliteStore implements Store {
     this.#db.pragma('journal_mode = WAL');
     this.#db.pragma(`synchronous = ${options.synchronous}`);
     this.#db.pragma('busy_timeout = 5000');
+    // Checkpoints run on their own thread (see checkpointer.ts); the WAL file is trimmed back
+    // to 64 MiB after each so it does not keep its peak size.
+    this.#db.pragma('wal_autocheckpoint = 0');
+    this.#db.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
     this.#migrate();
+    this.#checkpointer = new Checkpointer(options.path);
     this.#insert = this.#db.prepare(
       `INSERT INTO records (kind, signal, time_unix_nano, received_at_ms, correlation_id, trace_id, span_id,
          project, source, name, duration_ms, body, forwarded_to_graylog)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.#markDelivered = this.#db.prepare(
+      'UPDATE records SET forwarded_to_graylog = forwarded_to_graylog | ? WHERE id IN (SELECT value FROM json_each(?))',
     );
     this.#appendTx = this.#db.transaction((records: readonly FlatRecord[]) => {
       const receivedAt = this.#now();
@@ -110,23 +121,23 @@ export class SqliteStore implements Store {
   }
 
   async configureExporters(routes: readonly ExporterRoute[]): Promise<void> {
-    const known = new Map(
-      (this.#db.prepare('SELECT id, bit FROM exporters').all() as { id: string; bit: number }[]).map((r) => [r.id, r.bit]),
-    );
-    const used = new Set(known.values());
-    const assign = this.#db.prepare('INSERT INTO exporters (id, bit) VALUES (?, ?)');
+    type Row = { id: string; bit: number; start_after: number };
+    const known = new Map((this.#db.prepare('SELECT id, bit, start_after FROM exporters').all() as Row[]).map((r) => [r.id, r]));
+    const used = new Set([...known.values()].map((r) => r.bit));
+    // A newly configured exporter starts with the records that arrive from now on.
+    const assign = this.#db.prepare("INSERT INTO exporters (id, bit, start_after) VALUES (?, ?, (SELECT coalesce(max(id), 0) FROM records))");
     this.#bits = new Map();
     this.#db.transaction(() => {
       for (const { id } of routes) {
-        let bit = known.get(id);
-        if (bit === undefined) {
-          bit = 0;
+        if (!known.has(id)) {
+          let bit = 0;
           while (used.has(bit)) bit++;
           if (bit >= MAX_EXPORTER_BITS) throw new Error(`the store tracks at most ${MAX_EXPORTER_BITS} exporter ids`);
           used.add(bit);
           assign.run(id, bit);
+          known.set(id, this.#db.prepare('SELECT id, bit, start_after FROM exporters WHERE id = ?').get(id) as Row);
         }
-        this.#bits.set(id, bit);
+        this.#bits.set(id, known.get(id)!.bit);
       }
     })();
     // Bits of exporters that are not configured (now or any more) start set: nobody reads them.
@@ -139,40 +150,38 @@ export class SqliteStore implements Store {
     for (const { name } of indexes) {
       if (![...this.#bits.values()].some((bit) => name === `records_pending_${bit}`)) this.#db.exec(`DROP INDEX ${name}`);
     }
-    this.#pendingStmts.clear();
+    this.#queues.clear();
     for (const [id, bit] of this.#bits) {
-      const mask = 2 ** bit;
-      this.#db.exec(`CREATE INDEX IF NOT EXISTS records_pending_${bit} ON records(id) WHERE (forwarded_to_graylog & ${mask}) = 0`);
-      this.#pendingStmts.set(
-        id,
-        this.#db.prepare(`SELECT id, received_at_ms, body FROM records WHERE (forwarded_to_graylog & ${mask}) = 0 ORDER BY id LIMIT ?`),
-      );
+      const where = `(forwarded_to_graylog & ${2 ** bit}) = 0`;
+      const after = known.get(id)!.start_after;
+      this.#db.exec(`CREATE INDEX IF NOT EXISTS records_pending_${bit} ON records(id) WHERE ${where}`);
+      this.#queues.set(id, {
+        mask: 2 ** bit,
+        pending: this.#db.prepare(`SELECT id, received_at_ms, body FROM records WHERE ${where} AND id > ${after} ORDER BY id LIMIT ?`),
+        backlog: this.#db.prepare(`SELECT count(*) AS n FROM records WHERE ${where} AND id > ${after}`),
+      });
     }
   }
 
   async append(records: readonly FlatRecord[]): Promise<void> {
     if (records.length === 0) return;
     this.#appendTx(records);
+    this.#checkpointer.requested();
     this.#events.emit('commit');
   }
 
   async pending(exporterId: string, limit: number): Promise<StoredRecord[]> {
-    const rows = this.#statementFor(exporterId).all(limit) as { id: number; received_at_ms: number; body: string }[];
+    const rows = this.#queue(exporterId).pending.all(limit) as { id: number; received_at_ms: number; body: string }[];
     return rows.map(toStored);
   }
 
   async markDelivered(exporterId: string, ids: readonly number[]): Promise<void> {
     if (ids.length === 0) return;
-    const mask = 2 ** this.#bitOf(exporterId);
-    this.#db
-      .prepare(`UPDATE records SET forwarded_to_graylog = forwarded_to_graylog | ${mask} WHERE id IN (SELECT value FROM json_each(?))`)
-      .run(JSON.stringify(ids));
+    this.#markDelivered.run(this.#queue(exporterId).mask, JSON.stringify(ids));
   }
 
   async backlog(exporterId: string): Promise<number> {
-    const mask = 2 ** this.#bitOf(exporterId);
-    const row = this.#db.prepare(`SELECT count(*) AS n FROM records WHERE (forwarded_to_graylog & ${mask}) = 0`).get() as { n: number };
-    return row.n;
+    return (this.#queue(exporterId).backlog.get() as { n: number }).n;
   }
 
   async byCorrelationId(correlationId: string): Promise<StoredRecord[]> {
@@ -205,9 +214,11 @@ export class SqliteStore implements Store {
     }
     // Size cap: drop the oldest rows until the data fits. Freed pages are reused, so the file
     // stops growing at about the cap instead of shrinking (no VACUUM on a live store).
-    const dropOldest = this.#db.prepare(`DELETE FROM records WHERE id IN (SELECT id FROM records ORDER BY id LIMIT ${DELETE_CHUNK})`);
-    while (this.#usedBytes() > this.#options.maxSizeBytes) {
-      const { changes } = dropOldest.run();
+    const dropOldest = this.#db.prepare('DELETE FROM records WHERE id IN (SELECT id FROM records ORDER BY id LIMIT ?)');
+    for (let used = this.#usedBytes(); used > this.#options.maxSizeBytes; used = this.#usedBytes()) {
+      // Drop about the share of rows that is over, in bounded steps.
+      const share = (used - this.#options.maxSizeBytes) / used;
+      const { changes } = dropOldest.run(Math.min(DELETE_CHUNK, Math.max(100, Math.ceil(this.stats().rows * share))));
       if (changes === 0) break;
       this.#dropped.size += changes;
       removed += changes;
@@ -233,20 +244,15 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     if (!this.#db.open) return;
+    await this.#checkpointer.close();
     this.#db.pragma('wal_checkpoint(TRUNCATE)');
     this.#db.close();
   }
 
-  #bitOf(exporterId: string): number {
-    const bit = this.#bits.get(exporterId);
-    if (bit === undefined) throw new Error(`exporter ${exporterId} is not configured in the store`);
-    return bit;
-  }
-
-  #statementFor(exporterId: string): Database.Statement {
-    const stmt = this.#pendingStmts.get(exporterId);
-    if (!stmt) throw new Error(`exporter ${exporterId} is not configured in the store`);
-    return stmt;
+  #queue(exporterId: string) {
+    const queue = this.#queues.get(exporterId);
+    if (!queue) throw new Error(`exporter ${exporterId} is not configured in the store`);
+    return queue;
   }
 }
 

@@ -1,0 +1,125 @@
+// OTLP/HTTP protobuf ingest to durable commit, on loopback, with batches of 100 realistic spans.
+//  - baseline: protobufjs decode + flattening + SQLite insert of the same batches in one thread, no HTTP
+//  - peak: several concurrent senders against a collector process (spans/s, latency, peak RSS)
+//  - steady: one sender at a fixed 10,000 spans/s (collector CPU and RSS)
+import { Agent, request } from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { opentelemetry } from '../proto/generated/otlp.js';
+import { flattenTraces } from '../plugins/otlp/decode.js';
+import { SqliteStore } from '../collector/store/sqlite.js';
+import { spanBatch } from './spans.js';
+import { cpuSeconds, median, memoryMiB, percentile, startBenchCollector } from './util.js';
+
+const { ExportTraceServiceRequest } = opentelemetry.proto.collector.trace.v1;
+const RUNS = 3;
+const BATCH = 100;
+const batches = Array.from({ length: 20 }, () => Buffer.from(spanBatch(BATCH)));
+
+async function baseline(): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), 'bitville-bench-'));
+  const store = new SqliteStore({ path: join(dir, 'b.db'), retentionMs: 7 * 86_400_000, maxSizeBytes: 10 * 1024 ** 3, synchronous: 'NORMAL' });
+  await store.configureExporters([]);
+  const n = 500;
+  const started = performance.now();
+  for (let i = 0; i < n; i++) {
+    const flat = flattenTraces(ExportTraceServiceRequest.decode(batches[i % batches.length]!));
+    await store.append(flat.records);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+  return (n * BATCH) / seconds;
+}
+
+function post(url: URL, agent: Agent, body: Buffer): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', agent, headers: { 'content-type': 'application/x-protobuf', 'content-length': body.length } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode!));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function peak(senders: number, seconds: number) {
+  const collector = await startBenchCollector();
+  const url = new URL(`${collector.otlpUrl}/v1/traces`);
+  const agent = new Agent({ keepAlive: true, maxSockets: senders });
+  const latencies: number[] = [];
+  let spans = 0;
+  let refused = 0;
+  const cpu0 = cpuSeconds(collector.process.pid!);
+  const started = performance.now();
+  const deadline = started + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: senders }, async (_, s) => {
+      for (let i = s; performance.now() < deadline; i += senders) {
+        const t0 = performance.now();
+        const status = await post(url, agent, batches[i % batches.length]!);
+        latencies.push(performance.now() - t0);
+        if (status === 200) spans += BATCH;
+        else refused++;
+      }
+    }),
+  );
+  const elapsed = (performance.now() - started) / 1000;
+  const cpu = (cpuSeconds(collector.process.pid!) - cpu0) / elapsed;
+  const mem = memoryMiB(collector.process.pid!);
+  agent.destroy();
+  await collector.stop();
+  rmSync(collector.dir, { recursive: true, force: true });
+  return { rate: spans / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), peakRss: mem.peak, cpu, refused };
+}
+
+async function steady(rate: number, seconds: number) {
+  const collector = await startBenchCollector();
+  const url = new URL(`${collector.otlpUrl}/v1/traces`);
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const perSecond = rate / BATCH;
+  // Warm up one second, then measure.
+  const send = async (count: number) => {
+    const start = performance.now();
+    for (let i = 0; i < count; i++) {
+      const due = start + (i * 1000) / perSecond;
+      const wait = due - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      await post(url, agent, batches[i % batches.length]!);
+    }
+  };
+  await send(perSecond);
+  const pid = collector.process.pid!;
+  const cpu0 = cpuSeconds(pid);
+  const t0 = performance.now();
+  await send(perSecond * seconds);
+  const elapsed = (performance.now() - t0) / 1000;
+  const cpu = (cpuSeconds(pid) - cpu0) / elapsed;
+  const mem = memoryMiB(pid);
+  agent.destroy();
+  await collector.stop();
+  rmSync(collector.dir, { recursive: true, force: true });
+  return { cpuPercent: cpu * 100, rss: mem.rss, achieved: (perSecond * seconds * BATCH) / elapsed };
+}
+
+export default async function run(): Promise<void> {
+  const base: number[] = [];
+  const peaks: Awaited<ReturnType<typeof peak>>[] = [];
+  for (let r = 0; r < RUNS; r++) {
+    base.push(await baseline());
+    peaks.push(await peak(4, 5));
+  }
+  const b = median(base);
+  const p = median(peaks.map((x) => x.rate));
+  console.log(`baseline (decode + flatten + SQLite insert, one thread): ${b.toFixed(0)} spans/s (median of ${RUNS}: ${base.map((x) => x.toFixed(0)).join(', ')})`);
+  console.log(`peak, 4 senders, 100-span batches: ${p.toFixed(0)} spans/s (median of ${RUNS}: ${peaks.map((x) => x.rate.toFixed(0)).join(', ')}); ratio to baseline ${(p / b).toFixed(2)}`);
+  console.log(
+    `  request latency p50 ${median(peaks.map((x) => x.p50)).toFixed(1)} ms, p99 ${median(peaks.map((x) => x.p99)).toFixed(1)} ms; collector CPU ${(median(peaks.map((x) => x.cpu)) * 100).toFixed(0)}% of one core; peak RSS ${median(peaks.map((x) => x.peakRss)).toFixed(0)} MiB; refused requests ${peaks.map((x) => x.refused).join(', ')}`,
+  );
+  const steadies = [];
+  for (let r = 0; r < RUNS; r++) steadies.push(await steady(10_000, 5));
+  console.log(
+    `steady 10,000 spans/s (one sender): collector CPU ${median(steadies.map((s) => s.cpuPercent)).toFixed(1)}% of one core, RSS ${median(steadies.map((s) => s.rss)).toFixed(0)} MiB (medians of ${RUNS}; achieved ${median(steadies.map((s) => s.achieved)).toFixed(0)} spans/s)`,
+  );
+}

@@ -1,0 +1,81 @@
+// Small shared pieces for benchmarks: statistics, process sampling, a collector process.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+
+export const CLI = fileURLToPath(new URL('../collector/cli.js', import.meta.url));
+
+export function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+export function percentile(values: number[], p: number): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+const TICKS = 100; // USER_HZ on Linux
+
+/** CPU seconds (user + system) a process has used so far. */
+export function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICKS;
+}
+
+/** Resident and peak resident memory of a process, in MiB. */
+export function memoryMiB(pid: number): { rss: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+  return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
+}
+
+export interface BenchCollector {
+  otlpUrl: string;
+  process: ChildProcess;
+  dir: string;
+  stop(): Promise<void>;
+}
+
+/** Starts a collector process with the given config (merged into a minimal one). */
+export async function startBenchCollector(extra: Record<string, unknown> = {}): Promise<BenchCollector> {
+  const dir = mkdtempSync(join(tmpdir(), 'bitville-bench-'));
+  const config = {
+    receivers: { otlp: { protocols: { http: { endpoint: '127.0.0.1:0', max_concurrent_requests: 64 } } } },
+    storage: { sqlite: { path: join(dir, 'bench.db') } },
+    service: {
+      pipelines: { traces: { receivers: ['otlp'], exporters: [] } },
+      telemetry: { metrics: { address: '127.0.0.1:0' }, logs: { level: 'info' } },
+    },
+    ...extra,
+  };
+  const file = join(dir, 'config.yaml');
+  writeFileSync(file, stringify(config));
+  const child = spawn(process.execPath, [CLI, 'collector', '--config', file], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env } });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`collector exited with ${code}`)));
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      try {
+        const l = JSON.parse(line);
+        if (l.msg === 'OTLP/HTTP receiver listening') resolve(l.port);
+      } catch {
+        /* not a log line */
+      }
+    });
+  });
+  return {
+    otlpUrl: `http://127.0.0.1:${port}`,
+    process: child,
+    dir,
+    stop: () =>
+      new Promise((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}

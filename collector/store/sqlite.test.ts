@@ -1,0 +1,134 @@
+// The SQLite store on a real file: FIFO per exporter, exact marking, signal routing,
+// retention and the size cap, file mode, and durability across reopen.
+import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { tempDir } from '../../test/env.js';
+import type { FlatRecord, LogRecord, SpanRecord } from '../model.js';
+import { SqliteStore } from './sqlite.js';
+
+function span(n: number, extra: Partial<SpanRecord> = {}): SpanRecord {
+  return {
+    kind: 'span',
+    resource: { 'service.name': 'shop' },
+    scope: { name: 's', version: '', attributes: {} },
+    attributes: { n },
+    traceId: 'a'.repeat(32),
+    spanId: n.toString(16).padStart(16, '0'),
+    correlationId: `c${n % 3}`,
+    parentSpanId: '',
+    traceState: '',
+    name: `span ${n}`,
+    spanKind: 2,
+    startTimeUnixNano: '1764064800000000000',
+    endTimeUnixNano: '1764064800500000000',
+    durationMs: 500,
+    status: { code: 0, message: '' },
+    events: [],
+    links: [],
+    flags: 0,
+    ...extra,
+  };
+}
+
+function log(n: number): LogRecord {
+  return {
+    kind: 'log',
+    resource: {},
+    scope: { name: '', version: '', attributes: {} },
+    attributes: {},
+    traceId: '',
+    spanId: '',
+    correlationId: '',
+    timeUnixNano: '1764064800000000000',
+    observedTimeUnixNano: '0',
+    severityNumber: 9,
+    severityText: 'INFO',
+    body: `log ${n}`,
+    eventName: '',
+    flags: 0,
+  };
+}
+
+const open = (path: string, now = Date.now, over: Partial<ConstructorParameters<typeof SqliteStore>[0]> = {}) =>
+  new SqliteStore({ path, retentionMs: 7 * 86_400_000, maxSizeBytes: 10 * 1024 ** 3, synchronous: 'NORMAL', now, ...over });
+
+test('each exporter reads its own backlog oldest first and marking is exact', async (t) => {
+  const path = join(tempDir(t), 'sub', 'store.db');
+  const store = open(path);
+  await store.configureExporters([
+    { id: 'gelf', signals: ['traces', 'logs'] },
+    { id: 'debug', signals: ['logs'] },
+  ]);
+  await store.append([span(1), log(2), span(3)]);
+  await store.append([span(4)]);
+  assert.equal(statSync(path).mode & 0o777, 0o600, 'the database file is private');
+
+  const gelf = await store.pending('gelf', 2);
+  assert.deepEqual(gelf.map((r) => r.id), [1, 2]);
+  assert.equal((gelf[0] as SpanRecord).name, 'span 1');
+  await store.markDelivered('gelf', [1, 2]);
+  assert.deepEqual((await store.pending('gelf', 10)).map((r) => r.id), [3, 4]);
+  assert.equal(await store.backlog('gelf'), 2);
+  // The logs-only exporter never sees spans, and its progress is separate.
+  assert.deepEqual((await store.pending('debug', 10)).map((r) => r.id), [2]);
+  await store.close();
+
+  // Progress and data survive reopening; a new exporter sees only records that arrive later.
+  const again = open(path);
+  await again.configureExporters([
+    { id: 'gelf', signals: ['traces', 'logs'] },
+    { id: 'gelf/audit', signals: ['traces'] },
+  ]);
+  assert.deepEqual((await again.pending('gelf', 10)).map((r) => r.id), [3, 4]);
+  assert.deepEqual(await again.pending('gelf/audit', 10), []);
+  await again.append([span(5)]);
+  assert.deepEqual((await again.pending('gelf/audit', 10)).map((r) => r.id), [5]);
+  assert.deepEqual((await again.byCorrelationId('c1')).map((r) => r.id), [1, 4]);
+  await again.close();
+});
+
+test('the commit listener fires after each append', async (t) => {
+  const store = open(join(tempDir(t), 'store.db'));
+  await store.configureExporters([]);
+  let commits = 0;
+  const off = store.onCommit(() => commits++);
+  await store.append([span(1)]);
+  await store.append([]);
+  off();
+  await store.append([span(2)]);
+  assert.equal(commits, 1);
+  await store.close();
+});
+
+test('retention drops records older than the window, by arrival time', async (t) => {
+  let now = Date.parse('2026-11-01T00:00:00Z');
+  const store = open(join(tempDir(t), 'store.db'), () => now, { retentionMs: 86_400_000 });
+  await store.configureExporters([]);
+  await store.append([span(1), span(2)]);
+  now += 2 * 86_400_000;
+  await store.append([span(3)]);
+  assert.equal(await store.enforceLimits(), 2);
+  assert.deepEqual(store.stats().dropped, { retention: 2, size: 0 });
+  assert.equal(store.stats().rows, 1);
+  assert.equal(await store.enforceLimits(), 0);
+  await store.close();
+});
+
+test('the size cap drops the oldest records until the data fits', async (t) => {
+  const store = open(join(tempDir(t), 'store.db'), Date.now, { maxSizeBytes: 2 * 1024 * 1024 });
+  await store.configureExporters([{ id: 'x', signals: ['traces'] }]);
+  const big = 'x'.repeat(2000);
+  for (let batch = 0; batch < 30; batch++) {
+    await store.append(Array.from({ length: 100 }, (_, i) => span(batch * 100 + i, { name: big })) as FlatRecord[]);
+  }
+  assert.ok(store.stats().sizeBytes > 2 * 1024 * 1024);
+  const removed = await store.enforceLimits();
+  assert.ok(removed > 0);
+  assert.ok(store.stats().sizeBytes <= 2 * 1024 * 1024);
+  assert.equal(store.stats().dropped.size, removed);
+  const oldest = (await store.pending('x', 1))[0]!;
+  assert.equal(oldest.id, removed + 1, 'the oldest records went first');
+  await store.close();
+});
