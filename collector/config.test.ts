@@ -21,12 +21,12 @@ test('a valid config gets its defaults, env expansion with types, and is frozen'
   assert.deepEqual(otlp.signals, ['traces', 'logs']);
   assert.deepEqual(config.exporters.get('debug')!.config, { verbosity: 'basic' });
   assert.deepEqual(config.exporters.get('debug/detailed')!.signals, ['traces']);
-  assert.equal(config.storage.sqlite.retention, 3 * 86_400_000);
-  assert.equal(config.storage.sqlite.max_size, 10 * 1024 ** 3);
+  assert.equal(config.storage.sqlite!.retention, 3 * 86_400_000);
+  assert.equal(config.storage.sqlite!.max_size, 10 * 1024 ** 3);
   assert.equal(config.telemetry.metrics.address, '127.0.0.1:8888');
   assert.ok(Object.isFrozen(otlp.config));
   assert.throws(() => {
-    (config.storage.sqlite as { path: string }).path = 'elsewhere';
+    (config.storage.sqlite! as { path: string }).path = 'elsewhere';
   }, TypeError);
 });
 
