@@ -107,8 +107,12 @@ export type PostgresStorageConfig = z.infer<typeof postgresSchema>;
 /** Exactly one implementation is configured; SQLite when the config names none. */
 export type StorageConfig = { sqlite: SqliteStorageConfig; postgres?: undefined } | { sqlite?: undefined; postgres: PostgresStorageConfig };
 
+// `sqlite:` or `postgres:` written with nothing under it means that store with its defaults.
+const emptyIsDefaults = (v: unknown) =>
+  v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, x === null ? {} : x])) : v;
+
 const storageSchema = z
-  .strictObject({ sqlite: sqliteSchema.optional(), postgres: postgresSchema.optional() })
+  .preprocess(emptyIsDefaults, z.strictObject({ sqlite: sqliteSchema.optional(), postgres: postgresSchema.optional() }))
   .superRefine((s, ctx) => {
     if (s.sqlite && s.postgres) ctx.addIssue({ code: 'custom', path: [], message: 'configure one store, sqlite or postgres, not both' });
   })
