@@ -5,8 +5,9 @@ import { BitvilleError } from './errors.js';
 import { registerCollector } from './run.js';
 import { registerValidate } from './validate.js';
 import type { RegisterCommand } from './commands.js';
+import { registerPgAgent } from '../agents/pg/command.js';
 
-const commands: RegisterCommand[] = [registerCollector, registerValidate];
+const commands: RegisterCommand[] = [registerCollector, registerValidate, registerPgAgent];
 
 const program = new Command('bitville').description('Bitville Monitoring: agents and collector for PHP + PostgreSQL').showHelpAfterError();
 for (const register of commands) register(program);
