@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { PG_DSN, skipWithoutPostgres } from '../../test/env.js';
 import { freshSchema, sql } from '../../test/pg.js';
-import type { FlatRecord, LogRecord, SpanRecord } from '../model.js';
+import type { DerivedRecord, FlatRecord, LogRecord, SpanRecord } from '../model.js';
 import { PostgresStore, type PostgresStoreOptions } from './postgres.js';
 
 function span(n: number, extra: Partial<SpanRecord> = {}): SpanRecord {
@@ -260,4 +260,61 @@ test('a bad connection string fails the first call with the reason', async (t) =
   if (await skipWithoutPostgres(t)) return;
   const store = open(t, freshSchema(t), { dsn: 'postgres://postgres@127.0.0.1:1/test' });
   await assert.rejects(store.configureExporters([]), /ECONNREFUSED/);
+});
+
+function summary(correlationId: string, durationMs: number, url: string, project = 'shop'): DerivedRecord {
+  return {
+    kind: 'summary',
+    resource: { 'service.name': project },
+    scope: { name: 'bitville.correlate', version: '', attributes: {} },
+    attributes: { 'url.full': url },
+    traceId: '',
+    spanId: '',
+    correlationId,
+    name: 'GET /',
+    timeUnixNano: '1764064800000000000',
+    durationMs,
+  };
+}
+
+test('unsummarizedCorrelations: ids with records newer than their newest summary, since a time', async (t) => {
+  if (await skipWithoutPostgres(t)) return;
+  let now = 1_000_000;
+  const store = open(t, freshSchema(t), { now: () => now });
+  await store.configureExporters([]);
+  await store.append([span(1, { correlationId: 'old' })]);
+  now = 2_000_000;
+  await store.append([span(2, { correlationId: 'a' }), span(3, { correlationId: 'b' }), span(4, { correlationId: 'c' }), span(5, { correlationId: '' })]);
+  await store.append([summary('b', 10, 'http://x/')]);
+  now = 2_000_500;
+  await store.append([span(6, { correlationId: 'a' })]);
+  await store.append([summary('c', 10, 'http://x/')]);
+  now = 2_001_000;
+  await store.append([span(7, { correlationId: 'c' })]); // late span after c's summary
+  assert.deepEqual(await store.unsummarizedCorrelations(1_500_000, 100), [
+    { correlationId: 'a', lastReceivedAtMs: 2_000_500 },
+    { correlationId: 'c', lastReceivedAtMs: 2_001_000 },
+  ]);
+  assert.deepEqual((await store.unsummarizedCorrelations(0, 100)).map((c) => c.correlationId), ['old', 'a', 'c']);
+  assert.deepEqual((await store.unsummarizedCorrelations(0, 1)).map((c) => c.correlationId), ['old']);
+  assert.deepEqual(await store.unsummarizedCorrelations(3_000_000, 100), []);
+});
+
+test('recentRequests: newest summary per id, filters, recent and slowest order', async (t) => {
+  if (await skipWithoutPostgres(t)) return;
+  let now = 1000;
+  const store = open(t, freshSchema(t), { now: () => now });
+  await store.configureExporters([]);
+  await store.append([summary('a', 900, 'http://shop/cart?id=1')]);
+  now = 2000;
+  await store.append([summary('b', 300, 'http://shop/Checkout'), span(1, { correlationId: 'b' })]);
+  now = 3000;
+  await store.append([summary('a', 950, 'http://shop/cart?id=1'), summary('c', 2000, 'http://blog/post', 'blog')]);
+  const ids = (rs: { correlationId: string; kind: string }[]) => rs.map((r) => `${r.correlationId}:${(r as DerivedRecord).durationMs}`);
+  assert.deepEqual(ids(await store.recentRequests({ sinceMs: 0, order: 'recent', limit: 10 })), ['c:2000', 'a:950', 'b:300']);
+  assert.deepEqual(ids(await store.recentRequests({ sinceMs: 0, order: 'slowest', limit: 2 })), ['c:2000', 'a:950']);
+  assert.deepEqual(ids(await store.recentRequests({ sinceMs: 0, order: 'recent', limit: 10, project: 'shop' })), ['a:950', 'b:300']);
+  assert.deepEqual(ids(await store.recentRequests({ sinceMs: 0, order: 'recent', limit: 10, urlContains: 'checkout' })), ['b:300']);
+  assert.deepEqual(ids(await store.recentRequests({ sinceMs: 0, order: 'recent', limit: 10, minDurationMs: 500 })), ['c:2000', 'a:950']);
+  assert.deepEqual(ids(await store.recentRequests({ sinceMs: 2500, order: 'recent', limit: 10 })), ['c:2000', 'a:950']);
 });

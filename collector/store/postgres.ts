@@ -70,6 +70,14 @@ const MIGRATIONS: ((s: string) => string)[] = [
     ) PARTITION BY RANGE (received_at_ms);
     ALTER SEQUENCE ${s}.records_id_seq OWNED BY ${s}.records.id;
     CREATE INDEX records_correlation ON ${s}.records (correlation_id) WHERE correlation_id IS NOT NULL;
+    CREATE INDEX records_time ON ${s}.records (time_unix_nano);
+    -- Arrival time follows insertion order: a BRIN index finds "arrived since" ranges for the
+    -- price of a few pages, with next to no cost on ingest.
+    CREATE INDEX records_received ON ${s}.records USING brin (received_at_ms);
+    -- Summaries are a small share of the rows: partial indexes over them alone find an id's
+    -- newest summary (the correlation join) and the summaries of a time range (lookups).
+    CREATE INDEX records_summary_by_correlation ON ${s}.records (correlation_id, id) WHERE kind = 'summary';
+    CREATE INDEX records_summary_by_time ON ${s}.records (received_at_ms) WHERE kind = 'summary';
     -- num: the exporter's small number, used in the queue rows.
     CREATE TABLE ${s}.exporters (id text PRIMARY KEY, num smallint NOT NULL UNIQUE);
     -- One row per record still to deliver to an exporter; delivered = row gone.
@@ -316,7 +324,7 @@ export class PostgresStore implements Store {
       [exporter, this.instanceId, limit, this.#options.claimTimeoutMs],
     );
     if (rows.length < limit) await this.#wakeWhenClaimsExpire(exporterId, exporter);
-    return rows.map((row) => ({ ...(JSON.parse(row.body) as FlatRecord), id: Number(row.id), receivedAtMs: Number(row.received_at_ms) }));
+    return rows.map(toStored);
   }
 
   /** Other instances hold claims we may have to take over: wake our exporters when they expire. */
@@ -359,7 +367,50 @@ export class PostgresStore implements Store {
       `SELECT id, received_at_ms, body FROM ${this.#s}.records WHERE correlation_id = $1 ORDER BY id`,
       [correlationId],
     );
-    return rows.map((row) => ({ ...(JSON.parse(row.body) as FlatRecord), id: Number(row.id), receivedAtMs: Number(row.received_at_ms) }));
+    return rows.map(toStored);
+  }
+
+  /** See StoreReader.unsummarizedCorrelations: the records that arrived since, grouped by id. */
+  async unsummarizedCorrelations(sinceMs: number, limit: number): Promise<{ correlationId: string; lastReceivedAtMs: number }[]> {
+    await this.#ready;
+    const { rows } = await this.#pool.query<{ correlationId: string; lastReceivedAtMs: string }>(
+      `SELECT r.correlation_id AS "correlationId", max(r.received_at_ms) AS "lastReceivedAtMs"
+       FROM ${this.#s}.records r
+       WHERE r.received_at_ms >= $1 AND r.correlation_id IS NOT NULL AND r.kind <> 'summary'
+       GROUP BY r.correlation_id
+       HAVING max(r.id) > coalesce(
+         (SELECT max(s.id) FROM ${this.#s}.records s WHERE s.kind = 'summary' AND s.correlation_id = r.correlation_id), 0)
+       ORDER BY 2, 1
+       LIMIT $2`,
+      [sinceMs, limit],
+    );
+    return rows.map((r) => ({ correlationId: r.correlationId, lastReceivedAtMs: Number(r.lastReceivedAtMs) }));
+  }
+
+  /** See Store.recentRequests: the newest summary per correlation id, filtered. */
+  async recentRequests(query: {
+    sinceMs: number;
+    project?: string;
+    urlContains?: string;
+    minDurationMs?: number;
+    order: 'recent' | 'slowest';
+    limit: number;
+  }): Promise<StoredRecord[]> {
+    await this.#ready;
+    const order = query.order === 'slowest' ? 'r.duration_ms DESC, r.id DESC' : 'r.received_at_ms DESC, r.id DESC';
+    const { rows } = await this.#pool.query<{ id: string; received_at_ms: string; body: string }>(
+      `SELECT r.id, r.received_at_ms, r.body FROM ${this.#s}.records r
+       WHERE r.kind = 'summary' AND r.received_at_ms >= $1
+         AND ($2::text IS NULL OR r.project = $2)
+         AND ($3::text IS NULL OR strpos(lower(r.body::jsonb -> 'attributes' ->> 'url.full'), lower($3)) > 0)
+         AND ($4::float8 IS NULL OR r.duration_ms >= $4)
+         AND NOT EXISTS (SELECT 1 FROM ${this.#s}.records n
+                         WHERE n.kind = 'summary' AND n.correlation_id = r.correlation_id AND n.id > r.id)
+       ORDER BY ${order}
+       LIMIT $5`,
+      [query.sinceMs, query.project ?? null, query.urlContains ?? null, query.minDurationMs ?? null, query.limit],
+    );
+    return rows.map(toStored);
   }
 
   onCommit(listener: () => void): () => void {
@@ -526,6 +577,10 @@ export class PostgresStore implements Store {
       client.release();
     }
   }
+}
+
+function toStored(row: { id: string; received_at_ms: string; body: string }): StoredRecord {
+  return { ...(JSON.parse(row.body) as FlatRecord), id: Number(row.id), receivedAtMs: Number(row.received_at_ms) };
 }
 
 /** `records_20260115` for the UTC day starting at `dayMs`. */
