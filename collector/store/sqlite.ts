@@ -44,6 +44,14 @@ const MIGRATIONS: string[] = [
    CREATE INDEX records_time ON records(time_unix_nano);
    -- start_after: the last record id when the exporter was first configured; it starts from there.
    CREATE TABLE exporters (id TEXT PRIMARY KEY, bit INTEGER NOT NULL UNIQUE, start_after INTEGER NOT NULL);`,
+  // Components' durable state (ComponentState in api.ts).
+  `CREATE TABLE component_state (
+     component TEXT NOT NULL,
+     key TEXT NOT NULL,
+     value TEXT NOT NULL,
+     updated_at_ms INTEGER NOT NULL,
+     PRIMARY KEY (component, key)
+   ) WITHOUT ROWID;`,
 ];
 
 const MAX_EXPORTER_BITS = 62;
@@ -241,6 +249,25 @@ export class SqliteStore implements Store {
     const { lo, hi } = this.#db.prepare('SELECT min(id) AS lo, max(id) AS hi FROM records').get() as { lo: number | null; hi: number | null };
     const rows = lo === null || hi === null ? 0 : hi - lo + 1;
     return { sizeBytes: this.#usedBytes(), rows, dropped: { ...this.#dropped } };
+  }
+
+  async getState(component: string, key: string): Promise<string | undefined> {
+    const row = this.#db.prepare('SELECT value FROM component_state WHERE component = ? AND key = ?').get(component, key) as { value: string } | undefined;
+    return row?.value;
+  }
+
+  async setState(component: string, key: string, value: string): Promise<void> {
+    this.#db
+      .prepare(
+        `INSERT INTO component_state (component, key, value, updated_at_ms) VALUES (?, ?, ?, ?)
+         ON CONFLICT (component, key) DO UPDATE SET value = excluded.value, updated_at_ms = excluded.updated_at_ms`,
+      )
+      .run(component, key, value, this.#now());
+  }
+
+  /** One process owns a SQLite store, so nobody else ever changes its state. */
+  onStateChange(): () => void {
+    return () => {};
   }
 
   async close(): Promise<void> {
