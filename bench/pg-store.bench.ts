@@ -5,7 +5,7 @@
 //    PostgreSQL collector, and two PostgreSQL collectors on one schema (senders split over both)
 //  - forwarding: a backlog of records drained by a no-op exporter in one and in two instances
 // Each figure is the median of several runs; every run uses a schema of its own, dropped after.
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,7 +14,7 @@ import { opentelemetry } from '../proto/generated/otlp.js';
 import { flattenTraces } from '../plugins/otlp/decode.js';
 import { PostgresStore } from '../collector/store/postgres.js';
 import { spanBatch } from './spans.js';
-import { median, startBenchCollector, type BenchCollector } from './util.js';
+import { median, post, startBenchCollector, type BenchCollector } from './util.js';
 
 const { ExportTraceServiceRequest } = opentelemetry.proto.collector.trace.v1;
 const DSN = process.env.BITVILLE_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -66,17 +66,6 @@ async function baseline(): Promise<number> {
     const seconds = (performance.now() - started) / 1000;
     await store.close();
     return (n * BATCH) / seconds;
-  });
-}
-
-function post(url: URL, agent: Agent, body: Buffer): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', agent, headers: { 'content-type': 'application/x-protobuf', 'content-length': body.length } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode!));
-    });
-    req.on('error', reject);
-    req.end(body);
   });
 }
 

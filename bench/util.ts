@@ -1,5 +1,6 @@
 // Small shared pieces for benchmarks: statistics, process sampling, a collector process.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { request, type Agent } from 'node:http';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -78,4 +79,16 @@ export async function startBenchCollector(extra: Record<string, unknown> = {}): 
         child.kill('SIGTERM');
       }),
   };
+}
+
+/** POSTs one OTLP protobuf body; resolves with the status once the answer is read. */
+export function post(url: URL, agent: Agent, body: Buffer): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', agent, headers: { 'content-type': 'application/x-protobuf', 'content-length': body.length } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode!));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
 }

@@ -5,51 +5,9 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { PG_DSN, skipWithoutPostgres } from '../../test/env.js';
 import { freshSchema, sql } from '../../test/pg.js';
-import type { DerivedRecord, FlatRecord, LogRecord, SpanRecord } from '../model.js';
+import type { DerivedRecord, FlatRecord, SpanRecord } from '../model.js';
+import { log, span } from './records.fixture.js';
 import { PostgresStore, type PostgresStoreOptions } from './postgres.js';
-
-function span(n: number, extra: Partial<SpanRecord> = {}): SpanRecord {
-  return {
-    kind: 'span',
-    resource: { 'service.name': 'shop' },
-    scope: { name: 's', version: '', attributes: {} },
-    attributes: { n },
-    traceId: 'a'.repeat(32),
-    spanId: n.toString(16).padStart(16, '0'),
-    correlationId: `c${n % 3}`,
-    parentSpanId: '',
-    traceState: '',
-    name: `span ${n}`,
-    spanKind: 2,
-    startTimeUnixNano: '1764064800000000000',
-    endTimeUnixNano: '1764064800500000000',
-    durationMs: 500,
-    status: { code: 0, message: '' },
-    events: [],
-    links: [],
-    flags: 0,
-    ...extra,
-  };
-}
-
-function log(n: number): LogRecord {
-  return {
-    kind: 'log',
-    resource: {},
-    scope: { name: '', version: '', attributes: {} },
-    attributes: {},
-    traceId: '',
-    spanId: '',
-    correlationId: '',
-    timeUnixNano: '1764064800000000000',
-    observedTimeUnixNano: '0',
-    severityNumber: 9,
-    severityText: 'INFO',
-    body: `log ${n}`,
-    eventName: '',
-    flags: 0,
-  };
-}
 
 const spans = (from: number, count: number) => Array.from({ length: count }, (_, i) => span(from + i)) as FlatRecord[];
 
