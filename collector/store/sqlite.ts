@@ -12,7 +12,8 @@ import { EventEmitter } from 'node:events';
 import type { FlatRecord, Signal, StoredRecord } from '../model.js';
 import { durationOf, projectOf, signalOf, sourceOf, timeOf } from '../model.js';
 import { Checkpointer } from './checkpointer.js';
-import type { ExporterRoute, Store, StoreStats } from './store.js';
+import type { UnsummarizedCorrelation } from '../api.js';
+import type { ExporterRoute, RequestQuery, Store, StoreStats } from './store.js';
 
 export interface SqliteStoreOptions {
   path: string;
@@ -43,6 +44,10 @@ const MIGRATIONS: string[] = [
    CREATE INDEX records_correlation ON records(correlation_id) WHERE correlation_id IS NOT NULL;
    -- start_after: the last record id when the exporter was first configured; it starts from there.
    CREATE TABLE exporters (id TEXT PRIMARY KEY, bit INTEGER NOT NULL UNIQUE, start_after INTEGER NOT NULL);`,
+  // Summaries are a small share of the rows: partial indexes over them alone find an id's
+  // newest summary (the correlation join) and the summaries of a time range (lookups).
+  `CREATE INDEX records_summary_by_correlation ON records(correlation_id, id) WHERE kind = 'summary';
+   CREATE INDEX records_summary_by_time ON records(received_at_ms) WHERE kind = 'summary';`,
 ];
 
 const MAX_EXPORTER_BITS = 62;
@@ -189,6 +194,69 @@ export class SqliteStore implements Store {
       .prepare('SELECT id, received_at_ms, body FROM records WHERE correlation_id = ? ORDER BY id')
       .all(correlationId) as { id: number; received_at_ms: number; body: string }[];
     return rows.map(toStored);
+  }
+
+  async unsummarizedCorrelations(sinceMs: number, limit: number): Promise<UnsummarizedCorrelation[]> {
+    // A rowid range scan over what arrived since, grouped by id; each group's newest summary
+    // comes from the partial summary index.
+    const rows = this.#db
+      .prepare(
+        `SELECT r.correlation_id AS correlationId, max(r.received_at_ms) AS lastReceivedAtMs
+         FROM records r NOT INDEXED -- the rowid range, never a walk of the whole correlation index
+         WHERE r.id >= ? AND r.received_at_ms >= ? AND r.correlation_id IS NOT NULL AND r.kind <> 'summary'
+         GROUP BY r.correlation_id
+         HAVING max(r.id) > coalesce(
+           (SELECT max(s.id) FROM records s WHERE s.kind = 'summary' AND s.correlation_id = r.correlation_id), 0)
+         ORDER BY lastReceivedAtMs, correlationId
+         LIMIT ?`,
+      )
+      .all(this.#firstIdReceivedAtOrAfter(sinceMs), sinceMs, limit) as UnsummarizedCorrelation[];
+    return rows;
+  }
+
+  async recentRequests(query: RequestQuery): Promise<StoredRecord[]> {
+    const order = query.order === 'slowest' ? 'r.duration_ms DESC, r.id DESC' : 'r.received_at_ms DESC, r.id DESC';
+    const rows = this.#db
+      .prepare(
+        `SELECT r.id, r.received_at_ms, r.body FROM records r
+         WHERE r.kind = 'summary' AND r.received_at_ms >= @since
+           AND (@project IS NULL OR r.project = @project)
+           AND (@url IS NULL OR instr(lower(json_extract(r.body, '$.attributes."url.full"')), lower(@url)) > 0)
+           AND (@min IS NULL OR r.duration_ms >= @min)
+           AND NOT EXISTS (SELECT 1 FROM records n
+                           WHERE n.kind = 'summary' AND n.correlation_id = r.correlation_id AND n.id > r.id)
+         ORDER BY ${order}
+         LIMIT @limit`,
+      )
+      .all({
+        since: query.sinceMs,
+        project: query.project ?? null,
+        url: query.urlContains ?? null,
+        min: query.minDurationMs ?? null,
+        limit: query.limit,
+      }) as { id: number; received_at_ms: number; body: string }[];
+    return rows.map(toStored);
+  }
+
+  /**
+   * The first id that arrived at or after `ms`. Ids follow arrival, so a binary search over
+   * primary-key lookups finds it in about 30 reads on any store size, with no time index to
+   * maintain on ingest. (A wall clock stepping back can blur the boundary by that step.)
+   */
+  #firstIdReceivedAtOrAfter(ms: number): number {
+    const bounds = this.#db.prepare('SELECT min(id) AS lo, max(id) AS hi FROM records').get() as { lo: number | null; hi: number | null };
+    if (bounds.lo === null || bounds.hi === null) return 0;
+    const at = this.#db.prepare('SELECT id, received_at_ms FROM records WHERE id >= ? ORDER BY id LIMIT 1');
+    // Smallest x such that the first row with id >= x arrived at or after `ms` (or none exists).
+    let lo = bounds.lo;
+    let hi = bounds.hi + 1;
+    while (lo < hi) {
+      const mid = lo + Math.floor((hi - lo) / 2);
+      const row = at.get(mid) as { id: number; received_at_ms: number } | undefined;
+      if (!row || row.received_at_ms >= ms) hi = mid;
+      else lo = row.id + 1;
+    }
+    return lo;
   }
 
   onCommit(listener: () => void): () => void {
