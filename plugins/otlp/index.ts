@@ -7,14 +7,16 @@ import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { ConsumerError, defineReceiver, parseHostPort } from '../../collector/api.js';
 import type { ReceiverContext, Signal } from '../../collector/api.js';
 import { opentelemetry, google } from '../../proto/generated/otlp.js';
 import { BodyError, readBody } from './body.js';
-import { flattenLogs, flattenTraces, type Flattened } from './decode.js';
+import type { Flattened } from './decode.js';
+import { DecodePool } from './decode-pool.js';
 
-const { ExportTraceServiceRequest, ExportTraceServiceResponse } = opentelemetry.proto.collector.trace.v1;
-const { ExportLogsServiceRequest, ExportLogsServiceResponse } = opentelemetry.proto.collector.logs.v1;
+const { ExportTraceServiceResponse } = opentelemetry.proto.collector.trace.v1;
+const { ExportLogsServiceResponse } = opentelemetry.proto.collector.logs.v1;
 
 export const factory = defineReceiver({
   kind: 'receiver',
@@ -35,6 +37,8 @@ export const factory = defineReceiver({
               retry_after: h.duration().default(1000),
               /** When set, requests must carry `Authorization: Bearer <token>`. */
               auth: z.strictObject({ bearer_token: z.string().min(1) }).optional(),
+              /** Threads that decode request bodies (0: decode on the main thread). */
+              decode_workers: z.number().int().min(0).max(16).default(Math.min(2, Math.max(0, availableParallelism() - 1))),
               /** Serve HTTPS with these PEM files. */
               tls: z.strictObject({ cert_file: z.string(), key_file: z.string() }).optional(),
             })
@@ -52,6 +56,7 @@ type HttpConfig = {
   max_request_body_size: number;
   max_concurrent_requests: number;
   retry_after: number;
+  decode_workers: number;
   auth?: { bearer_token: string } | undefined;
   tls?: { cert_file: string; key_file: string } | undefined;
 };
@@ -78,6 +83,7 @@ class OtlpHttpReceiver {
   readonly #ctx: ReceiverContext;
   readonly #server: Server;
   readonly #tokenDigest: Buffer | undefined;
+  #pool: DecodePool | undefined;
   #inFlight = 0;
   #accepted: Record<Signal, { inc(n?: number): void }>;
   #refused: Record<Signal, { inc(n?: number): void }>;
@@ -112,6 +118,7 @@ class OtlpHttpReceiver {
   }
 
   async start(): Promise<void> {
+    this.#pool = new DecodePool(this.#config.decode_workers);
     const { host, port } = parseHostPort(this.#config.endpoint);
     await new Promise<void>((resolve, reject) => {
       this.#server.once('error', reject);
@@ -132,6 +139,7 @@ class OtlpHttpReceiver {
       this.#server.close(() => resolve());
       this.#server.closeIdleConnections();
     });
+    await this.#pool?.close();
   }
 
   async #handle(signal: Signal, req: Request, res: Response, rejectedRequests: { inc(): void }): Promise<void> {
@@ -162,7 +170,7 @@ class OtlpHttpReceiver {
     this.#inFlight++;
     try {
       const body = await readBody(req, this.#config.max_request_body_size);
-      const flat = decode(signal, body, protobuf);
+      const flat = await this.#pool!.decode(signal, body, protobuf);
       await this.#ctx.consumer.consume(signal, flat.records);
       this.#accepted[signal].inc(flat.records.length);
       if (flat.rejected) this.#refused[signal].inc(flat.rejected);
@@ -193,21 +201,6 @@ function isProtobuf(header: string | undefined): boolean {
 }
 function isJson(header: string | undefined): boolean {
   return mediaType(header) === 'application/json';
-}
-
-function decode(signal: Signal, body: Buffer, protobuf: boolean): Flattened<any> {
-  let message: object;
-  try {
-    if (protobuf) {
-      message = (signal === 'traces' ? ExportTraceServiceRequest : ExportLogsServiceRequest).decode(body);
-    } else {
-      message = JSON.parse(body.toString('utf8'));
-      if (typeof message !== 'object' || message === null || Array.isArray(message)) throw new Error('the body is not a JSON object');
-    }
-  } catch (err) {
-    throw new ConsumerError('BV_BAD_DATA', `malformed ${protobuf ? 'protobuf' : 'JSON'} ${signal} request: ${(err as Error).message}`);
-  }
-  return signal === 'traces' ? flattenTraces(message) : flattenLogs(message);
 }
 
 function sendSuccess(res: Response, signal: Signal, protobuf: boolean, flat: Flattened<unknown>): void {

@@ -145,3 +145,38 @@ test('past the in-flight bound the receiver answers 503 with Retry-After, then r
   assert.equal(after.status, 200);
   assert.equal(readStore(c.dbPath).length, 2);
 });
+
+test('with TLS configured the receiver serves HTTPS', async (t) => {
+  const { execFileSync } = await import('node:child_process');
+  const { readFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const https = await import('node:https');
+  const { tempDir } = await import('../../test/env.js');
+  const dir = tempDir(t);
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  try {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  } catch {
+    t.skip('openssl is not installed (apt-get install openssl) to make a test certificate');
+    return;
+  }
+  const c = await startCollector(t, { config: { receivers: { otlp: { protocols: { http: { tls: { cert_file: cert, key_file: key } } } } } } });
+  await c.waitForLog((l) => l.msg === 'OTLP/HTTP receiver listening' && String(l.url).startsWith('https://'));
+  const body = JSON.stringify(jsonSpans(goodSpan()));
+  const status = await new Promise<number>((resolve, reject) => {
+    const req = https.request(
+      `${c.otlpUrl.replace('http:', 'https:')}/v1/traces`,
+      { method: 'POST', ca: readFileSync(cert), servername: 'localhost', checkServerIdentity: () => undefined, headers: { 'content-type': 'application/json' } },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode!);
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+  assert.equal(status, 200);
+  assert.equal(readStore(c.dbPath).length, 1);
+  await assert.rejects(fetch(`${c.otlpUrl}/v1/traces`, { method: 'POST', body, headers: { 'content-type': 'application/json' } }), 'plain HTTP is not served');
+});

@@ -1,0 +1,41 @@
+// De-duplication of sampled and logged observations of the same query.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { QueryMerger } from './merger.js';
+import type { QueryObservation } from './observation.js';
+
+const obs = (over: Partial<QueryObservation>): QueryObservation => ({
+  source: 'sampling',
+  pid: 7,
+  startUs: 1_000_000n,
+  endUs: 1_300_000n,
+  endPrecision: 'state_change',
+  applicationName: 'req:abc',
+  query: 'SELECT pg_sleep(0.3)',
+  database: 'app',
+  waitEvents: [],
+  queryId: undefined,
+  truncated: false,
+  failed: false,
+  ...over,
+});
+
+test('back-to-back statements of one backend are paired by text and end, not only by start', () => {
+  const out: QueryObservation[] = [];
+  const merger = new QueryMerger((o) => out.push(o), 1000, true);
+  // A 0.2 ms statement logged just before the long one starts (same pid, starts 0.3 ms apart).
+  merger.addLogged(obs({ source: 'log', startUs: 999_700n, endUs: 999_900n, endPrecision: 'millisecond', query: 'SELECT 1' }), 0);
+  merger.addSampled(obs({}), 10);
+  assert.equal(out.length, 0, 'the short one is not taken for the long one');
+  merger.addLogged(obs({ source: 'log', startUs: 999_600n, endUs: 1_299_600n + 300n, endPrecision: 'millisecond' }), 20);
+  assert.equal(out.length, 1);
+  assert.deepEqual([out[0]!.source, out[0]!.endPrecision, out[0]!.startUs, out[0]!.endUs], ['sampling+log', 'exact', 1_000_000n, 1_300_300n]);
+  merger.flush(2000);
+  assert.deepEqual(out.map((o) => o.query), ['SELECT pg_sleep(0.3)', 'SELECT 1'], 'the short one is sent alone once its wait is over');
+});
+
+test('without the log source, sampled observations pass straight through', () => {
+  const out: QueryObservation[] = [];
+  new QueryMerger((o) => out.push(o), 1000, false).addSampled(obs({}), 0);
+  assert.equal(out.length, 1);
+});

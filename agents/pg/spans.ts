@@ -1,0 +1,56 @@
+// A finished query becomes one CLIENT span with the OpenTelemetry database attributes
+// (db.system.name, db.namespace, db.query.text, db.operation.name, db.collection.name,
+// server.address, server.port) plus what only PostgreSQL and Bitville know.
+import type { AgentSpan } from '../runtime/types.js';
+import { correlationIdFromAppName, newSpanId, parseTraceParent, traceIdFor } from './correlation.js';
+import type { QueryObservation } from './observation.js';
+import { analyzeSql } from './sql-text.js';
+
+export interface SpanContext {
+  serverAddress: string;
+  serverPort: number;
+  redactLiterals: boolean;
+  sqlcommenter: boolean;
+}
+
+/** The span for a query, or undefined when it carries neither a correlation id nor a usable traceparent. */
+export function spanFor(obs: QueryObservation, ctx: SpanContext): AgentSpan | undefined {
+  const sql = analyzeSql(obs.query);
+  const traceParent = ctx.sqlcommenter ? parseTraceParent(sql.comment?.fields.traceparent) : undefined;
+  const correlationId = correlationIdFromAppName(obs.applicationName) ?? traceParent?.traceId;
+  if (!correlationId) return undefined;
+  const traceId = traceIdFor(correlationId);
+  // The exact parent only when the comment belongs to the same trace as the correlation id.
+  const parentSpanId = traceParent && traceParent.traceId === traceId ? traceParent.parentSpanId : '';
+
+  const attributes: AgentSpan['attributes'] = {
+    'db.system.name': 'postgresql',
+    'db.query.text': ctx.redactLiterals ? sql.redacted : sql.raw,
+    'server.address': ctx.serverAddress,
+    'server.port': ctx.serverPort,
+    'postgresql.pid': obs.pid,
+    'bitville.correlation_id': correlationId,
+    'bitville.db.capture': obs.source,
+    'bitville.db.end_precision': obs.endPrecision,
+    'bitville.db.query_truncated': obs.truncated,
+  };
+  if (obs.database) attributes['db.namespace'] = obs.database;
+  if (sql.operation) attributes['db.operation.name'] = sql.operation;
+  if (sql.collection) attributes['db.collection.name'] = sql.collection;
+  if (obs.queryId) attributes['postgresql.query_id'] = obs.queryId;
+  if (obs.waitEvents.length > 0) attributes['postgresql.wait_events'] = obs.waitEvents;
+
+  const target = sql.collection ?? obs.database ?? undefined;
+  const name = sql.operation ? (target ? `${sql.operation} ${target}` : sql.operation) : 'postgresql';
+  return {
+    traceId,
+    spanId: newSpanId(),
+    parentSpanId,
+    name,
+    kind: 'client',
+    startTimeUnixNano: (obs.startUs * 1000n).toString(),
+    endTimeUnixNano: (obs.endUs * 1000n).toString(),
+    attributes,
+    status: obs.failed ? { code: 'error', message: 'the statement failed (its transaction was left aborted)' } : { code: 'unset' },
+  };
+}
