@@ -4,9 +4,10 @@ import { Command } from 'commander';
 import { BitvilleError } from './errors.js';
 import { registerCollector } from './run.js';
 import { registerValidate } from './validate.js';
+import { registerRequests, registerTrace } from './lookup-cli.js';
 import type { RegisterCommand } from './commands.js';
 
-const commands: RegisterCommand[] = [registerCollector, registerValidate];
+const commands: RegisterCommand[] = [registerCollector, registerValidate, registerRequests, registerTrace];
 
 const program = new Command('bitville').description('Bitville Monitoring: agents and collector for PHP + PostgreSQL').showHelpAfterError();
 for (const register of commands) register(program);

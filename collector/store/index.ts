@@ -5,9 +5,11 @@ import type { Config } from '../config.js';
 import { SqliteStore } from './sqlite.js';
 import type { Store } from './store.js';
 
-export function openStore(storage: Config['storage']): Store {
+/** `readOnly`: for lookups beside a running collector (nothing created, migrated or written). */
+export function openStore(storage: Config['storage'], options: { readOnly?: boolean } = {}): Store {
   const s = storage.sqlite;
   return new SqliteStore({
+    readOnly: options.readOnly ?? false,
     path: resolve(s.path),
     retentionMs: s.retention,
     maxSizeBytes: s.max_size,

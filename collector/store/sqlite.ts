@@ -6,7 +6,8 @@
 // reading a backlog never scans delivered rows. A record is inserted with the bits of the
 // exporters that must not see it already set (other signal, exporter removed from config).
 import Database from 'better-sqlite3';
-import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { BitvilleError } from '../errors.js';
 import { dirname } from 'node:path';
 import { EventEmitter } from 'node:events';
 import type { FlatRecord, Signal, StoredRecord } from '../model.js';
@@ -22,6 +23,8 @@ export interface SqliteStoreOptions {
   /** NORMAL survives a process crash (kill -9); FULL also a power loss, at an fsync per commit. */
   synchronous: 'NORMAL' | 'FULL';
   now?: () => number;
+  /** For lookups beside a running collector: never creates, migrates, writes or checkpoints. */
+  readOnly?: boolean;
 }
 
 const MIGRATIONS: string[] = [
@@ -62,7 +65,7 @@ export class SqliteStore implements Store {
   #initialMask: Record<Signal, number> = { traces: 0, logs: 0 };
   #dropped = { retention: 0, size: 0 };
   #insert: Database.Statement;
-  readonly #checkpointer: Checkpointer;
+  readonly #checkpointer: Checkpointer | undefined;
   #markDelivered: Database.Statement;
   #appendTx: (records: readonly FlatRecord[]) => void;
   #queues = new Map<string, { mask: number; pending: Database.Statement; backlog: Database.Statement }>();
@@ -70,25 +73,36 @@ export class SqliteStore implements Store {
   constructor(options: SqliteStoreOptions) {
     this.#options = options;
     this.#now = options.now ?? Date.now;
-    mkdirSync(dirname(options.path), { recursive: true });
-    // Create the file ourselves so it is never readable by others, whatever the umask.
-    closeSync(openSync(options.path, 'a', 0o600));
-    chmodSync(options.path, 0o600);
-    this.#db = new Database(options.path);
-    this.#db.pragma('journal_mode = WAL');
-    this.#db.pragma(`synchronous = ${options.synchronous}`);
-    this.#db.pragma('busy_timeout = 5000');
-    // Checkpoints run on their own thread (see checkpointer.ts); the WAL file is trimmed back
-    // to 64 MiB after each so it does not keep its peak size.
-    this.#db.pragma('wal_autocheckpoint = 0');
-    this.#db.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
-    this.#migrate();
-    this.#checkpointer = new Checkpointer(options.path);
-    this.#insert = this.#db.prepare(
-      `INSERT INTO records (kind, signal, time_unix_nano, received_at_ms, correlation_id, trace_id, span_id,
-         project, source, name, duration_ms, body, forwarded_to_graylog)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
+    if (options.readOnly) {
+      if (!existsSync(options.path)) throw new BitvilleError('BV_STORE_MISSING', `no store at ${options.path} (check storage.sqlite.path in the config)`);
+      this.#db = new Database(options.path, { readonly: true, fileMustExist: true });
+      this.#db.pragma('busy_timeout = 5000');
+    } else {
+      mkdirSync(dirname(options.path), { recursive: true });
+      // Create the file ourselves so it is never readable by others, whatever the umask.
+      closeSync(openSync(options.path, 'a', 0o600));
+      chmodSync(options.path, 0o600);
+      this.#db = new Database(options.path);
+      this.#db.pragma('journal_mode = WAL');
+      this.#db.pragma(`synchronous = ${options.synchronous}`);
+      this.#db.pragma('busy_timeout = 5000');
+      // Checkpoints run on their own thread (see checkpointer.ts); the WAL file is trimmed back
+      // to 64 MiB after each so it does not keep its peak size.
+      this.#db.pragma('wal_autocheckpoint = 0');
+      this.#db.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
+      this.#migrate();
+      this.#checkpointer = new Checkpointer(options.path);
+    }
+    try {
+      this.#insert = this.#db.prepare(
+        `INSERT INTO records (kind, signal, time_unix_nano, received_at_ms, correlation_id, trace_id, span_id,
+           project, source, name, duration_ms, body, forwarded_to_graylog)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      );
+    } catch (err) {
+      this.#db.close();
+      throw new BitvilleError('BV_STORE_MISSING', `${options.path} is not a Bitville store: ${(err as Error).message}`);
+    }
     this.#markDelivered = this.#db.prepare(
       'UPDATE records SET forwarded_to_graylog = forwarded_to_graylog | ? WHERE id IN (SELECT value FROM json_each(?))',
     );
@@ -171,7 +185,7 @@ export class SqliteStore implements Store {
   async append(records: readonly FlatRecord[]): Promise<void> {
     if (records.length === 0) return;
     this.#appendTx(records);
-    this.#checkpointer.requested();
+    this.#checkpointer?.requested();
     this.#events.emit('commit');
   }
 
@@ -312,8 +326,10 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     if (!this.#db.open) return;
-    await this.#checkpointer.close();
-    this.#db.pragma('wal_checkpoint(TRUNCATE)');
+    if (this.#checkpointer) {
+      await this.#checkpointer.close();
+      this.#db.pragma('wal_checkpoint(TRUNCATE)');
+    }
     this.#db.close();
   }
 
