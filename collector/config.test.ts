@@ -1,6 +1,7 @@
 // Config loading: defaults, env expansion, and errors that name file, line, key path and problem.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
@@ -16,7 +17,9 @@ test('a valid config gets its defaults, env expansion with types, and is frozen'
   const config = await loadConfig(fixture('valid.yaml'), builtinFactories, { TEST_RETENTION: '3d' });
   const otlp = config.receivers.get('otlp')!;
   assert.deepEqual(otlp.config, {
-    protocols: { http: { endpoint: '127.0.0.1:4318', max_request_body_size: 8 * 1024 * 1024, max_concurrent_requests: 16, retry_after: 1000 } },
+    protocols: {
+      http: { endpoint: '127.0.0.1:4318', max_request_body_size: 8 * 1024 * 1024, max_concurrent_requests: 16, retry_after: 1000, decode_workers: Math.min(2, availableParallelism() - 1) },
+    },
   });
   assert.deepEqual(otlp.signals, ['traces', 'logs']);
   assert.deepEqual(config.exporters.get('debug')!.config, { verbosity: 'basic' });

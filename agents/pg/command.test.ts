@@ -6,15 +6,14 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { CLI } from '../../test/collector.js';
 import { PG_DSN, skipWithoutPostgres, tempDir } from '../../test/env.js';
 import { attrs, startOtlpSink } from '../runtime/otlp-sink.fixture.js';
 import { connectClient, newCorrelationId } from './testing.fixture.js';
 
-const cli = fileURLToPath(new URL('./cli.fixture.js', import.meta.url));
 
 function run(args: string[]) {
-  const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
   const exited = once(child, 'exit').then(([code]) => ({ code: code as number | null, stderr }));
@@ -54,7 +53,7 @@ test('the daemon sends the spans it captures to the collector over OTLP, and sto
       'statements: { enabled: false }',
     ].join('\n'),
   );
-  const child = spawn(process.execPath, [cli, 'pg-agent', '--config', file], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, TEST_PG_DSN: PG_DSN } });
+  const child = spawn(process.execPath, [CLI, 'pg-agent', '--config', file], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, TEST_PG_DSN: PG_DSN } });
   t.after(() => child.kill('SIGKILL'));
   for await (const line of createInterface({ input: child.stdout! })) if (line.includes('pg-agent: capturing')) break;
 

@@ -45,6 +45,7 @@ const MIGRATIONS: string[] = [
      forwarded_to_graylog INTEGER NOT NULL DEFAULT 0
    );
    CREATE INDEX records_correlation ON records(correlation_id) WHERE correlation_id IS NOT NULL;
+   CREATE INDEX records_time ON records(time_unix_nano);
    -- start_after: the last record id when the exporter was first configured; it starts from there.
    CREATE TABLE exporters (id TEXT PRIMARY KEY, bit INTEGER NOT NULL UNIQUE, start_after INTEGER NOT NULL);`,
   // Summaries are a small share of the rows: partial indexes over them alone find an id's

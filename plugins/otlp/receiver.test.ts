@@ -20,6 +20,7 @@ const goodSpan = (n = 1) => ({
   startTimeUnixNano: 1764064800000000000, // 64-bit as a JSON number
   endTimeUnixNano: '1764064800500000000', // and as a string
   attributes: [{ key: 'big', value: { intValue: '9007199254740993' } }],
+  someFutureField: { ignored: true }, // unknown fields are ignored
 });
 
 async function post(url: string, body: Buffer | string, headers: Record<string, string>) {

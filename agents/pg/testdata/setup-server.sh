@@ -18,7 +18,7 @@ esac
 # Reload-only: keep the plain stderr log and add the structured one the agent reads.
 $PSQL -c "ALTER SYSTEM SET log_destination = 'stderr,jsonlog'" -c "SELECT pg_reload_conf()" >/dev/null
 if [ "$restart" = yes ]; then
-  pg_ctlcluster --skip-systemctl-redirect 15 main restart
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | tail -n 1)" main restart
 fi
 $PSQL -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
 echo "pg-agent test settings: logging_collector=$($PSQL -c 'SHOW logging_collector') log_destination=$($PSQL -c 'SHOW log_destination') shared_preload_libraries=$($PSQL -c 'SHOW shared_preload_libraries')"

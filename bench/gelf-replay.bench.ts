@@ -1,0 +1,167 @@
+// Replay of a stored backlog to a loopback GELF TCP receiver, through the real path: SQLite
+// store -> export queue -> gelf exporter (serializer + TCP transport) -> socket, with each
+// batch marked in the store. Baseline, in the same run: the same frames written over one
+// socket with no store and no serialization. Prints medians of several runs and the ratio.
+import Database from 'better-sqlite3';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, connect, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { fileURLToPath } from 'node:url';
+import { ExportQueue } from '../collector/export-queue.js';
+import type { FlatRecord, StoredRecord } from '../collector/model.js';
+import { SqliteStore } from '../collector/store/sqlite.js';
+import { Telemetry } from '../collector/telemetry.js';
+import { GelfExporter } from '../plugins/gelf/exporter.js';
+import { serialize } from '../plugins/gelf/serializer.js';
+import { gelfConfig } from '../plugins/gelf/test-support.js';
+
+const RECORDS = Number(process.env.GELF_BENCH_RECORDS ?? 200_000);
+const RUNS = Number(process.env.GELF_BENCH_RUNS ?? 3);
+const BATCH = 500;
+
+/** A PHP request span like the agents send (about 1.2 kB as GELF). */
+function record(i: number): FlatRecord {
+  const start = 1_764_064_800_000_000_000n + BigInt(i) * 1_000_000n;
+  const traceId = i.toString(16).padStart(32, '0');
+  return {
+    kind: 'span',
+    resource: { 'service.name': 'shop', 'host.name': 'web-1', 'bitville.source': 'php_agent' },
+    scope: { name: 'bitville.php', version: '1.0.0', attributes: {} },
+    attributes: {
+      'bitville.correlation_id': traceId,
+      'http.request.method': 'GET',
+      'url.full': `https://shop.example/item/${i}?ref=home`,
+      'http.response.status_code': 200,
+      'user_agent.original': 'Mozilla/5.0 (X11; Linux x86_64)',
+    },
+    traceId,
+    spanId: i.toString(16).padStart(16, '0'),
+    correlationId: traceId,
+    parentSpanId: '',
+    traceState: '',
+    name: `GET /item/{id}`,
+    spanKind: 2,
+    startTimeUnixNano: start.toString(),
+    endTimeUnixNano: (start + 612_000_000n).toString(),
+    durationMs: 612,
+    status: { code: 0, message: '' },
+    events: [],
+    links: [],
+    flags: 1,
+  };
+}
+
+/** A GELF TCP sink that only counts null-terminated frames (Graylog's framing). */
+async function frameCounter(): Promise<{ server: Server; port: number; waitFor(n: number): Promise<void>; reset(): void }> {
+  let count = 0;
+  let target = Infinity;
+  let done: (() => void) | undefined;
+  const server = createServer((socket) => {
+    socket.on('data', (data: Buffer) => {
+      for (let i = data.indexOf(0); i !== -1; i = data.indexOf(0, i + 1)) count++;
+      if (count >= target && done) {
+        done();
+        done = undefined;
+      }
+    });
+    socket.on('error', () => {});
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    server,
+    port: (server.address() as { port: number }).port,
+    reset: () => (count = 0),
+    waitFor: (n) =>
+      new Promise<void>((resolve) => {
+        target = n;
+        if (count >= n) resolve();
+        else done = resolve;
+      }),
+  };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+export default async function gelfReplayBench(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'bitville-gelf-bench-'));
+  const sink = await frameCounter();
+  const dbPath = join(dir, 'bitville.db');
+  const store = new SqliteStore({ path: dbPath, retentionMs: 7 * 86_400_000, maxSizeBytes: 10 * 1024 ** 3, synchronous: 'NORMAL' });
+  try {
+    await store.configureExporters([{ id: 'gelf', signals: ['traces', 'logs'] }]);
+    for (let i = 0; i < RECORDS; i += 5000) {
+      await store.append(Array.from({ length: Math.min(5000, RECORDS - i) }, (_, k) => record(i + k)));
+    }
+    const telemetry = new Telemetry(pino({ level: 'warn' }));
+    const config = gelfConfig({ endpoint: `tcp://127.0.0.1:${sink.port}`, batch_size: BATCH });
+
+    // The same frames the exporter writes, prepared ahead for the baseline.
+    const serializerOptions = { defaultHost: 'bench', maxFieldBytes: 32_000, maxFullMessageBytes: 256 * 1024 };
+    const stored = (await store.pending('gelf', RECORDS)) as StoredRecord[];
+    const frames = stored.map((r) => {
+      const s = serialize(r, serializerOptions);
+      if ('error' in s) throw new Error(s.error);
+      return s.json;
+    });
+    const frameBytes = frames.reduce((n, f) => n + Buffer.byteLength(f) + 1, 0);
+
+    const replay: number[] = [];
+    const baseline: number[] = [];
+    const reset = new Database(dbPath);
+    for (let run = 0; run < RUNS; run++) {
+      // Replay: a fresh backlog of RECORDS unforwarded records.
+      reset.exec('UPDATE records SET forwarded_to_graylog = 0');
+      sink.reset();
+      const exporter = new GelfExporter(config, {
+        id: 'gelf',
+        logger: telemetry.logger,
+        metrics: telemetry.forComponent('exporter', `gelf-${run}`),
+        dataDir: dir,
+        signals: ['traces', 'logs'],
+      });
+      await exporter.start();
+      const queue = new ExportQueue('gelf', exporter, store, telemetry.logger, telemetry.forComponent('exporter', `gelf-${run}`));
+      const started = performance.now();
+      const arrived = sink.waitFor(RECORDS);
+      queue.start();
+      await arrived;
+      await queue.shutdown(); // waits for the last batch to be marked
+      replay.push(RECORDS / ((performance.now() - started) / 1000));
+      await exporter.shutdown();
+      const left = await store.backlog('gelf');
+      if (left !== 0) throw new Error(`replay left ${left} records unmarked`);
+
+      // Baseline: the same frames, same batches, one socket, awaiting each write's flush.
+      sink.reset();
+      const socket = connect(sink.port, '127.0.0.1');
+      await once(socket, 'connect');
+      const t0 = performance.now();
+      const all = sink.waitFor(RECORDS);
+      for (let i = 0; i < frames.length; i += BATCH) {
+        const chunk = frames.slice(i, i + BATCH).join('\0') + '\0';
+        await new Promise<void>((resolve, reject) => socket.write(chunk, (err) => (err ? reject(err) : resolve())));
+      }
+      await all;
+      baseline.push(RECORDS / ((performance.now() - t0) / 1000));
+      socket.destroy();
+    }
+    reset.close();
+    const r = median(replay);
+    const b = median(baseline);
+    const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+    console.log(`gelf-replay: ${fmt(RECORDS)} stored records (${(frameBytes / RECORDS).toFixed(0)} B/frame), ${RUNS} runs, batch ${BATCH}`);
+    console.log(`  replay (store -> serializer -> TCP, marked): median ${fmt(r)} records/s  [${replay.map(fmt).join(', ')}]`);
+    console.log(`  baseline (same frames, one socket, no store): median ${fmt(b)} records/s  [${baseline.map(fmt).join(', ')}]`);
+    console.log(`  ratio replay/baseline: ${(r / b).toFixed(2)}  (aim: >= 50,000 records/s and >= 0.5)`);
+  } finally {
+    await store.close();
+    sink.server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) await gelfReplayBench();

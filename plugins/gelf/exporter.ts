@@ -1,0 +1,221 @@
+// The gelf exporter: serializes a batch, sends it through the breaker-wrapped transport and
+// reports exactly what was sent. The collector marks `forwarded_to_graylog` from that report.
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { ExportResult, Exporter, ExporterContext, StoredRecord } from '../../collector/api.js';
+import { BrokenCircuitError, PersistedBreaker, STATE_VALUES } from './breaker.js';
+import { compressionOf, parseEndpoint, type GelfConfig } from './config.js';
+import { HttpTransport } from './http.js';
+import { encode, serialize, truncate, type GelfMessage, type SerializerOptions } from './serializer.js';
+import { TcpTransport } from './tcp.js';
+import { tlsOptions } from './tls-options.js';
+import type { Encoded, Transport } from './transport.js';
+import { UdpTransport } from './udp.js';
+
+/** Builds the transport the endpoint names. */
+export function createTransport(config: GelfConfig): Transport {
+  const endpoint = parseEndpoint(config.endpoint);
+  const { host, port } = endpoint;
+  switch (endpoint.scheme) {
+    case 'tcp':
+    case 'tls':
+      return new TcpTransport({
+        host,
+        port,
+        tls: endpoint.scheme === 'tls' ? tlsOptions(config.tls, host) : undefined,
+        connectTimeoutMs: config.connect_timeout,
+        writeTimeoutMs: config.write_timeout,
+        keepaliveMs: config.keepalive,
+      });
+    case 'udp':
+      return new UdpTransport({ host, port, chunkSize: config.udp.chunk_size, compression: compressionOf(config) });
+    case 'http':
+    case 'https':
+      return new HttpTransport({
+        host,
+        port,
+        path: endpoint.path,
+        tls: endpoint.scheme === 'https' ? tlsOptions(config.tls, host) : undefined,
+        gzip: compressionOf(config) === 'gzip',
+        headers: config.http.headers,
+        maxInFlight: config.http.max_in_flight,
+        connectTimeoutMs: config.connect_timeout,
+        requestTimeoutMs: config.write_timeout,
+        keepaliveMs: config.keepalive,
+      });
+  }
+}
+
+/** The breaker's state file for a component id: `gelf/primary` -> `gelf-primary.breaker.json`. */
+export function breakerFileName(id: string): string {
+  return `${id.replace(/[^A-Za-z0-9_.-]/g, '-')}.breaker.json`;
+}
+
+/** Window over which the throughput gauge is measured. */
+const THROUGHPUT_WINDOW_MS = 10_000;
+
+export class GelfExporter implements Exporter {
+  readonly batchSize: number;
+  private transport: Transport | undefined;
+  private breaker: PersistedBreaker | undefined;
+  private readonly serializerOptions: SerializerOptions;
+  private inFlight: Promise<ExportResult> | undefined;
+  private stopping = false;
+  /** Recent sends as [time, records], for the throughput gauge. */
+  private recent: [number, number][] = [];
+  private readonly metrics;
+
+  constructor(
+    private readonly config: GelfConfig,
+    private readonly context: ExporterContext,
+  ) {
+    this.batchSize = config.batch_size;
+    this.serializerOptions = {
+      defaultHost: hostname(),
+      maxFieldBytes: config.max_field_bytes,
+      maxFullMessageBytes: config.max_full_message_bytes,
+    };
+    const m = context.metrics;
+    this.metrics = {
+      sentBytes: m.counter('bitville_gelf_sent_bytes', 'Bytes of GELF messages handed to the transport and confirmed sent.'),
+      failedSends: m.counter('bitville_gelf_send_failures', 'Batches whose send failed (each counts toward opening the breaker).'),
+      rejected: m.counter('bitville_gelf_serialization_failures', 'Records that cannot be written as valid GELF; logged and dropped.'),
+      transitions: m.counter('bitville_gelf_circuit_breaker_transitions', 'Circuit breaker state changes.'),
+      sendDuration: m.histogram('bitville_gelf_batch_send_duration_seconds', 'Time to send one batch.', [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10]),
+    };
+    m.gauge('bitville_gelf_circuit_breaker_state', 'Circuit breaker state: 0 closed, 1 open, 2 half-open.', () =>
+      this.breaker ? STATE_VALUES[this.breaker.state] : 0,
+    );
+    m.gauge('bitville_gelf_throughput_records_per_second', `Records sent per second over the last ${THROUGHPUT_WINDOW_MS / 1000} s (replay speed during a replay).`, () =>
+      this.throughput(),
+    );
+  }
+
+  async start(): Promise<void> {
+    this.stopping = false;
+    this.transport = createTransport(this.config);
+    this.breaker = new PersistedBreaker({
+      file: join(this.context.dataDir, breakerFileName(this.context.id)),
+      failureThreshold: this.config.circuit_breaker.failure_threshold,
+      resetTimeoutMs: this.config.circuit_breaker.reset_timeout,
+      logger: this.context.logger,
+      onTransition: () => this.metrics.transitions.inc(),
+    });
+  }
+
+  async shutdown(): Promise<void> {
+    this.stopping = true;
+    // The in-flight batch either finishes (and is reported) or fails by its write timeout;
+    // nothing is reported as sent that was not.
+    await this.inFlight?.catch(() => undefined);
+    this.breaker?.dispose();
+    await this.transport?.close();
+    this.transport = undefined;
+    this.breaker = undefined;
+  }
+
+  export(batch: StoredRecord[]): Promise<ExportResult> {
+    const run = this.exportBatch(batch);
+    this.inFlight = run;
+    return run.finally(() => {
+      if (this.inFlight === run) this.inFlight = undefined;
+    });
+  }
+
+  private async exportBatch(batch: StoredRecord[]): Promise<ExportResult> {
+    const transport = this.transport;
+    const breaker = this.breaker;
+    if (this.stopping || !transport || !breaker) {
+      return { kind: 'retryable', error: new Error('the gelf exporter is not running') };
+    }
+    // While open: no send attempt at all; the batch waits in the store.
+    const wait = breaker.msUntilHalfOpen();
+    if (wait > 0) return { kind: 'retryable', error: new BrokenCircuitError(), retryAfterMs: wait };
+
+    const rejected: { id: number; reason: string }[] = [];
+    const wire: Encoded[] = [];
+    let bytes = 0;
+    for (const record of batch) {
+      const serialized = serialize(record, this.serializerOptions);
+      if ('error' in serialized) {
+        this.reject(rejected, record.id, serialized.error);
+        continue;
+      }
+      // Fast path (TCP): the transport encodes synchronously and the message fits.
+      const direct = transport.encode(serialized.json);
+      const encoded =
+        direct !== null && !(direct instanceof Promise)
+          ? { wire: direct, size: Buffer.byteLength(serialized.json) }
+          : await this.fit(serialized.id, serialized.message, serialized.json, await direct, transport);
+      if ('error' in encoded) {
+        this.reject(rejected, record.id, encoded.error);
+        continue;
+      }
+      wire.push(encoded.wire);
+      bytes += encoded.size;
+    }
+    if (wire.length === 0) return { kind: 'success', rejected };
+
+    const started = performance.now();
+    try {
+      await breaker.execute(() => transport.send(wire));
+    } catch (err) {
+      if (!(err instanceof BrokenCircuitError)) this.metrics.failedSends.inc();
+      const untilProbe = breaker.msUntilHalfOpen();
+      return {
+        kind: 'retryable',
+        error: err as Error,
+        retryAfterMs: untilProbe > 0 ? untilProbe : this.config.retry_delay,
+      };
+    }
+    this.metrics.sendDuration.observe((performance.now() - started) / 1000);
+    this.metrics.sentBytes.inc(bytes);
+    this.noteSent(wire.length);
+    return rejected.length > 0 ? { kind: 'success', rejected } : { kind: 'success' };
+  }
+
+  /**
+   * The wire form of a message; when the transport cannot carry it (UDP: over 128 chunks),
+   * full_message is cut shorter until it fits. Never drops a record silently.
+   */
+  private reject(rejected: { id: number; reason: string }[], id: number, reason: string): void {
+    rejected.push({ id, reason });
+    this.metrics.rejected.inc();
+    this.context.logger.warn({ record_id: id, reason }, 'record cannot be sent as GELF; dropped');
+  }
+
+  /**
+   * The wire form of a message that the transport could not carry as it is (UDP: over 128
+   * chunks): full_message is cut shorter until it fits. Never drops a record silently.
+   */
+  private async fit(
+    id: number,
+    message: GelfMessage,
+    json: string,
+    wire: Encoded | null,
+    transport: Transport,
+  ): Promise<{ wire: Encoded; size: number } | { error: string }> {
+    let limit = Buffer.byteLength(message.full_message ?? '');
+    while (wire === null && limit > 64) {
+      limit = Math.max(64, Math.floor(limit / 2));
+      const shrunk = { ...message, full_message: truncate(message.full_message ?? '', limit) };
+      json = encode(shrunk);
+      wire = await transport.encode(json);
+    }
+    if (wire === null) return { error: `record ${id} is too large for the transport even with full_message cut to 64 bytes` };
+    return { wire, size: Buffer.byteLength(json) };
+  }
+
+  private noteSent(records: number): void {
+    const now = Date.now();
+    this.recent.push([now, records]);
+    while (this.recent.length > 0 && this.recent[0]![0] < now - THROUGHPUT_WINDOW_MS) this.recent.shift();
+  }
+
+  private throughput(): number {
+    const since = Date.now() - THROUGHPUT_WINDOW_MS;
+    let records = 0;
+    for (const [t, n] of this.recent) if (t >= since) records += n;
+    return records / (THROUGHPUT_WINDOW_MS / 1000);
+  }
+}
