@@ -105,10 +105,11 @@ a{color:#2f6fb3}
 .facts div{display:flex;flex-direction:column}
 .facts b{font-size:12px;color:#556;font-weight:600}
 .facts span{font-size:16px;font-variant-numeric:tabular-nums}
-.nplus{background:#fff4e6;border:1px solid #ffc078;border-radius:6px;padding:8px 14px;margin-bottom:12px}
-.nplus code{background:#ffe8cc}
+.nplus-note{background:#fff4e6;border:1px solid #ffc078;border-radius:6px;padding:8px 14px;margin-bottom:12px}
+.nplus-note code{background:#ffe8cc}
 .wf{background:#fff;border:1px solid #dde2e8;border-radius:6px;padding:8px 0}
-.wf .row{display:grid;grid-template-columns:minmax(260px,38%) 1fr 84px;gap:10px;align-items:center;padding:2px 14px}
+.wf .row{display:grid;grid-template-columns:minmax(260px,38%) 1fr 84px;gap:10px;align-items:center;padding:2px 14px;height:24px}
+.wf .badge{font-size:10px;line-height:15px;margin:0 2px 0 0}
 .wf .row:hover{background:#f1f5fa}
 .wf .label{overflow:hidden;text-overflow:ellipsis;white-space:nowrap;font:12px/1.6 ui-monospace,SFMono-Regular,Menlo,monospace}
 .wf .track{position:relative;height:14px;background:repeating-linear-gradient(90deg,transparent 0 calc(25% - 1px),#eef1f4 calc(25% - 1px) 25%)}
@@ -189,7 +190,7 @@ function tracePage(v: TraceView): Html {
   <div><b>Summary</b><span>${s ? (s.revision > 1 ? `revision ${s.revision} (late spans)` : 'made') : 'pending (join window open)'}</span></div>
 </div>
 ${!r ? html`<p class="empty">No request span is stored for this id yet: only DB spans.</p>` : ''}
-${v.nPlusOne.map((g) => html`<div class="nplus"><b>N+1 pattern:</b> ${g.count} × <code>${g.query}</code> (${fmt(g.totalMs)} ms in total)</div>`)}
+${v.nPlusOne.map((g) => html`<div class="nplus-note"><b>N+1 pattern:</b> ${g.count} × <code>${g.query}</code> (${fmt(g.totalMs)} ms in total)</div>`)}
 <div class="wf" id="waterfall">
   <div class="axis"><span></span><span class="ticks"><span>0</span><span>${fmt(extent / 4)}</span><span>${fmt(extent / 2)}</span><span>${fmt((extent * 3) / 4)}</span><span>${fmt(extent)} ms</span></span><span></span></div>
   ${r ? html`<div class="row request"><div class="label" title="${r.name}">${r.name}</div><div class="track"><div class="bar" style="${pos(r.offsetMs, r.durationMs)}"></div></div><div class="dur">${fmt(r.durationMs)} ms</div></div>` : ''}
