@@ -7,8 +7,9 @@ import { registerValidate } from './validate.js';
 import { registerRequests, registerTrace } from './lookup-cli.js';
 import type { RegisterCommand } from './commands.js';
 import { registerPgAgent } from '../agents/pg/command.js';
+import { registerPhpAgent } from '../agents/php/command.js';
 
-const commands: RegisterCommand[] = [registerCollector, registerValidate, registerRequests, registerTrace, registerPgAgent];
+const commands: RegisterCommand[] = [registerCollector, registerValidate, registerRequests, registerTrace, registerPhpAgent, registerPgAgent];
 
 const program = new Command('bitville').description('Bitville Monitoring: agents and collector for PHP + PostgreSQL').showHelpAfterError();
 for (const register of commands) register(program);

@@ -1,0 +1,300 @@
+<?php
+// Bitville PHP agent: load with `auto_prepend_file`. PHP 7.4+, no extension, no Composer.
+//
+// At request start it fixes a correlation id (the W3C trace id: taken from a valid incoming
+// `traceparent`, else 16 random bytes) and sets PGAPPNAME=req:<id>, so every new libpq
+// connection (pgsql, pdo_pgsql) reports it as application_name. At the very end of the request
+// (after fastcgi_finish_request() where it exists), a request that took at least the threshold
+// is sent as one JSON datagram to the php-agent daemon over a Unix datagram socket.
+//
+// It never blocks, throws or prints: the send is non-blocking, every failure is swallowed and
+// counted, and a circuit breaker (5 consecutive failures, then no attempt for 60 s; state in
+// APCu or in a small file replaced atomically) makes a dead daemon cost next to nothing.
+// Settings, each from the environment (BITVILLE_*) or else php.ini (bitville.*): see
+// docs/php-agent.md. Application API: the static methods of BitvilleAgent marked "API".
+
+if (!class_exists('BitvilleAgent', false)) {
+    final class BitvilleAgent
+    {
+        const BREAKER_FAILURES = 5;
+        const BREAKER_OPEN_SECONDS = 60;
+        const MAX_FIELD = 2048;
+
+        /** @var string */ private static $traceId = '';
+        /** @var string */ private static $spanId = '';
+        /** @var string */ private static $parentSpanId = '';
+        /** @var int */ private static $startNs = 0;
+        /** @var float */ private static $startWall = 0.0;
+        /** @var int */ private static $thresholdNs = 500000000;
+        /** @var bool */ private static $active = false;
+
+        /** API: the correlation id of this request (32 lowercase hex, the W3C trace id). */
+        public static function correlationId(): string
+        {
+            return self::$traceId;
+        }
+
+        /** API: a W3C traceparent naming this request's span, for outgoing calls. */
+        public static function traceparent(): string
+        {
+            return self::$traceId === '' ? '' : '00-' . self::$traceId . '-' . self::$spanId . '-01';
+        }
+
+        /** API: the application_name PostgreSQL sees for this request (`req:<id>`). */
+        public static function applicationName(): string
+        {
+            return self::$traceId === '' ? '' : 'req:' . self::$traceId;
+        }
+
+        /** API: $sql with a sqlcommenter comment carrying traceparent, so DB spans get their exact parent. */
+        public static function sqlComment(string $sql): string
+        {
+            if (self::$traceId === '') {
+                return $sql;
+            }
+            $trimmed = rtrim($sql);
+            $semicolon = substr($trimmed, -1) === ';';
+            if ($semicolon) {
+                $trimmed = substr($trimmed, 0, -1);
+            }
+            return $trimmed . " /*traceparent='" . rawurlencode(self::traceparent()) . "'*/" . ($semicolon ? ';' : '');
+        }
+
+        /**
+         * API: for a persistent connection (where PGAPPNAME does not apply, the connection being
+         * older than the request), set application_name on it. Takes a PDO (pgsql driver) or a
+         * pgsql connection; returns false on any failure, never throws.
+         */
+        public static function tagConnection($connection): bool
+        {
+            if (self::$traceId === '') {
+                return false;
+            }
+            $sql = "SET application_name = '" . self::applicationName() . "'";
+            try {
+                if ($connection instanceof PDO) {
+                    return $connection->exec($sql) !== false;
+                }
+                if (function_exists('pg_query')) {
+                    return @pg_query($connection, $sql) !== false;
+                }
+            } catch (Throwable $e) {
+            }
+            return false;
+        }
+
+        /** Request start: ids, PGAPPNAME, the end-of-request hook. Called once by this file. */
+        public static function begin(): void
+        {
+            self::$startNs = hrtime(true);
+            self::$startWall = microtime(true);
+            try {
+                $incoming = isset($_SERVER['HTTP_TRACEPARENT']) ? (string) $_SERVER['HTTP_TRACEPARENT'] : '';
+                if ($incoming !== '' && preg_match('/^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(-.*)?$/', $incoming, $m)
+                    && $m[1] !== 'ff' && ($m[1] !== '00' || !isset($m[4]))
+                    && $m[2] !== str_repeat('0', 32) && $m[3] !== str_repeat('0', 16)) {
+                    self::$traceId = $m[2];
+                    self::$parentSpanId = $m[3];
+                } else {
+                    self::$traceId = bin2hex(random_bytes(16));
+                    self::$parentSpanId = '';
+                }
+                self::$spanId = bin2hex(random_bytes(8));
+                putenv('PGAPPNAME=req:' . self::$traceId);
+                $threshold = self::setting('threshold_ms', '500');
+                self::$thresholdNs = is_numeric($threshold) ? (int) ((float) $threshold * 1000000) : 500000000;
+                if (!self::$active) {
+                    self::$active = true;
+                    // Registered from inside a shutdown function, so it runs after the application's own.
+                    register_shutdown_function(static function () {
+                        register_shutdown_function(array('BitvilleAgent', 'finish'));
+                    });
+                }
+            } catch (Throwable $e) {
+                self::$traceId = '';
+            }
+        }
+
+        /** Request end: below the threshold return at once; else finish the response, then send. */
+        public static function finish(): void
+        {
+            $durationNs = hrtime(true) - self::$startNs;
+            if ($durationNs < self::$thresholdNs || self::$traceId === '') {
+                return;
+            }
+            set_error_handler(static function () {
+                return true;
+            });
+            try {
+                if (function_exists('fastcgi_finish_request')) {
+                    @fastcgi_finish_request();
+                }
+                self::send(self::event($durationNs));
+            } catch (Throwable $e) {
+            } finally {
+                restore_error_handler();
+            }
+        }
+
+        /** One setting: BITVILLE_<NAME> from the environment, else bitville.<name> from php.ini, else the default. */
+        private static function setting(string $name, string $default): string
+        {
+            $env = getenv('BITVILLE_' . strtoupper($name));
+            if ($env !== false && $env !== '') {
+                return $env;
+            }
+            $ini = get_cfg_var('bitville.' . $name);
+            return ($ini !== false && $ini !== '') ? (string) $ini : $default;
+        }
+
+        /** The event, as the daemon's schema (agents/php/event.ts) expects it. */
+        private static function event(int $durationNs): array
+        {
+            $error = null;
+            $last = error_get_last();
+            if ($last !== null && ($last['type'] & (E_ERROR | E_PARSE | E_CORE_ERROR | E_COMPILE_ERROR | E_USER_ERROR | E_RECOVERABLE_ERROR))) {
+                $error = array(
+                    'type' => $last['type'],
+                    'message' => substr((string) $last['message'], 0, self::MAX_FIELD),
+                    'file' => substr((string) $last['file'], 0, self::MAX_FIELD),
+                    'line' => (int) $last['line'],
+                );
+            }
+            $status = http_response_code();
+            $host = gethostname();
+            return array(
+                'v' => 1,
+                'trace_id' => self::$traceId,
+                'span_id' => self::$spanId,
+                'parent_span_id' => self::$parentSpanId,
+                'method' => isset($_SERVER['REQUEST_METHOD']) ? substr((string) $_SERVER['REQUEST_METHOD'], 0, 32) : '',
+                'url' => substr(self::url(), 0, self::MAX_FIELD),
+                'script' => isset($_SERVER['SCRIPT_NAME']) ? substr((string) $_SERVER['SCRIPT_NAME'], 0, self::MAX_FIELD) : '',
+                'status' => is_int($status) ? $status : 0,
+                'start_us' => (int) round(self::$startWall * 1000000),
+                'duration_us' => intdiv($durationNs, 1000),
+                'peak_memory' => memory_get_peak_usage(true),
+                'host' => $host === false ? '' : $host,
+                'project' => self::setting('project', ''),
+                'php_version' => PHP_VERSION,
+                'sapi' => PHP_SAPI,
+                'error' => $error,
+            );
+        }
+
+        /** scheme://host/path?query with the values of deny-listed query parameters replaced by REDACTED. */
+        private static function url(): string
+        {
+            $uri = isset($_SERVER['REQUEST_URI']) ? (string) $_SERVER['REQUEST_URI'] : '';
+            $https = isset($_SERVER['HTTPS']) && $_SERVER['HTTPS'] !== '' && $_SERVER['HTTPS'] !== 'off';
+            $host = isset($_SERVER['HTTP_HOST']) ? (string) $_SERVER['HTTP_HOST'] : (isset($_SERVER['SERVER_NAME']) ? (string) $_SERVER['SERVER_NAME'] : '');
+            $q = strpos($uri, '?');
+            if ($q !== false) {
+                $deny = array_flip(array_map('strtolower', array_map('trim', explode(',', self::setting('redact',
+                    'password,passwd,pwd,secret,token,access_token,refresh_token,api_key,apikey,key,auth,session,sid,signature,sig,code')))));
+                $pairs = explode('&', substr($uri, $q + 1));
+                foreach ($pairs as $i => $pair) {
+                    $eq = strpos($pair, '=');
+                    $name = strtolower(urldecode($eq === false ? $pair : substr($pair, 0, $eq)));
+                    if ($eq !== false && isset($deny[$name])) {
+                        $pairs[$i] = substr($pair, 0, $eq) . '=REDACTED';
+                    }
+                }
+                $uri = substr($uri, 0, $q) . '?' . implode('&', $pairs);
+            }
+            return ($https ? 'https' : 'http') . '://' . $host . $uri;
+        }
+
+        /** Non-blocking datagram send behind the breaker; failures are counted and ride along with the next success. */
+        private static function send(array $event): void
+        {
+            $state = self::breakerState();
+            $now = time();
+            if ($state[1] > $now) {
+                // Open: no attempt and no write, so a dead daemon costs one small read. Skipped
+                // requests are counted only where counting is free (APCu).
+                if (self::useApcu()) {
+                    apcu_inc('bitville_agent_skipped');
+                }
+                return;
+            }
+            $event['lost'] = $state[2] + (self::useApcu() ? (int) apcu_fetch('bitville_agent_skipped') : 0);
+            $payload = json_encode($event, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE | JSON_PARTIAL_OUTPUT_ON_ERROR);
+            $sent = false;
+            if (is_string($payload)) {
+                $path = self::setting('socket', '/run/bitville/php-agent.sock');
+                if (function_exists('socket_sendto')) {
+                    // ext-sockets (in Debian's php-cli): one sendto with MSG_DONTWAIT, no connect.
+                    $socket = @socket_create(AF_UNIX, SOCK_DGRAM, 0);
+                    if ($socket !== false) {
+                        $sent = @socket_sendto($socket, $payload, strlen($payload), defined('MSG_DONTWAIT') ? MSG_DONTWAIT : 0, $path) === strlen($payload);
+                        @socket_close($socket);
+                    }
+                } else {
+                    $socket = @stream_socket_client('udg://' . $path, $errno, $errstr, 0);
+                    if ($socket !== false) {
+                        @stream_set_blocking($socket, false);
+                        $sent = @fwrite($socket, $payload) === strlen($payload);
+                        @fclose($socket);
+                    }
+                }
+            }
+            if ($sent) {
+                if ($state[0] !== 0 || $state[2] !== 0) {
+                    self::saveBreakerState(array(0, 0, 0));
+                    if (self::useApcu()) {
+                        apcu_store('bitville_agent_skipped', 0);
+                    }
+                }
+                return;
+            }
+            $state[0]++;
+            $state[2]++;
+            if ($state[0] >= self::BREAKER_FAILURES) {
+                $state[1] = $now + self::BREAKER_OPEN_SECONDS;
+            }
+            self::saveBreakerState($state);
+        }
+
+        /** [consecutive failures, open until (unix s), events lost since the last success]. */
+        private static function breakerState(): array
+        {
+            if (self::useApcu()) {
+                $raw = apcu_fetch('bitville_agent_breaker');
+            } else {
+                $raw = @file_get_contents(self::stateFile());
+            }
+            $parts = is_string($raw) ? explode(' ', $raw) : array();
+            return count($parts) === 3 ? array((int) $parts[0], (int) $parts[1], (int) $parts[2]) : array(0, 0, 0);
+        }
+
+        private static function saveBreakerState(array $state): void
+        {
+            $raw = implode(' ', $state);
+            if (self::useApcu()) {
+                apcu_store('bitville_agent_breaker', $raw);
+                return;
+            }
+            // Replaced atomically: concurrent workers never read a half-written file.
+            $file = self::stateFile();
+            $tmp = $file . '.' . getmypid() . '.' . mt_rand();
+            if (@file_put_contents($tmp, $raw) !== false && !@rename($tmp, $file)) {
+                @unlink($tmp);
+            }
+        }
+
+        private static function useApcu(): bool
+        {
+            return function_exists('apcu_enabled') && apcu_enabled();
+        }
+
+        private static function stateFile(): string
+        {
+            return self::setting('state_file', sys_get_temp_dir() . '/bitville-php-agent.breaker');
+        }
+    }
+
+    if (PHP_SAPI !== 'cli' || getenv('BITVILLE_CLI') === '1') {
+        BitvilleAgent::begin();
+    }
+}

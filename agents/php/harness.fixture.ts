@@ -1,0 +1,143 @@
+// Test support: a real php-agent daemon process and a real `php -S` server with agent.php
+// prepended, both on loopback / in temporary directories.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { TestContext } from 'node:test';
+import { stringify } from 'yaml';
+import { repoRoot } from '../../test/env.js';
+import { CLI } from '../../test/collector.js';
+
+export const AGENT_PHP = join(repoRoot, 'agents', 'php', 'agent.php');
+export const PAGES = join(repoRoot, 'agents', 'php', 'testdata');
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+export interface RunningDaemon {
+  process: ChildProcess;
+  metricsUrl: string;
+  socketPath: string;
+  logs: Record<string, any>[];
+  kill(): Promise<void>;
+  stop(): Promise<void>;
+  metric(line: string): Promise<number>;
+}
+
+/** The config a test daemon runs with: short batching and backoff, files under `dir`. */
+export function daemonConfig(dir: string, endpoint: string, extra: Record<string, unknown> = {}) {
+  return {
+    project: 'shop',
+    exporter: { endpoint, retry_backoff: ['100ms'], breaker: { failures: 1000, open_for: '1s' } },
+    batch: { max_events: 100, timeout: '50ms' },
+    buffer: { path: join(dir, 'php-agent.db'), persist_interval: '10ms' },
+    metrics: { address: '127.0.0.1:0' },
+    socket: { path: join(dir, 'run', 'php-agent.sock') },
+    ...extra,
+  };
+}
+
+export async function startDaemon(t: TestContext, config: Record<string, any>): Promise<RunningDaemon> {
+  const configPath = join(config.buffer.path + `.${process.hrtime.bigint()}.yaml`);
+  writeFileSync(configPath, stringify(config));
+  const child = spawn(process.execPath, [CLI, 'php-agent', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = once(child, 'exit');
+  let gone = false;
+  void exited.then(() => (gone = true));
+  t.after(async () => {
+    if (!gone) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const logs: Record<string, any>[] = [];
+  const listening = new Promise<Record<string, any>>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (text) => {
+      try {
+        const line = JSON.parse(text);
+        logs.push(line);
+        if (line.msg === 'php-agent listening') resolve(line);
+      } catch {
+        // not a log line
+      }
+    });
+    void exited.then(() => reject(new Error(`php-agent exited before listening: ${stderr}`)));
+  });
+  const { metrics } = await listening;
+  return {
+    process: child,
+    metricsUrl: metrics,
+    socketPath: config.socket.path,
+    logs,
+    kill: async () => {
+      child.kill('SIGKILL');
+      await exited;
+    },
+    stop: async () => {
+      child.kill('SIGTERM');
+      await exited;
+    },
+    metric: async (line: string) => {
+      const text = await (await fetch(metrics)).text();
+      const found = text.split('\n').find((l) => l.startsWith(line + ' '));
+      return found ? Number(found.split(' ').pop()) : 0;
+    },
+  };
+}
+
+/** Runs the daemon command to its end (for refusals): exit code and stderr. */
+export async function runDaemonToExit(config: Record<string, any>): Promise<{ code: number | null; stderr: string }> {
+  const configPath = join(config.buffer.path + `.${process.hrtime.bigint()}.yaml`);
+  writeFileSync(configPath, stringify(config));
+  const child = spawn(process.execPath, [CLI, 'php-agent', '--config', configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return { code, stderr };
+}
+
+export interface PhpServer {
+  url: string;
+  get(path: string, headers?: Record<string, string>): Promise<{ status: number; body: string }>;
+}
+
+/** `php -S` on a free loopback port serving testdata/ with agent.php prepended. */
+export async function startPhp(t: TestContext, settings: Record<string, string>, env: NodeJS.ProcessEnv = {}): Promise<PhpServer> {
+  const port = await freePort();
+  const ini = Object.entries(settings).flatMap(([k, v]) => ['-d', `bitville.${k}=${v}`]);
+  const child = spawn('php', ['-d', `auto_prepend_file=${AGENT_PHP}`, ...ini, '-S', `127.0.0.1:${port}`, '-t', PAGES], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, PHP_CLI_SERVER_WORKERS: '1', ...env },
+  });
+  const exited = once(child, 'exit');
+  t.after(async () => {
+    child.kill('SIGKILL');
+    await exited;
+  });
+  await new Promise<void>((resolve, reject) => {
+    let text = '';
+    child.stderr!.on('data', (d: Buffer) => {
+      text += d.toString();
+      if (text.includes('started')) resolve();
+    });
+    void exited.then(() => reject(new Error(`php -S exited: ${text}`)));
+  });
+  const url = `http://127.0.0.1:${port}`;
+  return {
+    url,
+    async get(path, headers = {}) {
+      const res = await fetch(url + path, { headers });
+      return { status: res.status, body: await res.text() };
+    },
+  };
+}

@@ -1,0 +1,164 @@
+// End to end: real `php -S` with agent.php prepended -> real php-agent daemon -> real collector.
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { eventually, readStore, startCollector } from '../../test/collector.js';
+import { PG_DSN, skipWithoutPhp, skipWithoutPostgres, tempDir } from '../../test/env.js';
+import { daemonConfig, freePort, runDaemonToExit, startDaemon, startPhp } from './harness.fixture.js';
+
+const THRESHOLD = { threshold_ms: '60' };
+
+function spans(dbPath: string) {
+  return readStore(dbPath).filter((r) => r.kind === 'span').map((r) => r.record);
+}
+
+test('a slow page produces exactly one span with the request attributes; a fast page none', async (t) => {
+  if (skipWithoutPhp(t)) return;
+  const dir = tempDir(t);
+  const collector = await startCollector(t);
+  const daemon = await startDaemon(t, daemonConfig(dir, collector.otlpUrl));
+  const php = await startPhp(t, { ...THRESHOLD, socket: daemon.socketPath, state_file: join(dir, 'breaker'), project: 'webshop' });
+
+  assert.equal((await php.get('/fast.php')).body, 'fast page body\n');
+  const slow = await php.get('/slow.php?ms=120&password=hunter2&q=shoes');
+  assert.equal(slow.status, 200);
+  assert.equal(slow.body, 'slow page body\n');
+
+  const [span] = await eventually(() => (spans(collector.dbPath).length ? spans(collector.dbPath) : undefined), 10_000, 'the slow span');
+  assert.equal(spans(collector.dbPath).length, 1, 'the fast page sent nothing');
+  const a = span.attributes;
+  assert.equal(span.name, 'GET /slow.php');
+  assert.equal(span.spanKind, 2, 'SERVER');
+  assert.match(span.traceId, /^[0-9a-f]{32}$/);
+  assert.equal(span.correlationId, span.traceId);
+  assert.equal(a['bitville.correlation_id'], span.traceId);
+  assert.equal(a['http.request.method'], 'GET');
+  assert.equal(a['http.response.status_code'], 200);
+  assert.equal(a['url.path'], '/slow.php');
+  assert.equal(a['url.query'], 'ms=120&password=REDACTED&q=shoes');
+  assert.ok(!JSON.stringify(span).includes('hunter2'), 'the secret never leaves PHP');
+  assert.equal(a['code.file.path'], '/slow.php');
+  assert.equal(a['php.sapi'], 'cli-server');
+  assert.ok(Number(a['php.memory.peak_bytes']) > 0);
+  assert.equal(span.resource['service.name'], 'webshop');
+  assert.equal(span.resource['bitville.source'], 'php_agent');
+  assert.equal(span.resource['process.runtime.name'], 'php');
+  assert.ok(span.resource['host.name']);
+  assert.ok(span.durationMs >= 120 && span.durationMs < 5000, `duration ${span.durationMs} ms`);
+});
+
+test('an incoming traceparent is continued: same trace id, parent span id kept', async (t) => {
+  if (skipWithoutPhp(t)) return;
+  const dir = tempDir(t);
+  const collector = await startCollector(t);
+  const daemon = await startDaemon(t, daemonConfig(dir, collector.otlpUrl));
+  const php = await startPhp(t, { ...THRESHOLD, socket: daemon.socketPath, state_file: join(dir, 'breaker') });
+  const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+  await php.get('/slow.php?ms=80', { traceparent: `00-${traceId}-00f067aa0ba902b7-01` });
+  const [span] = await eventually(() => (spans(collector.dbPath).length ? spans(collector.dbPath) : undefined), 10_000, 'the span');
+  assert.equal(span.traceId, traceId);
+  assert.equal(span.parentSpanId, '00f067aa0ba902b7');
+});
+
+test('PostgreSQL sees application_name req:<id> matching the span correlation id', async (t) => {
+  if (skipWithoutPhp(t) || (await skipWithoutPostgres(t))) return;
+  const dir = tempDir(t);
+  const collector = await startCollector(t);
+  const daemon = await startDaemon(t, daemonConfig(dir, collector.otlpUrl));
+  const u = new URL(PG_DSN);
+  const conninfo = `host=${u.hostname} port=${u.port || 5432} dbname=${u.pathname.slice(1)} user=${decodeURIComponent(u.username)}`;
+  const php = await startPhp(t, { ...THRESHOLD, socket: daemon.socketPath, state_file: join(dir, 'breaker') }, { BITVILLE_TEST_PG_CONNINFO: conninfo });
+  const page = JSON.parse((await php.get('/db.php')).body);
+  assert.equal(page.pgsql, `req:${page.id}`, 'pgsql connection');
+  assert.equal(page.pdo, `req:${page.id}`, 'pdo_pgsql connection');
+  assert.equal(page.comment, `SELECT 1 /*traceparent='00-${page.id}-` + page.comment.split('-')[2] + `-01'*/;`);
+  const [span] = await eventually(() => (spans(collector.dbPath).length ? spans(collector.dbPath) : undefined), 10_000, 'the span');
+  assert.equal(span.attributes['bitville.correlation_id'], page.id);
+});
+
+test('daemon down: pages answer 200 with their body intact, nothing printed, the breaker opens', async (t) => {
+  if (skipWithoutPhp(t)) return;
+  const dir = tempDir(t);
+  const stateFile = join(dir, 'breaker');
+  const php = await startPhp(t, { ...THRESHOLD, socket: join(dir, 'nobody-listens.sock'), state_file: stateFile });
+  for (let i = 1; i <= 6; i++) {
+    const page = await php.get('/slow.php?ms=70');
+    assert.equal(page.status, 200);
+    assert.equal(page.body, 'slow page body\n', 'no warning or notice in the page');
+  }
+  const [failures, openUntil, lost] = readFileSync(stateFile, 'utf8').split(' ').map(Number);
+  assert.equal(failures, 5, 'five failed attempts, then no more');
+  assert.ok(openUntil! > Date.now() / 1000 + 50, 'open for about 60 s');
+  assert.equal(lost, 5, 'every failed attempt counted (skips while open are counted only with APCu)');
+});
+
+test('collector down for a while, then back: every span arrives', async (t) => {
+  if (skipWithoutPhp(t)) return;
+  const dir = tempDir(t);
+  const port = await freePort();
+  const daemon = await startDaemon(t, daemonConfig(dir, `http://127.0.0.1:${port}`));
+  const php = await startPhp(t, { ...THRESHOLD, socket: daemon.socketPath, state_file: join(dir, 'breaker') });
+  for (let i = 0; i < 3; i++) await php.get(`/slow.php?ms=70&n=${i}`);
+  await eventually(async () => ((await daemon.metric('bitville_agent_export_failures_total{signal="traces",kind="retryable",agent="php_agent"}')) >= 1 ? true : undefined), 10_000, 'a failed export');
+  const collector = await startCollector(t, { config: { receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${port}` } } } } } });
+  const got = await eventually(() => (spans(collector.dbPath).length >= 3 ? spans(collector.dbPath) : undefined), 15_000, 'three spans');
+  assert.deepEqual(got.map((s) => s.attributes['url.query']).sort(), ['ms=70&n=0', 'ms=70&n=1', 'ms=70&n=2']);
+});
+
+test('daemon killed and restarted: its disk buffer is delivered', async (t) => {
+  if (skipWithoutPhp(t)) return;
+  const dir = tempDir(t);
+  const port = await freePort();
+  const config = daemonConfig(dir, `http://127.0.0.1:${port}`);
+  const first = await startDaemon(t, config);
+  const php = await startPhp(t, { ...THRESHOLD, socket: first.socketPath, state_file: join(dir, 'breaker') });
+  for (let i = 0; i < 4; i++) await php.get(`/slow.php?ms=70&n=${i}`);
+  await eventually(async () => ((await first.metric('bitville_agent_buffered_events{tier="disk",agent="php_agent"}')) === 4 ? true : undefined), 10_000, 'four events on disk');
+  await first.kill();
+  const collector = await startCollector(t, { config: { receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${port}` } } } } } });
+  await startDaemon(t, config);
+  const got = await eventually(() => (spans(collector.dbPath).length >= 4 ? spans(collector.dbPath) : undefined), 15_000, 'four spans');
+  assert.equal(got.length, 4);
+});
+
+test('malformed and oversized datagrams are counted and never crash the daemon', async (t) => {
+  if (skipWithoutPhp(t)) return;
+  const dir = tempDir(t);
+  const collector = await startCollector(t);
+  const daemon = await startDaemon(t, daemonConfig(dir, collector.otlpUrl));
+  const unix = createRequire(import.meta.url)('unix-dgram');
+  const client = unix.createSocket('unix_dgram');
+  t.after(() => client.close());
+  const send = (buf: Buffer) => new Promise<void>((resolve, reject) => client.send(buf, 0, buf.length, daemon.socketPath, (err: Error | undefined) => (err ? reject(err) : resolve())));
+  await send(Buffer.from('not json at all'));
+  await send(Buffer.from('{"v":1,"trace_id":"zz"}'));
+  await send(Buffer.from('[]'));
+  await send(Buffer.alloc(0));
+  await send(Buffer.alloc(100_000, 'x'));
+  await send(Buffer.from([0xff, 0xfe, 0x00, 0x01]));
+  const malformed = () => Promise.all(['not_json', 'invalid_event', 'oversized'].map((r) => daemon.metric(`bitville_agent_events_malformed_total{reason="${r}",agent="php_agent"}`)));
+  const counts = await eventually(async () => {
+    const c = await malformed();
+    return c.reduce((a, b) => a + b, 0) === 6 ? c : undefined;
+  }, 10_000, 'six malformed datagrams counted');
+  assert.deepEqual(counts, [3, 2, 1]);
+  const php = await startPhp(t, { ...THRESHOLD, socket: daemon.socketPath, state_file: join(dir, 'breaker') });
+  await php.get('/slow.php?ms=70');
+  await eventually(() => (spans(collector.dbPath).length === 1 ? true : undefined), 10_000, 'a valid span after the garbage');
+  assert.equal(daemon.process.exitCode, null, 'still running');
+});
+
+test('the socket is created with mode 0660 in a new directory; a second daemon refuses to start', async (t) => {
+  const dir = tempDir(t);
+  const config = daemonConfig(dir, 'http://127.0.0.1:9');
+  const daemon = await startDaemon(t, config);
+  assert.equal(statSync(daemon.socketPath).mode & 0o777, 0o660);
+  const second = await runDaemonToExit({ ...config, buffer: { path: join(dir, 'other.db') } });
+  assert.equal(second.code, 1);
+  assert.match(second.stderr, /another php-agent daemon is receiving on .*php-agent\.sock/);
+  await daemon.stop();
+  assert.ok(!existsSync(daemon.socketPath), 'a clean stop removes the socket');
+  assert.equal((await runDaemonToExit({ ...config, project: '' })).code, 1, 'bad config exits 1');
+});

@@ -1,0 +1,2 @@
+<?php
+echo "fast page body\n";
