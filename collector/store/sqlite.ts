@@ -49,9 +49,10 @@ const MIGRATIONS: string[] = [
    -- start_after: the last record id when the exporter was first configured; it starts from there.
    CREATE TABLE exporters (id TEXT PRIMARY KEY, bit INTEGER NOT NULL UNIQUE, start_after INTEGER NOT NULL);`,
   // Summaries are a small share of the rows: partial indexes over them alone find an id's
-  // newest summary (the correlation join) and the summaries of a time range (lookups).
+  // newest summary (the correlation join) and rank the summaries of a time range (lookups;
+  // covering, so ranking reads no table rows).
   `CREATE INDEX records_summary_by_correlation ON records(correlation_id, id) WHERE kind = 'summary';
-   CREATE INDEX records_summary_by_time ON records(received_at_ms) WHERE kind = 'summary';`,
+   CREATE INDEX records_summary_by_time ON records(received_at_ms, duration_ms, project, correlation_id) WHERE kind = 'summary';`,
 ];
 
 const MAX_EXPORTER_BITS = 62;
@@ -230,18 +231,22 @@ export class SqliteStore implements Store {
   }
 
   async recentRequests(query: RequestQuery): Promise<StoredRecord[]> {
-    const order = query.order === 'slowest' ? 'r.duration_ms DESC, r.id DESC' : 'r.received_at_ms DESC, r.id DESC';
+    const order = query.order === 'slowest' ? 'duration_ms DESC, id DESC' : 'received_at_ms DESC, id DESC';
+    const rank = query.order === 'slowest' ? 'r.duration_ms DESC, r.id DESC' : 'r.received_at_ms DESC, r.id DESC';
+    // Ranks the ids first and reads only the winners' bodies (sorting whole rows reads them all).
     const rows = this.#db
       .prepare(
-        `SELECT r.id, r.received_at_ms, r.body FROM records r
+        `SELECT id, received_at_ms, body FROM records WHERE id IN (
+         SELECT r.id FROM records r
          WHERE r.kind = 'summary' AND r.received_at_ms >= @since
            AND (@project IS NULL OR r.project = @project)
            AND (@url IS NULL OR instr(lower(json_extract(r.body, '$.attributes."url.full"')), lower(@url)) > 0)
            AND (@min IS NULL OR r.duration_ms >= @min)
            AND NOT EXISTS (SELECT 1 FROM records n
                            WHERE n.kind = 'summary' AND n.correlation_id = r.correlation_id AND n.id > r.id)
-         ORDER BY ${order}
-         LIMIT @limit`,
+         ORDER BY ${rank}
+         LIMIT @limit)
+         ORDER BY ${order}`,
       )
       .all({
         since: query.sinceMs,
@@ -259,7 +264,11 @@ export class SqliteStore implements Store {
    * maintain on ingest. (A wall clock stepping back can blur the boundary by that step.)
    */
   #firstIdReceivedAtOrAfter(ms: number): number {
-    const bounds = this.#db.prepare('SELECT min(id) AS lo, max(id) AS hi FROM records').get() as { lo: number | null; hi: number | null };
+    // Two subqueries: each is one b-tree seek, where `SELECT min(id), max(id)` scans the table.
+    const bounds = this.#db.prepare('SELECT (SELECT min(id) FROM records) AS lo, (SELECT max(id) FROM records) AS hi').get() as {
+      lo: number | null;
+      hi: number | null;
+    };
     if (bounds.lo === null || bounds.hi === null) return 0;
     const at = this.#db.prepare('SELECT id, received_at_ms FROM records WHERE id >= ? ORDER BY id LIMIT 1');
     // Smallest x such that the first row with id >= x arrived at or after `ms` (or none exists).
