@@ -1,7 +1,7 @@
 // The admin server's request pages and JSON API. Server-rendered HTML with a little inline CSS:
 // no front-end build, no script, one round trip per page. Every value is escaped by the `html`
 // template tag; only fragments built by the tag itself pass through unescaped.
-import type { Express, Request, Response } from 'express';
+import type { Express, NextFunction, Request, Response } from 'express';
 import { BitvilleError } from './errors.js';
 import { listRequests, parseRequestFilters, traceOf, type RequestFilters, type RequestRow, type TraceView } from './lookup.js';
 import type { Store } from './store/store.js';
@@ -33,8 +33,15 @@ export function html(strings: TemplateStringsArray, ...values: unknown[]): Html 
 /** Mounts `/`, `/requests/:id`, `/api/requests` and `/api/requests/:id` on the admin app. */
 export function mountRequestPages(app: Express, store: Store): void {
   app.get('/api/requests', async (req, res) => {
-    const filters = filtersOr400(req, res, (message) => res.status(400).json({ error: message, code: 'BV_BAD_FILTER' }));
-    if (filters) res.json({ requests: await listRequests(store, filters) });
+    let filters: RequestFilters;
+    try {
+      filters = parseRequestFilters(queryOf(req));
+    } catch (err) {
+      if (!(err instanceof BitvilleError)) throw err;
+      res.status(400).json({ error: err.message, code: err.code });
+      return;
+    }
+    res.json({ requests: await listRequests(store, filters) });
   });
   app.get('/api/requests/:id', async (req, res) => {
     const view = await traceOf(store, req.params.id);
@@ -61,21 +68,17 @@ export function mountRequestPages(app: Express, store: Store): void {
     }
     res.type('html').send(page(`Request ${view.correlationId}`, tracePage(view)).text);
   });
+  // A failing store read (the collector stopping) answers 500 with a message, never a stack trace.
+  app.use(['/api/requests', '/requests'], (err: Error, _req: Request, res: Response, next: NextFunction) => {
+    if (res.headersSent) return next(err);
+    res.status(500).json({ error: `lookup failed: ${err.message}` });
+  });
 }
 
 function queryOf(req: Request): Record<string, unknown> {
   return { ...(req.query as Record<string, unknown>) };
 }
 
-function filtersOr400(req: Request, _res: Response, fail: (message: string) => void): RequestFilters | undefined {
-  try {
-    return parseRequestFilters(queryOf(req));
-  } catch (err) {
-    if (!(err instanceof BitvilleError)) throw err;
-    fail(err.message);
-    return undefined;
-  }
-}
 
 const CSS = `
 *{box-sizing:border-box}

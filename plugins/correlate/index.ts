@@ -51,6 +51,12 @@ class Correlator implements Processor {
   readonly #options: JoinOptions;
   /** id -> arrival time (ms) of its newest record seen. */
   readonly #pending = new Map<string, number>();
+  /**
+   * id -> when its last join read the store (every record that had arrived by then was read),
+   * for ids joined recently. The sweep overlaps the previous one, so it can report an id already joined (one
+   * with no request span stays unsummarized); this keeps it from being read again.
+   */
+  readonly #joined = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
   #lastSweepMs = 0;
@@ -149,9 +155,14 @@ class Correlator implements Processor {
     // Overlap the previous sweep by a window: a record can become visible a little after the
     // time it was stamped with (a concurrent transaction on a shared store).
     let since = this.#lastSweepMs - this.#config.window;
+    // Joins of records older than this sweep's range cannot be reported again.
+    for (const [id, at] of this.#joined) if (at < since) this.#joined.delete(id);
     for (let page = 0; page < 1000 && !this.#stopped; page++) {
       const found = await this.#ctx.store.unsummarizedCorrelations(since, SWEEP_PAGE);
-      for (const c of found) this.#note(c.correlationId, c.lastReceivedAtMs);
+      for (const c of found) {
+        const joined = this.#joined.get(c.correlationId);
+        if (joined === undefined || c.lastReceivedAtMs > joined) this.#note(c.correlationId, c.lastReceivedAtMs);
+      }
       if (found.length < SWEEP_PAGE) break;
       since = found.at(-1)!.lastReceivedAtMs;
     }
@@ -166,8 +177,10 @@ class Correlator implements Processor {
       const summaries: FlatRecord[] = [];
       let superseding = 0;
       let incomplete = 0;
+      const readAt = new Map<string, number>();
       try {
         for (const [id] of batch) {
+          readAt.set(id, Date.now());
           const joined = joinRecords(id, await this.#ctx.store.byCorrelationId(id), this.#options);
           const summary = buildSummary(joined, this.#options);
           if (summary) summaries.push(summary);
@@ -185,7 +198,10 @@ class Correlator implements Processor {
       this.#resummaries.inc(superseding);
       this.#incomplete.inc(incomplete);
       // An id that received a record while it was being joined stays for another window.
-      for (const [id, at] of batch) if (this.#pending.get(id) === at) this.#pending.delete(id);
+      for (const [id, at] of batch) {
+        this.#joined.set(id, readAt.get(id)!);
+        if (this.#pending.get(id) === at) this.#pending.delete(id);
+      }
     }
   }
 }

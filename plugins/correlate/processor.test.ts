@@ -76,3 +76,30 @@ test('a DB span arriving after the summary yields a superseding summary', async 
   assert.equal(second.attributes['bitville.summary.supersedes'], first!.record.spanId);
   await c.stop();
 });
+
+test('DB spans without their request span: no summary, judged once; the request span arriving later completes it', async (t) => {
+  const c = await startCollector(t, { config: withCorrelate('200ms') });
+  const r = sampleRequest();
+  await postTraces(c.otlpUrl, querySpans(r));
+  const metric = async (name: string) => {
+    const text = await (await fetch(`${c.adminUrl}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith(`${name}{`));
+    return line ? Number(line.split(' ').pop()) : 0;
+  };
+  await eventually(async () => ((await metric('bitville_correlate_incomplete_total')) === 1 ? true : undefined), 10_000, 'the incomplete join');
+  // Several more windows (and sweeps that overlap these records) pass: nothing is joined again.
+  const { setTimeout: delay } = await import('node:timers/promises');
+  await delay(1000);
+  assert.equal(await metric('bitville_correlate_incomplete_total'), 1);
+  assert.equal(summariesOf(c.dbPath, r.correlationId).length, 0);
+
+  await postTraces(c.otlpUrl, requestSpans(r));
+  const [row] = await eventually(() => {
+    const found = summariesOf(c.dbPath, r.correlationId);
+    return found.length > 0 ? found : undefined;
+  }, 10_000, 'the summary once the request span arrived');
+  assert.equal(row!.record.attributes['bitville.db_query_count'], 8);
+  assert.equal(row!.record.attributes['bitville.summary.revision'], 1);
+  assert.equal(await metric('bitville_correlate_summaries_total'), 1);
+  await c.stop();
+});
