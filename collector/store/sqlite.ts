@@ -52,7 +52,7 @@ const MIGRATIONS: string[] = [
   // newest summary (the correlation join) and rank the summaries of a time range (lookups;
   // covering, so ranking reads no table rows).
   `CREATE INDEX records_summary_by_correlation ON records(correlation_id, id) WHERE kind = 'summary';
-   CREATE INDEX records_summary_by_time ON records(received_at_ms, duration_ms, project, correlation_id) WHERE kind = 'summary';`,
+   CREATE INDEX records_summary_by_time ON records(received_at_ms, duration_ms, time_unix_nano, project, correlation_id) WHERE kind = 'summary';`,
 ];
 
 const MAX_EXPORTER_BITS = 62;
@@ -231,8 +231,9 @@ export class SqliteStore implements Store {
   }
 
   async recentRequests(query: RequestQuery): Promise<StoredRecord[]> {
-    const order = query.order === 'slowest' ? 'duration_ms DESC, id DESC' : 'received_at_ms DESC, id DESC';
-    const rank = query.order === 'slowest' ? 'r.duration_ms DESC, r.id DESC' : 'r.received_at_ms DESC, r.id DESC';
+    // `recent`: by the request's own start (a summary arrives a window after its request).
+    const order = query.order === 'slowest' ? 'duration_ms DESC, id DESC' : 'time_unix_nano DESC, id DESC';
+    const rank = query.order === 'slowest' ? 'r.duration_ms DESC, r.id DESC' : 'r.time_unix_nano DESC, r.id DESC';
     // Ranks the ids first and reads only the winners' bodies (sorting whole rows reads them all).
     const rows = this.#db
       .prepare(

@@ -27,7 +27,7 @@ export interface RequestQuery {
   urlContains?: string;
   /** Requests that took at least this long. */
   minDurationMs?: number;
-  /** `recent`: newest first; `slowest`: longest duration first. */
+  /** `recent`: latest request start first; `slowest`: longest duration first. */
   order: 'recent' | 'slowest';
   limit: number;
 }

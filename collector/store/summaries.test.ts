@@ -31,7 +31,7 @@ function span(correlationId: string, extra: Partial<SpanRecord> = {}): SpanRecor
   };
 }
 
-function summary(correlationId: string, durationMs: number, url: string, project = 'shop'): DerivedRecord {
+function summary(correlationId: string, durationMs: number, url: string, project = 'shop', startSecond = 0): DerivedRecord {
   return {
     kind: 'summary',
     resource: { 'service.name': project },
@@ -41,7 +41,7 @@ function summary(correlationId: string, durationMs: number, url: string, project
     spanId: '',
     correlationId,
     name: 'GET /',
-    timeUnixNano: '1764064800000000000',
+    timeUnixNano: `${1764064800 + startSecond}000000000`,
     durationMs,
   };
 }
@@ -87,22 +87,23 @@ test('unsummarizedCorrelations finds the time boundary after retention removed t
   await store.close();
 });
 
-test('recentRequests: newest summary per id, filters, recent and slowest order', async (t) => {
+test('recentRequests: newest summary per id, filters, by request start or slowest first', async (t) => {
   let now = 1000;
   const store = new SqliteStore({ path: join(tempDir(t), 's.db'), retentionMs: 1e12, maxSizeBytes: 1e12, synchronous: 'NORMAL', now: () => now });
   await store.configureExporters([]);
-  await store.append([summary('a', 900, 'http://shop/cart?id=1')]);
+  await store.append([summary('a', 900, 'http://shop/cart?id=1', 'shop', 3)]);
   now = 2000;
-  await store.append([summary('b', 300, 'http://shop/Checkout'), span('b')]);
+  await store.append([summary('b', 300, 'http://shop/Checkout', 'shop', 2), span('b')]);
   now = 3000;
-  await store.append([summary('a', 950, 'http://shop/cart?id=1'), summary('c', 2000, 'http://blog/post', 'blog')]);
+  // a re-summarized (late span); c's request started first but its summary arrived last.
+  await store.append([summary('a', 950, 'http://shop/cart?id=1', 'shop', 3), summary('c', 2000, 'http://blog/post', 'blog', 1)]);
 
   const ids = (rs: { correlationId: string; durationMs?: number }[]) => rs.map((r) => `${r.correlationId}:${r.durationMs}`);
-  assert.deepEqual(ids(await store.recentRequests({ sinceMs: 0, order: 'recent', limit: 10 })), ['c:2000', 'a:950', 'b:300']);
+  assert.deepEqual(ids(await store.recentRequests({ sinceMs: 0, order: 'recent', limit: 10 })), ['a:950', 'b:300', 'c:2000']);
   assert.deepEqual(ids(await store.recentRequests({ sinceMs: 0, order: 'slowest', limit: 2 })), ['c:2000', 'a:950']);
   assert.deepEqual(ids(await store.recentRequests({ sinceMs: 0, order: 'recent', limit: 10, project: 'shop' })), ['a:950', 'b:300']);
   assert.deepEqual(ids(await store.recentRequests({ sinceMs: 0, order: 'recent', limit: 10, urlContains: 'checkout' })), ['b:300']);
-  assert.deepEqual(ids(await store.recentRequests({ sinceMs: 0, order: 'recent', limit: 10, minDurationMs: 500 })), ['c:2000', 'a:950']);
-  assert.deepEqual(ids(await store.recentRequests({ sinceMs: 2500, order: 'recent', limit: 10 })), ['c:2000', 'a:950']);
+  assert.deepEqual(ids(await store.recentRequests({ sinceMs: 0, order: 'recent', limit: 10, minDurationMs: 500 })), ['a:950', 'c:2000']);
+  assert.deepEqual(ids(await store.recentRequests({ sinceMs: 2500, order: 'recent', limit: 10 })), ['a:950', 'c:2000']);
   await store.close();
 });
