@@ -16,7 +16,7 @@ import { SqliteStore } from '../collector/store/sqlite.js';
 import { Telemetry } from '../collector/telemetry.js';
 import { GelfExporter } from '../plugins/gelf/exporter.js';
 import { serialize } from '../plugins/gelf/serializer.js';
-import { gelfConfig } from '../plugins/gelf/test-support.js';
+import { gelfConfig, memoryState } from '../plugins/gelf/test-support.js';
 
 const RECORDS = Number(process.env.GELF_BENCH_RECORDS ?? 200_000);
 const RUNS = Number(process.env.GELF_BENCH_RUNS ?? 3);
@@ -122,6 +122,7 @@ export default async function gelfReplayBench(): Promise<void> {
         metrics: telemetry.forComponent('exporter', `gelf-${run}`),
         dataDir: dir,
         signals: ['traces', 'logs'],
+        state: memoryState(),
       });
       await exporter.start();
       const queue = new ExportQueue('gelf', exporter, store, telemetry.logger, telemetry.forComponent('exporter', `gelf-${run}`));

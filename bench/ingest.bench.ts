@@ -2,7 +2,7 @@
 //  - baseline: protobufjs decode + flattening + SQLite insert of the same batches in one thread, no HTTP
 //  - peak: several concurrent senders against a collector process (spans/s, latency, peak RSS)
 //  - steady: one sender at a fixed 10,000 spans/s (collector CPU and RSS)
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +10,7 @@ import { opentelemetry } from '../proto/generated/otlp.js';
 import { flattenTraces } from '../plugins/otlp/decode.js';
 import { SqliteStore } from '../collector/store/sqlite.js';
 import { spanBatch } from './spans.js';
-import { cpuSeconds, median, memoryMiB, percentile, startBenchCollector } from './util.js';
+import { cpuSeconds, median, memoryMiB, percentile, post, startBenchCollector } from './util.js';
 
 const { ExportTraceServiceRequest } = opentelemetry.proto.collector.trace.v1;
 const RUNS = 3;
@@ -31,17 +31,6 @@ async function baseline(): Promise<number> {
   await store.close();
   rmSync(dir, { recursive: true, force: true });
   return (n * BATCH) / seconds;
-}
-
-function post(url: URL, agent: Agent, body: Buffer): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', agent, headers: { 'content-type': 'application/x-protobuf', 'content-length': body.length } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode!));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
 }
 
 async function peak(senders: number, seconds: number) {

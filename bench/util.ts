@@ -1,5 +1,6 @@
 // Small shared pieces for benchmarks: statistics, process sampling, a collector process.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { request, type Agent } from 'node:http';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -46,7 +47,7 @@ export interface BenchCollector {
 export async function startBenchCollector(extra: Record<string, unknown> = {}): Promise<BenchCollector> {
   const dir = mkdtempSync(join(tmpdir(), 'bitville-bench-'));
   const config = {
-    receivers: { otlp: { protocols: { http: { endpoint: '127.0.0.1:0', max_concurrent_requests: 64 } } } },
+    receivers: { otlp: { protocols: { http: { endpoint: '127.0.0.1:0', max_concurrent_requests: 64, decode_workers: Number(process.env.DECODE_WORKERS ?? 0) } } } },
     storage: { sqlite: { path: join(dir, 'bench.db') } },
     service: {
       pipelines: { traces: { receivers: ['otlp'], exporters: [] } },
@@ -78,4 +79,16 @@ export async function startBenchCollector(extra: Record<string, unknown> = {}): 
         child.kill('SIGTERM');
       }),
   };
+}
+
+/** POSTs one OTLP protobuf body; resolves with the status once the answer is read. */
+export function post(url: URL, agent: Agent, body: Buffer): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', agent, headers: { 'content-type': 'application/x-protobuf', 'content-length': body.length } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode!));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
 }

@@ -53,10 +53,28 @@ export interface ComponentContext {
   /** Structured JSON logger with the component's id bound. */
   logger: Logger;
   metrics: ComponentMetrics;
-  /** Directory for the component's own durable state (beside the store). */
+  /** Directory for the component's own files (beside the store). */
   dataDir: string;
   /** Signals (pipelines) this component is wired into. */
   signals: readonly Signal[];
+  /**
+   * Small durable values kept in the store, scoped to this component's id: a circuit breaker's
+   * state, a cursor. Every collector instance sharing the store (PostgreSQL) sees the same values.
+   */
+  state: ComponentState;
+}
+
+/** Durable key-value state of one component; values are strings (JSON is the usual choice). */
+export interface ComponentState {
+  /** The saved value, or undefined when the key was never set. */
+  get(key: string): Promise<string | undefined>;
+  /** Saves the value; resolves once it is committed (it survives a crash from then on). */
+  set(key: string, value: string): Promise<void>;
+  /**
+   * Called when another collector instance sharing the store sets a key of this component
+   * (never for this instance's own set). With SQLite there is one instance, so it never fires.
+   */
+  onChange(listener: (key: string, value: string) => void): () => void;
 }
 
 /** Where receivers hand their records. Resolves once the records are committed to storage. */

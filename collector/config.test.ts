@@ -1,7 +1,6 @@
 // Config loading: defaults, env expansion, and errors that name file, line, key path and problem.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
@@ -18,18 +17,18 @@ test('a valid config gets its defaults, env expansion with types, and is frozen'
   const otlp = config.receivers.get('otlp')!;
   assert.deepEqual(otlp.config, {
     protocols: {
-      http: { endpoint: '127.0.0.1:4318', max_request_body_size: 8 * 1024 * 1024, max_concurrent_requests: 16, retry_after: 1000, decode_workers: Math.min(2, availableParallelism() - 1) },
+      http: { endpoint: '127.0.0.1:4318', max_request_body_size: 8 * 1024 * 1024, max_concurrent_requests: 16, retry_after: 1000, decode_workers: 0 },
     },
   });
   assert.deepEqual(otlp.signals, ['traces', 'logs']);
   assert.deepEqual(config.exporters.get('debug')!.config, { verbosity: 'basic' });
   assert.deepEqual(config.exporters.get('debug/detailed')!.signals, ['traces']);
-  assert.equal(config.storage.sqlite.retention, 3 * 86_400_000);
-  assert.equal(config.storage.sqlite.max_size, 10 * 1024 ** 3);
+  assert.equal(config.storage.sqlite!.retention, 3 * 86_400_000);
+  assert.equal(config.storage.sqlite!.max_size, 10 * 1024 ** 3);
   assert.equal(config.telemetry.metrics.address, '127.0.0.1:8888');
   assert.ok(Object.isFrozen(otlp.config));
   assert.throws(() => {
-    (config.storage.sqlite as { path: string }).path = 'elsewhere';
+    (config.storage.sqlite! as { path: string }).path = 'elsewhere';
   }, TypeError);
 });
 
@@ -108,4 +107,45 @@ test('`bitville validate` exits 0 on a valid config and 1 listing the problems',
   assert.match(bad.stderr, /exporters.debug.colour: unknown key/);
   const help = await run(process.execPath, [CLI, 'validate', '--help']);
   assert.match(help.stdout, /--config <file>/);
+});
+
+test('storage.postgres gets its defaults; naming no store means SQLite', async () => {
+  const config = await loadConfig(fixture('postgres.yaml'), builtinFactories, { BITVILLE_PG_DSN: 'postgres://u@db:5432/bv' });
+  assert.equal(config.storage.sqlite, undefined);
+  assert.deepEqual(config.storage.postgres, {
+    dsn: 'postgres://u@db:5432/bv',
+    schema: 'bitville',
+    pool_size: 10,
+    claim_timeout: 45_000,
+    retention: 14 * 86_400_000,
+    max_size: 10 * 1024 ** 3,
+    partitions_ahead: 2,
+    check_interval: 3_600_000,
+    data_dir: './data',
+  });
+  const sqlite = await loadConfig(fixture('valid.yaml'), builtinFactories, { TEST_RETENTION: '3d' });
+  assert.equal(sqlite.storage.postgres, undefined);
+});
+
+test('storage problems name their keys; sqlite and postgres together are refused', async (t) => {
+  const file = fixture('postgres-problems.yaml');
+  const err = (await loadConfig(file, builtinFactories, {}).catch((e) => e)) as ConfigError;
+  assert.ok(err instanceof ConfigError, String(err));
+  for (const [path, message] of [
+    ['storage.postgres.schema', /lowercase letters/],
+    ['storage.postgres.claim_timeout', /at least 1s/],
+    ['storage.postgres.pool_size', />=2/],
+    ['storage.postgres.replicas', /unknown key/],
+  ] as const) {
+    const found = err.message.split('\n').find((l) => l.includes(`: ${path}: `));
+    assert.ok(found, `expected a problem at ${path}; got:\n${err.message}`);
+    assert.match(found, message);
+  }
+  const { writeFileSync } = await import('node:fs');
+  const { tempDir } = await import('../test/env.js');
+  const twoStores = join(tempDir(t), 'two-stores.yaml');
+  writeFileSync(twoStores, 'receivers:\n  otlp:\nstorage:\n  sqlite:\n  postgres:\n    dsn: postgres://x\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n');
+  const both = await loadConfig(twoStores, builtinFactories, {}).catch((e) => e);
+  assert.ok(both instanceof ConfigError, String(both));
+  assert.match(both.message, new RegExp(`^${twoStores}:3: storage: configure one store, sqlite or postgres, not both$`));
 });

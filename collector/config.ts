@@ -61,24 +61,62 @@ const pipelineSchema = z.strictObject({
 
 const componentsSchema = z.record(z.string(), z.unknown()).nullish().transform((v) => v ?? {});
 
+const retention = () => schemaHelpers.duration().default(7 * 24 * 3600 * 1000);
+const maxSize = () => schemaHelpers.size().default(10 * 1024 ** 3);
+const checkInterval = () => schemaHelpers.duration().default(3600 * 1000);
+
+const sqliteSchema = z.strictObject({
+  /** Database file; its directory is created. */
+  path: z.string().min(1).default('./data/bitville.db'),
+  /** Records older than this (by arrival) are dropped, hourly and at start. */
+  retention: retention(),
+  /** Data beyond this size drops the oldest records. */
+  max_size: maxSize(),
+  /** `normal` survives a crash of the process; `full` also a power loss (an fsync per commit). */
+  synchronous: z.enum(['normal', 'full']).default('normal'),
+  /** How often retention and the size cap are enforced. */
+  check_interval: checkInterval(),
+});
+
+const postgresSchema = z.strictObject({
+  /** Connection string (`postgres://user:pass@host:5432/db`); when absent, libpq's PG* variables (PGHOST, PGUSER, ...) apply. */
+  dsn: z.string().min(1).optional(),
+  /** Schema holding the tables (created when missing); instances sharing a schema share the store. */
+  schema: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_]{0,39}$/, 'a schema name is lowercase letters, digits and _ (at most 40), not starting with a digit')
+    .default('bitville'),
+  /** Connections per instance (one more is kept for LISTEN). */
+  pool_size: z.number().int().min(2).max(200).default(10),
+  /** A batch claimed by an instance that has not delivered it by then is taken over by another instance. */
+  claim_timeout: schemaHelpers.duration().refine((ms) => ms >= 1000, 'claim_timeout must be at least 1s').default(30_000),
+  /** Records older than this (by arrival) are dropped a whole daily partition at a time. */
+  retention: retention(),
+  /** When the tables grow past this, whole partitions go, oldest first (never today's). */
+  max_size: maxSize(),
+  /** Daily partitions created ahead of today. */
+  partitions_ahead: z.number().int().min(1).max(31).default(2),
+  /** How often partitions are created ahead and retention and the size cap are enforced. */
+  check_interval: checkInterval(),
+  /** Directory for components' own files (the durable component state itself lives in the database). */
+  data_dir: z.string().min(1).default('./data'),
+});
+
+export type SqliteStorageConfig = z.infer<typeof sqliteSchema>;
+export type PostgresStorageConfig = z.infer<typeof postgresSchema>;
+/** Exactly one implementation is configured; SQLite when the config names none. */
+export type StorageConfig = { sqlite: SqliteStorageConfig; postgres?: undefined } | { sqlite?: undefined; postgres: PostgresStorageConfig };
+
+// `sqlite:` or `postgres:` written with nothing under it means that store with its defaults.
+const emptyIsDefaults = (v: unknown) =>
+  v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, x === null ? {} : x])) : v;
+
 const storageSchema = z
-  .strictObject({
-    sqlite: z
-      .strictObject({
-        /** Database file; its directory is created. */
-        path: z.string().min(1).default('./data/bitville.db'),
-        /** Records older than this (by arrival) are dropped, hourly and at start. */
-        retention: schemaHelpers.duration().default(7 * 24 * 3600 * 1000),
-        /** Data beyond this size drops the oldest records. */
-        max_size: schemaHelpers.size().default(10 * 1024 ** 3),
-        /** `normal` survives a crash of the process; `full` also a power loss (an fsync per commit). */
-        synchronous: z.enum(['normal', 'full']).default('normal'),
-        /** How often retention and the size cap are enforced. */
-        check_interval: schemaHelpers.duration().default(3600 * 1000),
-      })
-      .prefault({}),
+  .preprocess(emptyIsDefaults, z.strictObject({ sqlite: sqliteSchema.optional(), postgres: postgresSchema.optional() }))
+  .superRefine((s, ctx) => {
+    if (s.sqlite && s.postgres) ctx.addIssue({ code: 'custom', path: [], message: 'configure one store, sqlite or postgres, not both' });
   })
-  .prefault({});
+  .transform((s): StorageConfig => (s.postgres ? { postgres: s.postgres } : { sqlite: s.sqlite ?? sqliteSchema.parse({}) }));
 
 const serviceSchema = z.strictObject({
   pipelines: z.strictObject({ traces: pipelineSchema.optional(), logs: pipelineSchema.optional() }),
@@ -109,7 +147,7 @@ export interface Config {
   processors: ReadonlyMap<string, ComponentConfig>;
   exporters: ReadonlyMap<string, ComponentConfig>;
   pipelines: Partial<Record<Signal, Pipeline>>;
-  storage: z.infer<typeof storageSchema>;
+  storage: StorageConfig;
   telemetry: z.infer<typeof serviceSchema>['telemetry'];
 }
 

@@ -56,13 +56,20 @@ export class ExportQueue {
       this.#wakeAgain = true;
       return;
     }
-    this.#running = this.#drain().finally(() => {
-      this.#running = undefined;
-      if (this.#wakeAgain) {
-        this.#wakeAgain = false;
-        this.wake();
-      }
-    });
+    this.#running = this.#drain()
+      .catch((err: Error) => {
+        // The store itself failed (a PostgreSQL store lost its server): keep the work, retry later.
+        this.logger.error({ err: err.message, retryInMs: this.#backoff }, 'reading or marking the store failed; will retry');
+        this.#retryLater(this.#backoff);
+        this.#backoff = Math.min(this.#backoff * 2, BACKOFF_MAX_MS);
+      })
+      .finally(() => {
+        this.#running = undefined;
+        if (this.#wakeAgain) {
+          this.#wakeAgain = false;
+          this.wake();
+        }
+      });
   }
 
   async #drain(): Promise<void> {
@@ -81,12 +88,7 @@ export class ExportQueue {
         const delay = result.retryAfterMs ?? this.#backoff;
         this.#backoff = Math.min(this.#backoff * 2, BACKOFF_MAX_MS);
         this.logger.warn({ err: result.error.message, batch: batch.length, retryInMs: delay }, 'export failed; will retry');
-        if (!this.#stopping) {
-          this.#timer = setTimeout(() => {
-            this.#timer = undefined;
-            this.wake();
-          }, delay);
-        }
+        this.#retryLater(delay);
         return;
       }
       this.#backoff = BACKOFF_START_MS;
@@ -102,6 +104,14 @@ export class ExportQueue {
       await this.store.markDelivered(this.id, batch.map((r) => r.id));
       this.#count(this.#sent, batch.filter((r) => !rejected.has(r.id)));
     }
+  }
+
+  #retryLater(delay: number): void {
+    if (this.#stopping) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.wake();
+    }, delay);
   }
 
   #count(counters: { spans: { inc(n: number): void }; logs: { inc(n: number): void } }, batch: StoredRecord[]): void {

@@ -9,7 +9,7 @@ import type { Store } from './store/store.js';
 
 async function withStore<T>(configFile: string, use: (store: Store) => Promise<T>): Promise<T> {
   const config = await loadConfig(configFile, builtinFactories);
-  const store = openStore(config.storage, { readOnly: true });
+  const store = openStore(config.storage, undefined, { readOnly: true });
   try {
     return await use(store);
   } finally {

@@ -7,7 +7,8 @@ import type { Exporter, FlatRecord, Processor, Receiver, Signal } from './api.js
 import type { ComponentConfig, Config } from './config.js';
 import { ConsumerError } from './errors.js';
 import { ExportQueue } from './export-queue.js';
-import { openStore, stateDir } from './store/index.js';
+import { openStore, stateDir, storeLimits } from './store/index.js';
+import { componentState } from './store/state.js';
 import type { Store } from './store/store.js';
 import type { Telemetry } from './telemetry.js';
 
@@ -30,12 +31,12 @@ export class CollectorService {
     this.#config = config;
     this.#telemetry = telemetry;
     this.#logger = telemetry.logger;
-    this.store = openStore(config.storage);
+    this.store = openStore(config.storage, this.#logger.child({ component: 'store' }));
     const dataDir = stateDir(config.storage);
     mkdirSync(dataDir, { recursive: true });
     this.#registerStoreMetrics();
     this.#latency = telemetry
-      .forComponent('store', 'sqlite')
+      .forComponent('store', storeLimits(config.storage).kind)
       .histogram('bitville_processing_duration_seconds', 'Time from decoded request to committed records.', [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]);
 
     const context = (c: ComponentConfig) => ({
@@ -44,6 +45,7 @@ export class CollectorService {
       metrics: telemetry.forComponent(c.kind, c.id),
       dataDir,
       signals: Object.freeze([...c.signals]),
+      state: componentState(this.store, c.id),
     });
     const used = (c: ComponentConfig) => c.signals.length > 0;
     for (const c of config.exporters.values()) {
@@ -81,7 +83,7 @@ export class CollectorService {
     const routes = this.#exporters.map((e) => ({ id: e.id, signals: this.#config.exporters.get(e.id)!.signals }));
     await this.store.configureExporters(routes);
     await this.#enforceLimits();
-    this.#limitsTimer = setInterval(() => void this.#enforceLimits(), this.#config.storage.sqlite.check_interval);
+    this.#limitsTimer = setInterval(() => void this.#enforceLimits(), storeLimits(this.#config.storage).check_interval);
     this.#limitsTimer.unref();
     for (const e of this.#exporters) await e.component.start();
     for (const e of this.#exporters) e.queue.start();
@@ -156,11 +158,12 @@ export class CollectorService {
   }
 
   #registerStoreMetrics(): void {
-    const m = this.#telemetry.forComponent('store', 'sqlite');
+    const limits = storeLimits(this.#config.storage);
+    const m = this.#telemetry.forComponent('store', limits.kind);
     m.gauge('bitville_store_size_bytes', 'Bytes of data in the store (free pages excluded).', () => this.store.stats().sizeBytes);
     m.gauge('bitville_store_records', 'Records in the store.', () => this.store.stats().rows);
-    m.gauge('bitville_store_retention_seconds', 'Configured retention.', () => this.#config.storage.sqlite.retention / 1000);
-    m.gauge('bitville_store_max_size_bytes', 'Configured size cap.', () => this.#config.storage.sqlite.max_size);
+    m.gauge('bitville_store_retention_seconds', 'Configured retention.', () => limits.retention / 1000);
+    m.gauge('bitville_store_max_size_bytes', 'Configured size cap.', () => limits.max_size);
     m.gauge('bitville_store_dropped_retention_records', 'Records dropped by retention since start.', () => this.store.stats().dropped.retention);
     m.gauge('bitville_store_dropped_size_records', 'Records dropped by the size cap since start.', () => this.store.stats().dropped.size);
   }

@@ -29,7 +29,7 @@ export interface RunningCollector {
 }
 
 export interface CollectorOptions {
-  /** Deep-merged over the base config (objects merge, arrays and scalars replace). */
+  /** Deep-merged over the base config (objects merge, arrays and scalars replace; `storage` replaces). */
   config?: Record<string, unknown>;
   /** Data directory to use (keep it to restart on the same store). */
   dir?: string;
@@ -58,6 +58,8 @@ export function merge(base: any, over: any): any {
 export async function startCollector(t: TestContext, options: CollectorOptions = {}): Promise<RunningCollector> {
   const dir = options.dir ?? tempDir(t);
   const config = merge(baseConfig(dir), options.config ?? {});
+  // A storage section given replaces the base one (exactly one store may be configured).
+  if (options.config?.storage) config.storage = options.config.storage;
   const configPath = join(dir, `config-${process.hrtime.bigint()}.yaml`);
   writeFileSync(configPath, stringify(config));
   const child = spawn(process.execPath, [CLI, 'collector', '--config', configPath], {

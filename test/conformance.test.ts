@@ -7,7 +7,10 @@ import { pino } from 'pino';
 import type { ComponentContext, Factory } from '../collector/api.js';
 import { builtinFactories } from '../collector/components.js';
 import { schemaHelpers } from '../collector/config-helpers.js';
+import { SqliteStore } from '../collector/store/sqlite.js';
+import { componentState } from '../collector/store/state.js';
 import { Telemetry } from '../collector/telemetry.js';
+import { join } from 'node:path';
 import { tempDir } from './env.js';
 
 // Listening components bind an ephemeral loopback port here instead of their default one.
@@ -22,13 +25,17 @@ for (const factory of builtinFactories as Factory[]) {
     assert.ok(defaults.success, `default config invalid: ${JSON.stringify(defaults.error?.issues)}`);
     const config = schema.parse(overrides[`${factory.kind}:${factory.type}`] ?? {});
     const telemetry = new Telemetry(pino({ level: 'silent' }));
+    const dir = tempDir(t);
+    const store = new SqliteStore({ path: join(dir, 'store.db'), retentionMs: 86_400_000, maxSizeBytes: 1024 ** 3, synchronous: 'NORMAL' });
+    t.after(() => store.close());
     for (let round = 0; round < 2; round++) {
       const ctx: ComponentContext = {
         id: factory.type,
         logger: telemetry.logger,
         metrics: telemetry.forComponent(factory.kind, factory.type),
-        dataDir: tempDir(t),
+        dataDir: dir,
         signals: ['traces', 'logs'],
+        state: componentState(store, factory.type),
       };
       const component =
         factory.kind === 'receiver'

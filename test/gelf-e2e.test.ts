@@ -10,8 +10,7 @@ import { LoggerProvider, SimpleLogRecordProcessor } from '@opentelemetry/sdk-log
 import { BasicTracerProvider, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { test } from 'node:test';
 import { TcpReceiver } from '../plugins/gelf/test-receivers.js';
 import { eventually, readStore, startCollector } from './collector.js';
@@ -20,6 +19,17 @@ import { tempDir } from './env.js';
 const gelfPipelines = {
   service: { pipelines: { traces: { exporters: ['gelf'] }, logs: { exporters: ['gelf'] } } },
 };
+
+/** The breaker state the collector saved in its store file ('open', 'closed', ...). */
+function savedBreaker(dbPath: string): string | undefined {
+  const db = new Database(dbPath, { readonly: true });
+  try {
+    const row = db.prepare("SELECT value FROM component_state WHERE component = 'gelf' AND key = 'breaker'").get() as { value: string } | undefined;
+    return row && JSON.parse(row.value).state;
+  } finally {
+    db.close();
+  }
+}
 
 /** Posts `count` spans as OTLP/HTTP JSON (ids `n` in attribute `seq`), oldest first. */
 async function postSpans(otlpUrl: string, from: number, count: number): Promise<void> {
@@ -216,8 +226,8 @@ test('outage: breaker opens after 5 failures, no attempt until half-open, state 
   const opened = await first.waitForLog((l) => /circuit breaker opened/.test(l.msg));
   const openedAt = Date.now();
   assert.equal(opened.failure_threshold, 5);
-  const stateFile = join(dir, 'gelf.breaker.json');
-  assert.equal(JSON.parse(readFileSync(stateFile, 'utf8')).state, 'open');
+  // Saved at the transition, on a write of its own that lands a few milliseconds after the log line.
+  await eventually(() => (savedBreaker(first.dbPath) === 'open' ? true : undefined), 5000, 'the open breaker saved in the store');
   const metrics = await (await fetch(`${first.adminUrl}/metrics`)).text();
   assert.match(metrics, /bitville_gelf_circuit_breaker_state\{exporter="gelf"\} 1/);
   assert.match(metrics, /bitville_gelf_send_failures\{exporter="gelf"\} 5/, 'five failed sends opened the breaker');
@@ -229,7 +239,7 @@ test('outage: breaker opens after 5 failures, no attempt until half-open, state 
   receiver.once('connection', () => (firstConnectionAt = Date.now()));
   await postSpans(first.otlpUrl, 101, 100); // more commits wake the queue; still no attempt
   assert.equal(await first.stop(), 0);
-  assert.equal(JSON.parse(readFileSync(stateFile, 'utf8')).state, 'open', 'the state file survives the restart');
+  assert.equal(savedBreaker(first.dbPath), 'open', 'the saved state survives the restart');
   const second = await startCollector(t, { dir, config });
   await second.waitForLog((l) => l.msg === 'GELF circuit breaker state restored' && l.breaker === 'open');
   await postSpans(second.otlpUrl, 201, 100);
@@ -244,7 +254,7 @@ test('outage: breaker opens after 5 failures, no attempt until half-open, state 
   assert.deepEqual(all.map((m) => m._seq), Array.from({ length: 300 }, (_, i) => i + 1));
   await second.waitForLog((l) => /circuit breaker closed/.test(l.msg));
   await eventually(() => (readStore(second.dbPath).every((r) => r.forwarded_to_graylog !== 0) ? true : undefined));
-  assert.equal(JSON.parse(readFileSync(stateFile, 'utf8')).state, 'closed');
+  await eventually(() => (savedBreaker(second.dbPath) === 'closed' ? true : undefined), 5000, 'the closed breaker saved in the store');
 });
 
 test('kill -9 in the middle of a replay loses nothing and marks nothing unsent', async (t) => {

@@ -1,12 +1,27 @@
-// Opens the store the config names. SQLite is the embedded default; other implementations
-// of the Store interface plug in here.
+// Opens the store the config names: SQLite (embedded default) or PostgreSQL (shared by several
+// instances). The one place that picks the implementation.
 import { resolve } from 'node:path';
-import type { Config } from '../config.js';
+import type { Logger } from 'pino';
+import type { StorageConfig } from '../config.js';
+import { PostgresStore } from './postgres.js';
 import { SqliteStore } from './sqlite.js';
 import type { Store } from './store.js';
 
-/** `readOnly`: for lookups beside a running collector (nothing created, migrated or written). */
-export function openStore(storage: Config['storage'], options: { readOnly?: boolean } = {}): Store {
+/** `readOnly` (SQLite): for lookups beside a running collector (nothing created, migrated or written). */
+export function openStore(storage: StorageConfig, logger?: Logger, options: { readOnly?: boolean } = {}): Store {
+  if (storage.postgres) {
+    const p = storage.postgres;
+    return new PostgresStore({
+      dsn: p.dsn,
+      schema: p.schema,
+      poolSize: p.pool_size,
+      claimTimeoutMs: p.claim_timeout,
+      retentionMs: p.retention,
+      maxSizeBytes: p.max_size,
+      partitionsAhead: p.partitions_ahead,
+      logger,
+    });
+  }
   const s = storage.sqlite;
   return new SqliteStore({
     readOnly: options.readOnly ?? false,
@@ -17,7 +32,12 @@ export function openStore(storage: Config['storage'], options: { readOnly?: bool
   });
 }
 
-/** Directory for components' own durable state (circuit breaker files and the like). */
-export function stateDir(storage: Config['storage']): string {
-  return resolve(storage.sqlite.path, '..');
+/** The settings both implementations share. */
+export function storeLimits(storage: StorageConfig): { kind: 'sqlite' | 'postgres'; retention: number; max_size: number; check_interval: number } {
+  return storage.postgres ? { kind: 'postgres', ...storage.postgres } : { kind: 'sqlite', ...storage.sqlite };
+}
+
+/** Directory for components' own files. */
+export function stateDir(storage: StorageConfig): string {
+  return storage.postgres ? resolve(storage.postgres.data_dir) : resolve(storage.sqlite.path, '..');
 }

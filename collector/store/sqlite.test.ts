@@ -5,51 +5,9 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { tempDir } from '../../test/env.js';
-import type { FlatRecord, LogRecord, SpanRecord } from '../model.js';
+import type { FlatRecord, SpanRecord } from '../model.js';
+import { log, span } from './records.fixture.js';
 import { SqliteStore } from './sqlite.js';
-
-function span(n: number, extra: Partial<SpanRecord> = {}): SpanRecord {
-  return {
-    kind: 'span',
-    resource: { 'service.name': 'shop' },
-    scope: { name: 's', version: '', attributes: {} },
-    attributes: { n },
-    traceId: 'a'.repeat(32),
-    spanId: n.toString(16).padStart(16, '0'),
-    correlationId: `c${n % 3}`,
-    parentSpanId: '',
-    traceState: '',
-    name: `span ${n}`,
-    spanKind: 2,
-    startTimeUnixNano: '1764064800000000000',
-    endTimeUnixNano: '1764064800500000000',
-    durationMs: 500,
-    status: { code: 0, message: '' },
-    events: [],
-    links: [],
-    flags: 0,
-    ...extra,
-  };
-}
-
-function log(n: number): LogRecord {
-  return {
-    kind: 'log',
-    resource: {},
-    scope: { name: '', version: '', attributes: {} },
-    attributes: {},
-    traceId: '',
-    spanId: '',
-    correlationId: '',
-    timeUnixNano: '1764064800000000000',
-    observedTimeUnixNano: '0',
-    severityNumber: 9,
-    severityText: 'INFO',
-    body: `log ${n}`,
-    eventName: '',
-    flags: 0,
-  };
-}
 
 const open = (path: string, now = Date.now, over: Partial<ConstructorParameters<typeof SqliteStore>[0]> = {}) =>
   new SqliteStore({ path, retentionMs: 7 * 86_400_000, maxSizeBytes: 10 * 1024 ** 3, synchronous: 'NORMAL', now, ...over });

@@ -48,6 +48,14 @@ const MIGRATIONS: string[] = [
    CREATE INDEX records_time ON records(time_unix_nano);
    -- start_after: the last record id when the exporter was first configured; it starts from there.
    CREATE TABLE exporters (id TEXT PRIMARY KEY, bit INTEGER NOT NULL UNIQUE, start_after INTEGER NOT NULL);`,
+  // Components' durable state (ComponentState in api.ts).
+  `CREATE TABLE component_state (
+     component TEXT NOT NULL,
+     key TEXT NOT NULL,
+     value TEXT NOT NULL,
+     updated_at_ms INTEGER NOT NULL,
+     PRIMARY KEY (component, key)
+   ) WITHOUT ROWID;`,
   // Summaries are a small share of the rows: partial indexes over them alone find an id's
   // newest summary (the correlation join) and rank the summaries of a time range (lookups;
   // covering, so ranking reads no table rows).
@@ -85,6 +93,10 @@ export class SqliteStore implements Store {
       closeSync(openSync(options.path, 'a', 0o600));
       chmodSync(options.path, 0o600);
       this.#db = new Database(options.path);
+      // 16 KiB pages (for a new file; an existing one keeps its own): a 100-span commit writes a
+      // quarter of the pages it would at 4 KiB, and each page written is a system call. Measured
+      // here: about a third less CPU per inserted row.
+      this.#db.pragma('page_size = 16384');
       this.#db.pragma('journal_mode = WAL');
       this.#db.pragma(`synchronous = ${options.synchronous}`);
       this.#db.pragma('busy_timeout = 5000');
@@ -335,6 +347,25 @@ export class SqliteStore implements Store {
     return { sizeBytes: this.#usedBytes(), rows, dropped: { ...this.#dropped } };
   }
 
+  async getState(component: string, key: string): Promise<string | undefined> {
+    const row = this.#db.prepare('SELECT value FROM component_state WHERE component = ? AND key = ?').get(component, key) as { value: string } | undefined;
+    return row?.value;
+  }
+
+  async setState(component: string, key: string, value: string): Promise<void> {
+    this.#db
+      .prepare(
+        `INSERT INTO component_state (component, key, value, updated_at_ms) VALUES (?, ?, ?, ?)
+         ON CONFLICT (component, key) DO UPDATE SET value = excluded.value, updated_at_ms = excluded.updated_at_ms`,
+      )
+      .run(component, key, value, this.#now());
+  }
+
+  /** One process owns a SQLite store, so nobody else ever changes its state. */
+  onStateChange(): () => void {
+    return () => {};
+  }
+
   async close(): Promise<void> {
     if (!this.#db.open) return;
     if (this.#checkpointer) {
@@ -352,5 +383,9 @@ export class SqliteStore implements Store {
 }
 
 function toStored(row: { id: number; received_at_ms: number; body: string }): StoredRecord {
-  return { ...(JSON.parse(row.body) as FlatRecord), id: row.id, receivedAtMs: row.received_at_ms };
+  // Add the two fields to the parsed object itself: a spread copy costs as much as the parse.
+  const record = JSON.parse(row.body) as StoredRecord;
+  record.id = row.id;
+  record.receivedAtMs = row.received_at_ms;
+  return record;
 }

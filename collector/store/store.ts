@@ -57,5 +57,11 @@ export interface Store extends StoreReader {
   /** Drops what is past retention or over the size cap; returns how many rows went. */
   enforceLimits(): Promise<number>;
   stats(): StoreStats;
+  /** The component's durable state value under `key` (see ComponentState in api.ts). */
+  getState(component: string, key: string): Promise<string | undefined>;
+  /** Commits the value; instances sharing the store are told (onStateChange). */
+  setState(component: string, key: string, value: string): Promise<void>;
+  /** Called when another instance sharing the store sets a state value. */
+  onStateChange(listener: (component: string, key: string, value: string) => void): () => void;
   close(): Promise<void>;
 }

@@ -1,29 +1,37 @@
-// The circuit breaker around a transport: cockatiel's consecutive-failure breaker, with its
-// state written to a file at every transition and read back at start, so a restart while
-// Graylog is down does not hammer it again.
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+// The circuit breaker around a transport: cockatiel's consecutive-failure breaker, its state
+// saved in the store's component state at every transition and read back at start, so a
+// restart while Graylog is down does not hammer it again. With a shared PostgreSQL store the
+// instances also adopt each other's transitions, so they open, half-open and close together.
 import { BrokenCircuitError, CircuitState, ConsecutiveBreaker, circuitBreaker, handleAll, type CircuitBreakerPolicy } from 'cockatiel';
 import type { Logger } from 'pino';
+import type { ComponentState } from '../../collector/api.js';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
 /** Gauge values, as documented: 0 closed, 1 open, 2 half-open. */
 export const STATE_VALUES: Record<BreakerState, number> = { closed: 0, open: 1, 'half-open': 2 };
 
+/** The component state key holding the breaker. */
+export const STATE_KEY = 'breaker';
+
 export interface BreakerOptions {
-  /** File holding the persisted state (written atomically). */
-  file: string;
+  /** The exporter's durable state (the store's component_state table). */
+  state: ComponentState;
   failureThreshold: number;
   resetTimeoutMs: number;
   logger: Logger;
-  /** Called after every transition, once the state is on disk. */
+  /** Called after every transition made by this instance. */
   onTransition?: (state: BreakerState) => void;
 }
 
-/** What the state file holds: cockatiel's own snapshot plus a readable summary. */
-interface StateFile {
+/**
+ * The saved value: cockatiel's own snapshot plus a readable summary. `seq` grows with every
+ * transition (any instance's), so a late announcement of an older value is not adopted.
+ */
+interface Saved {
   state: BreakerState;
   at: string;
+  seq: number;
   cockatiel: unknown;
 }
 
@@ -32,19 +40,40 @@ function stateName(state: CircuitState): BreakerState {
   return state === CircuitState.HalfOpen ? 'half-open' : 'closed';
 }
 
+/** The saved value if it holds a usable cockatiel snapshot; throws with the reason otherwise. */
+function parseSaved(text: string): Saved {
+  const saved = JSON.parse(text) as Partial<Saved>;
+  const snapshot = saved?.cockatiel as { ownState?: { value?: unknown; openedAt?: unknown }; breakerState?: unknown } | undefined;
+  const value = snapshot?.ownState?.value;
+  const usable =
+    typeof snapshot?.breakerState === 'number' &&
+    (value === CircuitState.Closed || (value === CircuitState.Open && typeof snapshot.ownState?.openedAt === 'number'));
+  if (!usable) throw new Error('no usable breaker snapshot');
+  return { state: saved.state ?? stateName(value as CircuitState), at: String(saved.at), seq: Number(saved.seq) || 0, cockatiel: snapshot };
+}
+
 export { BrokenCircuitError };
 
 export class PersistedBreaker {
-  private readonly policy: CircuitBreakerPolicy;
-  private readonly listeners: { dispose(): void }[] = [];
+  private policy!: CircuitBreakerPolicy;
+  private policyListener: { dispose(): void } | undefined;
+  private readonly unsubscribe: () => void;
+  private seq: number;
+  /** The chain of saves, in transition order (never rejects). */
+  private saving: Promise<void> = Promise.resolve();
 
-  constructor(private readonly options: BreakerOptions) {
-    this.policy = circuitBreaker(handleAll, {
-      halfOpenAfter: options.resetTimeoutMs,
-      breaker: new ConsecutiveBreaker(options.failureThreshold),
-      initialState: this.restore(),
-    });
-    this.listeners.push(this.policy.onStateChange((state) => this.transitioned(stateName(state))));
+  /** Restores the saved state (a missing or damaged value starts closed) and follows other instances. */
+  static async create(options: BreakerOptions): Promise<PersistedBreaker> {
+    return new PersistedBreaker(options, await PersistedBreaker.restore(options));
+  }
+
+  private constructor(
+    private readonly options: BreakerOptions,
+    saved: Saved | undefined,
+  ) {
+    this.seq = saved?.seq ?? 0;
+    this.rebuild(saved?.cockatiel);
+    this.unsubscribe = options.state.onChange((key, value) => key === STATE_KEY && this.adopt(value));
   }
 
   get state(): BreakerState {
@@ -63,8 +92,38 @@ export class PersistedBreaker {
     return this.policy.execute(fn);
   }
 
-  dispose(): void {
-    for (const l of this.listeners.splice(0)) l.dispose();
+  /** Stops following other instances and waits until the last transition is saved. */
+  async close(): Promise<void> {
+    this.unsubscribe();
+    this.policyListener?.dispose();
+    await this.saving;
+  }
+
+  /** A fresh cockatiel policy starting from `snapshot` (closed when undefined). */
+  private rebuild(snapshot: unknown): void {
+    // A send still running on the old policy ends there, unheard: the adopted state wins.
+    this.policyListener?.dispose();
+    this.policy = circuitBreaker(handleAll, {
+      halfOpenAfter: this.options.resetTimeoutMs,
+      breaker: new ConsecutiveBreaker(this.options.failureThreshold),
+      initialState: snapshot,
+    });
+    this.policyListener = this.policy.onStateChange((state) => this.transitioned(stateName(state)));
+  }
+
+  /** Another instance made a transition: take its state as ours, without logging or saving it again. */
+  private adopt(value: string): void {
+    let saved: Saved;
+    try {
+      saved = parseSaved(value);
+    } catch (err) {
+      this.options.logger.warn({ err }, 'ignoring a damaged GELF circuit breaker state from another instance');
+      return;
+    }
+    if (saved.seq < this.seq) return; // an older value announced late
+    this.seq = saved.seq;
+    this.rebuild(saved.cockatiel);
+    this.options.logger.debug({ breaker: saved.state, since: saved.at }, 'GELF circuit breaker state taken from another instance');
   }
 
   private transitioned(state: BreakerState): void {
@@ -84,42 +143,33 @@ export class PersistedBreaker {
     this.options.onTransition?.(state);
   }
 
-  /** Writes the state atomically: a temporary file, flushed, then renamed over the old one. */
+  /**
+   * Saves the state in the store, one write after the other so they commit in transition
+   * order; the send path does not wait for it. A failed save is logged.
+   */
   private persist(state: BreakerState): void {
-    const content: StateFile = { state, at: new Date().toISOString(), cockatiel: this.policy.toJSON() };
-    const temp = `${this.options.file}.${process.pid}.tmp`;
-    try {
-      const fd = openSync(temp, 'w');
-      try {
-        writeSync(fd, JSON.stringify(content, null, 2) + '\n');
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-      renameSync(temp, this.options.file);
-    } catch (err) {
-      this.options.logger.error({ err, file: this.options.file }, 'cannot persist the GELF circuit breaker state');
-    }
+    const content: Saved = { state, at: new Date().toISOString(), seq: ++this.seq, cockatiel: this.policy.toJSON() };
+    const value = JSON.stringify(content);
+    this.saving = this.saving
+      .then(() => this.options.state.set(STATE_KEY, value))
+      .catch((err: unknown) => this.options.logger.error({ err, breaker: state }, 'cannot save the GELF circuit breaker state'));
   }
 
-  private restore(): unknown {
-    let text: string;
+  private static async restore({ state, logger }: BreakerOptions): Promise<Saved | undefined> {
+    let text: string | undefined;
     try {
-      text = readFileSync(this.options.file, 'utf8');
+      text = await state.get(STATE_KEY);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-        this.options.logger.warn({ err, file: this.options.file }, 'cannot read the GELF circuit breaker state; starting closed');
-      }
+      logger.error({ err }, 'cannot read the GELF circuit breaker state; starting closed');
       return undefined;
     }
+    if (text === undefined) return undefined;
     try {
-      const saved = JSON.parse(text) as StateFile;
-      const snapshot = saved.cockatiel as { ownState?: { value?: unknown }; breakerState?: unknown } | undefined;
-      if (typeof snapshot?.ownState?.value !== 'number') throw new Error('no breaker snapshot');
-      this.options.logger.info({ breaker: saved.state, since: saved.at, file: this.options.file }, 'GELF circuit breaker state restored');
-      return snapshot;
+      const saved = parseSaved(text);
+      logger.info({ breaker: saved.state, since: saved.at }, 'GELF circuit breaker state restored');
+      return saved;
     } catch (err) {
-      this.options.logger.warn({ err, file: this.options.file }, 'GELF circuit breaker state file is damaged; starting closed');
+      logger.warn({ err, saved: text.slice(0, 200) }, 'the saved GELF circuit breaker state is damaged; starting closed');
       return undefined;
     }
   }

@@ -1,7 +1,6 @@
 // The gelf exporter: serializes a batch, sends it through the breaker-wrapped transport and
 // reports exactly what was sent. The collector marks `forwarded_to_graylog` from that report.
 import { hostname } from 'node:os';
-import { join } from 'node:path';
 import type { ExportResult, Exporter, ExporterContext, StoredRecord } from '../../collector/api.js';
 import { BrokenCircuitError, PersistedBreaker, STATE_VALUES } from './breaker.js';
 import { compressionOf, parseEndpoint, type GelfConfig } from './config.js';
@@ -44,11 +43,6 @@ export function createTransport(config: GelfConfig): Transport {
         keepaliveMs: config.keepalive,
       });
   }
-}
-
-/** The breaker's state file for a component id: `gelf/primary` -> `gelf-primary.breaker.json`. */
-export function breakerFileName(id: string): string {
-  return `${id.replace(/[^A-Za-z0-9_.-]/g, '-')}.breaker.json`;
 }
 
 /** Window over which the throughput gauge is measured. */
@@ -94,8 +88,8 @@ export class GelfExporter implements Exporter {
   async start(): Promise<void> {
     this.stopping = false;
     this.transport = createTransport(this.config);
-    this.breaker = new PersistedBreaker({
-      file: join(this.context.dataDir, breakerFileName(this.context.id)),
+    this.breaker = await PersistedBreaker.create({
+      state: this.context.state,
       failureThreshold: this.config.circuit_breaker.failure_threshold,
       resetTimeoutMs: this.config.circuit_breaker.reset_timeout,
       logger: this.context.logger,
@@ -108,7 +102,7 @@ export class GelfExporter implements Exporter {
     // The in-flight batch either finishes (and is reported) or fails by its write timeout;
     // nothing is reported as sent that was not.
     await this.inFlight?.catch(() => undefined);
-    this.breaker?.dispose();
+    await this.breaker?.close(); // the last transition is saved before the store closes
     await this.transport?.close();
     this.transport = undefined;
     this.breaker = undefined;

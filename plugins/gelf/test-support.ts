@@ -7,7 +7,7 @@ import { Writable } from 'node:stream';
 import type { TestContext } from 'node:test';
 import { pino } from 'pino';
 import { z } from 'zod';
-import { parseDuration, type ComponentMetrics, type ExporterContext, type StoredRecord } from '../../collector/api.js';
+import { parseDuration, type ComponentMetrics, type ComponentState, type ExporterContext, type StoredRecord } from '../../collector/api.js';
 import { gelfConfigSchema, type GelfConfig } from './config.js';
 
 const T0 = 1_714_564_800_123_456_789n; // 2024-05-01T12:00:00.123456789Z
@@ -112,5 +112,15 @@ export function exporterContext(dataDir: string, id = 'gelf/primary'): TestExpor
     histogram: () => ({ observe: () => {} }),
   };
   const logger = pino({ base: { exporter: id } }, sink);
-  return { context: { id, logger, metrics, dataDir, signals: ['traces', 'logs'] }, logs, counters, gauges, dataDir };
+  return { context: { id, logger, metrics, dataDir, signals: ['traces', 'logs'], state: memoryState() }, logs, counters, gauges, dataDir };
+}
+
+/** Component state for one test process (the store's table plays this part in a collector). */
+export function memoryState(): ComponentState {
+  const values = new Map<string, string>();
+  return {
+    get: async (key) => values.get(key),
+    set: async (key, value) => void values.set(key, value),
+    onChange: () => () => {},
+  };
 }

@@ -30,7 +30,8 @@ async function post(url: string, body: Buffer | string, headers: Record<string, 
 }
 
 test('bad requests get 400/413/415 with a reason, nothing is stored, and the collector keeps serving', async (t) => {
-  const c = await startCollector(t, { config: { receivers: { otlp: { protocols: { http: { max_request_body_size: '64KiB' } } } } } });
+  // Decoding on a worker thread here, so errors and records are known to cross the thread boundary.
+  const c = await startCollector(t, { config: { receivers: { otlp: { protocols: { http: { max_request_body_size: '64KiB', decode_workers: 1 } } } } } });
   const traces = `${c.otlpUrl}/v1/traces`;
   const pb = { 'content-type': 'application/x-protobuf' };
   const json = { 'content-type': 'application/json' };
