@@ -5,9 +5,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { postTraces, querySpans, requestSpans, sampleRequest } from '../plugins/correlate/traces.fixture.js';
-import { eventually, startCollector, type RunningCollector } from './collector.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { CLI, eventually, startCollector, type RunningCollector } from './collector.js';
 import { PG_DSN, skipWithoutPostgres } from './env.js';
 import { freshSchema, sql } from './pg.js';
+
+const run = promisify(execFile);
 
 test('two instances on one PostgreSQL store: agreeing summaries, one request in the lookups', async (t) => {
   if (await skipWithoutPostgres(t)) return;
@@ -50,6 +54,9 @@ test('two instances on one PostgreSQL store: agreeing summaries, one request in 
     assert.equal(mine.length, 1, 'the request is listed once');
     assert.equal(mine[0]!.queryCount, 8);
   }
+  // The CLI finds the same PostgreSQL store through the config.
+  const { stdout } = await run(process.execPath, [CLI, 'trace', r.correlationId, '--config', a.configPath, '--json']);
+  assert.equal(JSON.parse(stdout).queries.length, 8);
   await a.stop();
   await b.stop();
 });
