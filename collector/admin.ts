@@ -1,10 +1,13 @@
 // The admin HTTP server (default 127.0.0.1:8888): Prometheus /metrics, /healthz (the process
-// is alive) and /readyz (the pipeline is started and accepting data).
+// is alive), /readyz (the pipeline is started and accepting data), and with a store the
+// request pages (`/`, `/requests/<id>`) and their JSON API (`/api/requests`, see web.ts).
 import express, { type Express } from 'express';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { parseHostPort } from './config-helpers.js';
+import type { Store } from './store/store.js';
+import { mountRequestPages } from './web.js';
 
 export interface AdminOptions {
   address: string;
@@ -12,6 +15,8 @@ export interface AdminOptions {
   contentType: string;
   ready: () => boolean;
   logger: Logger;
+  /** Serves the request pages and API from this store. */
+  store?: Store;
 }
 
 export class AdminServer {
@@ -31,6 +36,7 @@ export class AdminServer {
       const ready = options.ready();
       res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready' });
     });
+    if (options.store) mountRequestPages(app, options.store);
   }
 
   async start(): Promise<void> {

@@ -90,10 +90,24 @@ export interface ReceiverContext extends ComponentContext {
   consumer: Consumer;
 }
 
+/** A correlation id whose newest records are not covered by a summary yet. */
+export interface UnsummarizedCorrelation {
+  correlationId: string;
+  /** Arrival time (ms since the epoch) of its newest record other than a summary. */
+  lastReceivedAtMs: number;
+}
+
 /** Read access to stored records, for processors that work across requests. */
 export interface StoreReader {
   /** Every stored record carrying this correlation id, oldest first. */
   byCorrelationId(correlationId: string): Promise<StoredRecord[]>;
+  /**
+   * Correlation ids with a record (other than a summary) that arrived at or after `sinceMs`
+   * and was stored after the id's newest summary (store order), or that have no summary at
+   * all; ordered by `lastReceivedAtMs`, oldest first, at most `limit`. Cost: proportional to
+   * the records that arrived since `sinceMs`, never to the whole store.
+   */
+  unsummarizedCorrelations(sinceMs: number, limit: number): Promise<UnsummarizedCorrelation[]>;
 }
 
 export interface ProcessorContext extends ComponentContext {

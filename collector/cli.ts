@@ -4,11 +4,12 @@ import { Command } from 'commander';
 import { BitvilleError } from './errors.js';
 import { registerCollector } from './run.js';
 import { registerValidate } from './validate.js';
+import { registerRequests, registerTrace } from './lookup-cli.js';
 import type { RegisterCommand } from './commands.js';
 import { registerPgAgent } from '../agents/pg/command.js';
 import { registerPhpAgent } from '../agents/php/command.js';
 
-const commands: RegisterCommand[] = [registerCollector, registerValidate, registerPhpAgent, registerPgAgent];
+const commands: RegisterCommand[] = [registerCollector, registerValidate, registerRequests, registerTrace, registerPhpAgent, registerPgAgent];
 
 const program = new Command('bitville').description('Bitville Monitoring: agents and collector for PHP + PostgreSQL').showHelpAfterError();
 for (const register of commands) register(program);

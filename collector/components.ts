@@ -3,6 +3,7 @@
 import type { Factory } from './api.js';
 import { factory as otlpReceiver } from '../plugins/otlp/index.js';
 import { factory as debugExporter } from '../plugins/debug/index.js';
+import { factory as correlateProcessor } from '../plugins/correlate/index.js';
 import { factory as gelfExporter } from '../plugins/gelf/index.js';
 
-export const builtinFactories: readonly Factory[] = [otlpReceiver, debugExporter, gelfExporter];
+export const builtinFactories: readonly Factory[] = [otlpReceiver, correlateProcessor, debugExporter, gelfExporter];

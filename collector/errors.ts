@@ -14,6 +14,8 @@ export const ErrorCodes = {
   BV_NO_PIPELINE: { retryable: false, summary: 'A signal arrived at a receiver that no pipeline of that signal uses; the sender gets 404.' },
   BV_PG_PRIVILEGES: { retryable: false, summary: 'The pg-agent role cannot see what it must (other sessions\' queries, the log settings); the message names the missing grant and the GRANT that fixes it.' },
   BV_PG_LOG_SOURCE: { retryable: false, summary: 'The pg-agent log source cannot be used as configured (no jsonlog/csvlog in log_destination, log directory unreadable).' },
+  BV_BAD_FILTER: { retryable: false, summary: 'A request lookup filter (CLI option or query parameter) is invalid; the API answers 400.' },
+  BV_STORE_MISSING: { retryable: false, summary: 'A lookup command finds no store at the configured storage path.' },
   BV_SHUTTING_DOWN: { retryable: true, summary: 'The collector is draining for shutdown; the sender gets 503 with Retry-After.' },
 } as const;
 

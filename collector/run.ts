@@ -25,6 +25,7 @@ export function registerCollector(program: Command): void {
         },
         contentType: telemetry.registry.contentType,
         ready: () => service.ready,
+        store: service.store,
         logger: logger.child({ component: 'admin' }),
       });
       await admin.start();

@@ -41,7 +41,7 @@ for (const factory of builtinFactories as Factory[]) {
         factory.kind === 'receiver'
           ? factory.create(config, { ...ctx, consumer: { consume: async () => {} } })
           : factory.kind === 'processor'
-            ? factory.create(config, { ...ctx, store: { byCorrelationId: async () => [] }, emit: async () => {} })
+            ? factory.create(config, { ...ctx, store: { byCorrelationId: async () => [], unsummarizedCorrelations: async () => [] }, emit: async () => {} })
             : factory.create(config, ctx);
       await component.start();
       await component.shutdown();

@@ -7,7 +7,8 @@ import { PostgresStore } from './postgres.js';
 import { SqliteStore } from './sqlite.js';
 import type { Store } from './store.js';
 
-export function openStore(storage: StorageConfig, logger?: Logger): Store {
+/** `readOnly` (SQLite): for lookups beside a running collector (nothing created, migrated or written). */
+export function openStore(storage: StorageConfig, logger?: Logger, options: { readOnly?: boolean } = {}): Store {
   if (storage.postgres) {
     const p = storage.postgres;
     return new PostgresStore({
@@ -23,6 +24,7 @@ export function openStore(storage: StorageConfig, logger?: Logger): Store {
   }
   const s = storage.sqlite;
   return new SqliteStore({
+    readOnly: options.readOnly ?? false,
     path: resolve(s.path),
     retentionMs: s.retention,
     maxSizeBytes: s.max_size,

@@ -397,7 +397,8 @@ export class PostgresStore implements Store {
     limit: number;
   }): Promise<StoredRecord[]> {
     await this.#ready;
-    const order = query.order === 'slowest' ? 'r.duration_ms DESC, r.id DESC' : 'r.received_at_ms DESC, r.id DESC';
+    // `recent`: by the request's own start (a summary arrives a window after its request).
+    const order = query.order === 'slowest' ? 'r.duration_ms DESC, r.id DESC' : 'r.time_unix_nano DESC, r.id DESC';
     const { rows } = await this.#pool.query<{ id: string; received_at_ms: string; body: string }>(
       `SELECT r.id, r.received_at_ms, r.body FROM ${this.#s}.records r
        WHERE r.kind = 'summary' AND r.received_at_ms >= $1

@@ -6,13 +6,15 @@
 // reading a backlog never scans delivered rows. A record is inserted with the bits of the
 // exporters that must not see it already set (other signal, exporter removed from config).
 import Database from 'better-sqlite3';
-import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { BitvilleError } from '../errors.js';
 import { dirname } from 'node:path';
 import { EventEmitter } from 'node:events';
 import type { FlatRecord, Signal, StoredRecord } from '../model.js';
 import { durationOf, projectOf, signalOf, sourceOf, timeOf } from '../model.js';
 import { Checkpointer } from './checkpointer.js';
-import type { ExporterRoute, Store, StoreStats } from './store.js';
+import type { UnsummarizedCorrelation } from '../api.js';
+import type { ExporterRoute, RequestQuery, Store, StoreStats } from './store.js';
 
 export interface SqliteStoreOptions {
   path: string;
@@ -21,6 +23,8 @@ export interface SqliteStoreOptions {
   /** NORMAL survives a process crash (kill -9); FULL also a power loss, at an fsync per commit. */
   synchronous: 'NORMAL' | 'FULL';
   now?: () => number;
+  /** For lookups beside a running collector: never creates, migrates, writes or checkpoints. */
+  readOnly?: boolean;
 }
 
 const MIGRATIONS: string[] = [
@@ -52,6 +56,11 @@ const MIGRATIONS: string[] = [
      updated_at_ms INTEGER NOT NULL,
      PRIMARY KEY (component, key)
    ) WITHOUT ROWID;`,
+  // Summaries are a small share of the rows: partial indexes over them alone find an id's
+  // newest summary (the correlation join) and rank the summaries of a time range (lookups;
+  // covering, so ranking reads no table rows).
+  `CREATE INDEX records_summary_by_correlation ON records(correlation_id, id) WHERE kind = 'summary';
+   CREATE INDEX records_summary_by_time ON records(received_at_ms, duration_ms, time_unix_nano, project, correlation_id) WHERE kind = 'summary';`,
 ];
 
 const MAX_EXPORTER_BITS = 62;
@@ -66,7 +75,7 @@ export class SqliteStore implements Store {
   #initialMask: Record<Signal, number> = { traces: 0, logs: 0 };
   #dropped = { retention: 0, size: 0 };
   #insert: Database.Statement;
-  readonly #checkpointer: Checkpointer;
+  readonly #checkpointer: Checkpointer | undefined;
   #markDelivered: Database.Statement;
   #appendTx: (records: readonly FlatRecord[]) => void;
   #queues = new Map<string, { mask: number; pending: Database.Statement; backlog: Database.Statement }>();
@@ -74,29 +83,40 @@ export class SqliteStore implements Store {
   constructor(options: SqliteStoreOptions) {
     this.#options = options;
     this.#now = options.now ?? Date.now;
-    mkdirSync(dirname(options.path), { recursive: true });
-    // Create the file ourselves so it is never readable by others, whatever the umask.
-    closeSync(openSync(options.path, 'a', 0o600));
-    chmodSync(options.path, 0o600);
-    this.#db = new Database(options.path);
-    // 16 KiB pages (for a new file; an existing one keeps its own): a 100-span commit writes a
-    // quarter of the pages it would at 4 KiB, and each page written is a system call. Measured
-    // here: about a third less CPU per inserted row.
-    this.#db.pragma('page_size = 16384');
-    this.#db.pragma('journal_mode = WAL');
-    this.#db.pragma(`synchronous = ${options.synchronous}`);
-    this.#db.pragma('busy_timeout = 5000');
-    // Checkpoints run on their own thread (see checkpointer.ts); the WAL file is trimmed back
-    // to 64 MiB after each so it does not keep its peak size.
-    this.#db.pragma('wal_autocheckpoint = 0');
-    this.#db.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
-    this.#migrate();
-    this.#checkpointer = new Checkpointer(options.path);
-    this.#insert = this.#db.prepare(
-      `INSERT INTO records (kind, signal, time_unix_nano, received_at_ms, correlation_id, trace_id, span_id,
-         project, source, name, duration_ms, body, forwarded_to_graylog)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
+    if (options.readOnly) {
+      if (!existsSync(options.path)) throw new BitvilleError('BV_STORE_MISSING', `no store at ${options.path} (check storage.sqlite.path in the config)`);
+      this.#db = new Database(options.path, { readonly: true, fileMustExist: true });
+      this.#db.pragma('busy_timeout = 5000');
+    } else {
+      mkdirSync(dirname(options.path), { recursive: true });
+      // Create the file ourselves so it is never readable by others, whatever the umask.
+      closeSync(openSync(options.path, 'a', 0o600));
+      chmodSync(options.path, 0o600);
+      this.#db = new Database(options.path);
+      // 16 KiB pages (for a new file; an existing one keeps its own): a 100-span commit writes a
+      // quarter of the pages it would at 4 KiB, and each page written is a system call. Measured
+      // here: about a third less CPU per inserted row.
+      this.#db.pragma('page_size = 16384');
+      this.#db.pragma('journal_mode = WAL');
+      this.#db.pragma(`synchronous = ${options.synchronous}`);
+      this.#db.pragma('busy_timeout = 5000');
+      // Checkpoints run on their own thread (see checkpointer.ts); the WAL file is trimmed back
+      // to 64 MiB after each so it does not keep its peak size.
+      this.#db.pragma('wal_autocheckpoint = 0');
+      this.#db.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
+      this.#migrate();
+      this.#checkpointer = new Checkpointer(options.path);
+    }
+    try {
+      this.#insert = this.#db.prepare(
+        `INSERT INTO records (kind, signal, time_unix_nano, received_at_ms, correlation_id, trace_id, span_id,
+           project, source, name, duration_ms, body, forwarded_to_graylog)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      );
+    } catch (err) {
+      this.#db.close();
+      throw new BitvilleError('BV_STORE_MISSING', `${options.path} is not a Bitville store: ${(err as Error).message}`);
+    }
     this.#markDelivered = this.#db.prepare(
       'UPDATE records SET forwarded_to_graylog = forwarded_to_graylog | ? WHERE id IN (SELECT value FROM json_each(?))',
     );
@@ -179,7 +199,7 @@ export class SqliteStore implements Store {
   async append(records: readonly FlatRecord[]): Promise<void> {
     if (records.length === 0) return;
     this.#appendTx(records);
-    this.#checkpointer.requested();
+    this.#checkpointer?.requested();
     this.#events.emit('commit');
   }
 
@@ -202,6 +222,78 @@ export class SqliteStore implements Store {
       .prepare('SELECT id, received_at_ms, body FROM records WHERE correlation_id = ? ORDER BY id')
       .all(correlationId) as { id: number; received_at_ms: number; body: string }[];
     return rows.map(toStored);
+  }
+
+  async unsummarizedCorrelations(sinceMs: number, limit: number): Promise<UnsummarizedCorrelation[]> {
+    // A rowid range scan over what arrived since, grouped by id; each group's newest summary
+    // comes from the partial summary index.
+    const rows = this.#db
+      .prepare(
+        `SELECT r.correlation_id AS correlationId, max(r.received_at_ms) AS lastReceivedAtMs
+         FROM records r NOT INDEXED -- the rowid range, never a walk of the whole correlation index
+         WHERE r.id >= ? AND r.received_at_ms >= ? AND r.correlation_id IS NOT NULL AND r.kind <> 'summary'
+         GROUP BY r.correlation_id
+         HAVING max(r.id) > coalesce(
+           (SELECT max(s.id) FROM records s WHERE s.kind = 'summary' AND s.correlation_id = r.correlation_id), 0)
+         ORDER BY lastReceivedAtMs, correlationId
+         LIMIT ?`,
+      )
+      .all(this.#firstIdReceivedAtOrAfter(sinceMs), sinceMs, limit) as UnsummarizedCorrelation[];
+    return rows;
+  }
+
+  async recentRequests(query: RequestQuery): Promise<StoredRecord[]> {
+    // `recent`: by the request's own start (a summary arrives a window after its request).
+    const order = query.order === 'slowest' ? 'duration_ms DESC, id DESC' : 'time_unix_nano DESC, id DESC';
+    const rank = query.order === 'slowest' ? 'r.duration_ms DESC, r.id DESC' : 'r.time_unix_nano DESC, r.id DESC';
+    // Ranks the ids first and reads only the winners' bodies (sorting whole rows reads them all).
+    const rows = this.#db
+      .prepare(
+        `SELECT id, received_at_ms, body FROM records WHERE id IN (
+         SELECT r.id FROM records r
+         WHERE r.kind = 'summary' AND r.received_at_ms >= @since
+           AND (@project IS NULL OR r.project = @project)
+           AND (@url IS NULL OR instr(lower(json_extract(r.body, '$.attributes."url.full"')), lower(@url)) > 0)
+           AND (@min IS NULL OR r.duration_ms >= @min)
+           AND NOT EXISTS (SELECT 1 FROM records n
+                           WHERE n.kind = 'summary' AND n.correlation_id = r.correlation_id AND n.id > r.id)
+         ORDER BY ${rank}
+         LIMIT @limit)
+         ORDER BY ${order}`,
+      )
+      .all({
+        since: query.sinceMs,
+        project: query.project ?? null,
+        url: query.urlContains ?? null,
+        min: query.minDurationMs ?? null,
+        limit: query.limit,
+      }) as { id: number; received_at_ms: number; body: string }[];
+    return rows.map(toStored);
+  }
+
+  /**
+   * The first id that arrived at or after `ms`. Ids follow arrival, so a binary search over
+   * primary-key lookups finds it in about 30 reads on any store size, with no time index to
+   * maintain on ingest. (A wall clock stepping back can blur the boundary by that step.)
+   */
+  #firstIdReceivedAtOrAfter(ms: number): number {
+    // Two subqueries: each is one b-tree seek, where `SELECT min(id), max(id)` scans the table.
+    const bounds = this.#db.prepare('SELECT (SELECT min(id) FROM records) AS lo, (SELECT max(id) FROM records) AS hi').get() as {
+      lo: number | null;
+      hi: number | null;
+    };
+    if (bounds.lo === null || bounds.hi === null) return 0;
+    const at = this.#db.prepare('SELECT id, received_at_ms FROM records WHERE id >= ? ORDER BY id LIMIT 1');
+    // Smallest x such that the first row with id >= x arrived at or after `ms` (or none exists).
+    let lo = bounds.lo;
+    let hi = bounds.hi + 1;
+    while (lo < hi) {
+      const mid = lo + Math.floor((hi - lo) / 2);
+      const row = at.get(mid) as { id: number; received_at_ms: number } | undefined;
+      if (!row || row.received_at_ms >= ms) hi = mid;
+      else lo = row.id + 1;
+    }
+    return lo;
   }
 
   onCommit(listener: () => void): () => void {
@@ -276,8 +368,10 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     if (!this.#db.open) return;
-    await this.#checkpointer.close();
-    this.#db.pragma('wal_checkpoint(TRUNCATE)');
+    if (this.#checkpointer) {
+      await this.#checkpointer.close();
+      this.#db.pragma('wal_checkpoint(TRUNCATE)');
+    }
     this.#db.close();
   }
 

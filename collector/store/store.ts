@@ -17,7 +17,28 @@ export interface StoreStats {
   dropped: { retention: number; size: number };
 }
 
+/** Filters for listing request summaries (the `requests` lookup). */
+export interface RequestQuery {
+  /** Summaries that arrived at or after this time (ms since the epoch). */
+  sinceMs: number;
+  /** Resource `service.name` equal to this. */
+  project?: string;
+  /** `url.full` containing this text (case-insensitive). */
+  urlContains?: string;
+  /** Requests that took at least this long. */
+  minDurationMs?: number;
+  /** `recent`: latest request start first; `slowest`: longest duration first. */
+  order: 'recent' | 'slowest';
+  limit: number;
+}
+
 export interface Store extends StoreReader {
+  /**
+   * Request summaries (records of kind `summary`) matching the query; of several summaries of
+   * one correlation id (a late span re-summarized it) only the newest. Backed by an index over
+   * summaries alone, so the cost follows the number of summaries in the time range.
+   */
+  recentRequests(query: RequestQuery): Promise<StoredRecord[]>;
   /**
    * Declares the exporters of this configuration and the signals each receives. Records
    * appended afterwards are queued for exactly those exporters.

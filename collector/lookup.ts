@@ -1,0 +1,259 @@
+// Request lookups, in one place for the CLI (`bitville requests`, `bitville trace`), the admin
+// JSON API (/api/requests) and the web page: filters parsed and checked once, the list of
+// recent requests (from their summaries) and one request's waterfall (from its spans).
+import { z } from 'zod';
+import { DEFAULT_JOIN_OPTIONS, joinRecords, type Joined } from '../plugins/correlate/join.js';
+import { parseDuration } from './config-helpers.js';
+import { BitvilleError } from './errors.js';
+import type { AttributeValue, DerivedRecord, StoredRecord } from './model.js';
+import { projectOf } from './model.js';
+import type { Store } from './store/store.js';
+
+const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  try {
+    return parseDuration(value);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
+const flag = z.union([z.boolean(), z.enum(['', '1', 'true', 'yes', 'on', '0', 'false', 'no', 'off'])]).transform((v) => v === true || ['', '1', 'true', 'yes', 'on'].includes(v as string));
+const text = z.string().trim().max(2000).transform((v) => (v === '' ? undefined : v));
+
+/** The filters, as written on the command line or in a query string (`?since=1h&slowest`). */
+export const requestFiltersSchema = z.strictObject({
+  /** How far back (by arrival of the summary): `15m`, `1h`, `7d`. */
+  since: duration.default(24 * 3_600_000),
+  /** Longest first instead of newest first. */
+  slowest: flag.default(false),
+  project: text.optional(),
+  /** Part of the URL (case-insensitive). */
+  url: text.optional(),
+  /** Only requests that took at least this long. */
+  min_duration: duration.optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(50),
+});
+
+export type RequestFilters = z.output<typeof requestFiltersSchema>;
+
+/** Checks filters from a query string or CLI options; throws BitvilleError naming the bad one. */
+export function parseRequestFilters(input: Record<string, unknown>): RequestFilters {
+  // An empty form field means "no filter" (but a bare `?slowest` means yes).
+  const given = Object.fromEntries(Object.entries(input).filter(([k, v]) => k === 'slowest' || v !== ''));
+  const result = requestFiltersSchema.safeParse(given);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((i) =>
+    i.code === 'unrecognized_keys' ? `unknown filter ${i.keys.join(', ')}` : `${i.path.join('.') || 'filters'}: ${i.message}`,
+  );
+  throw new BitvilleError('BV_BAD_FILTER', problems.join('; '));
+}
+
+/** One request as the list shows it (from its newest summary). */
+export interface RequestRow {
+  correlationId: string;
+  project: string;
+  /** Request start, ISO 8601. */
+  time: string;
+  name: string;
+  method: string | null;
+  url: string | null;
+  status: number | null;
+  durationMs: number;
+  dbTimeMs: number;
+  queryCount: number;
+  nPlusOne: boolean;
+  /** The repeated statement behind the N+1 flag, normalized. */
+  nPlusOneQuery: string | null;
+  /** 1, or more when late spans re-summarized the request. */
+  revision: number;
+}
+
+export async function listRequests(store: Store, filters: RequestFilters, now = Date.now()): Promise<RequestRow[]> {
+  const summaries = await store.recentRequests({
+    sinceMs: now - filters.since,
+    order: filters.slowest ? 'slowest' : 'recent',
+    limit: filters.limit,
+    ...(filters.project ? { project: filters.project } : {}),
+    ...(filters.url ? { urlContains: filters.url } : {}),
+    ...(filters.min_duration !== undefined ? { minDurationMs: filters.min_duration } : {}),
+  });
+  return summaries.filter((s): s is DerivedRecord & { id: number; receivedAtMs: number } => s.kind === 'summary').map(rowOf);
+}
+
+function rowOf(s: DerivedRecord): RequestRow {
+  const a = s.attributes;
+  return {
+    correlationId: s.correlationId,
+    project: projectOf(s),
+    time: isoOf(s.timeUnixNano),
+    name: s.name,
+    method: str(a['http.request.method']),
+    url: str(a['url.full']) ?? str(a['url.path']),
+    status: num(a['http.response.status_code']),
+    durationMs: s.durationMs,
+    dbTimeMs: num(a['bitville.db_time_ms']) ?? 0,
+    queryCount: num(a['bitville.db_query_count']) ?? 0,
+    nPlusOne: a['bitville.n_plus_one'] === true,
+    nPlusOneQuery: str(a['bitville.n_plus_one_query']),
+    revision: num(a['bitville.summary.revision']) ?? 1,
+  };
+}
+
+export interface WaterfallQuery {
+  spanId: string;
+  text: string;
+  normalized: string;
+  /** Start, relative to the waterfall's start (ms). */
+  offsetMs: number;
+  durationMs: number;
+  /** How often this normalized statement ran in the request. */
+  repeats: number;
+  /** Part of an N+1 pattern. */
+  nPlusOne: boolean;
+  error: boolean;
+}
+
+export interface TraceView {
+  correlationId: string;
+  project: string;
+  /** The newest summary, absent until the join window has passed. */
+  summary: RequestRow | null;
+  request: { name: string; spanId: string; offsetMs: number; durationMs: number; method: string | null; url: string | null; status: number | null; error: boolean } | null;
+  /** Waterfall start (ISO 8601) and extent: from the first span start to the last span end. */
+  start: string | null;
+  extentMs: number;
+  dbTimeMs: number;
+  queries: WaterfallQuery[];
+  /** Statements repeated at least the N+1 threshold, most frequent first. */
+  nPlusOne: { query: string; count: number; totalMs: number }[];
+  /** Records of the id that are neither the request, a DB span nor a summary (logs, other spans). */
+  otherRecords: number;
+}
+
+/** One request's waterfall, or undefined when the store holds nothing for the id. */
+export async function traceOf(store: Store, correlationId: string): Promise<TraceView | undefined> {
+  const records = await store.byCorrelationId(correlationId);
+  if (records.length === 0) return undefined;
+  const joined = joinRecords(correlationId, records, DEFAULT_JOIN_OPTIONS);
+  return viewOf(joined, records);
+}
+
+function viewOf(j: Joined, records: StoredRecord[]): TraceView {
+  const newest = j.summaries.at(-1);
+  const summary = newest ? rowOf(newest) : null;
+  // With a summary, its N+1 verdict (made with the collector's configured threshold) decides.
+  const flagged = newest
+    ? new Set(arr(newest.attributes['bitville.repeated_queries']).map((g) => str((g as Record<string, AttributeValue>)?.query)))
+    : new Set(j.repeated.filter((g) => g.nPlusOne).map((g) => g.normalized));
+  const spans = [...(j.request ? [j.request] : []), ...j.queries.map((q) => q.span)];
+  const startNs = spans.length ? spans.map((s) => BigInt(s.startTimeUnixNano)).reduce((a, b) => (b < a ? b : a)) : 0n;
+  const endNs = spans.length ? spans.map((s) => BigInt(s.endTimeUnixNano)).reduce((a, b) => (b > a ? b : a)) : 0n;
+  const offset = (ns: string) => Number(BigInt(ns) - startNs) / 1e6;
+  const counts = new Map<string, number>();
+  for (const q of j.queries) counts.set(q.normalized, (counts.get(q.normalized) ?? 0) + 1);
+  const r = j.request;
+  const project = r ? projectOf(r) : records[0] ? projectOf(records[0]) : '';
+  const related = new Set<StoredRecord>([...spans, ...j.summaries]);
+  return {
+    correlationId: j.correlationId,
+    project,
+    summary,
+    request: r
+      ? {
+          name: r.name,
+          spanId: r.spanId,
+          offsetMs: offset(r.startTimeUnixNano),
+          durationMs: r.durationMs,
+          method: str(r.attributes['http.request.method']),
+          url: str(r.attributes['url.full']) ?? str(r.attributes['url.path']),
+          status: num(r.attributes['http.response.status_code']),
+          error: r.status.code === 2,
+        }
+      : null,
+    start: spans.length ? isoOf(startNs.toString()) : null,
+    extentMs: Number(endNs - startNs) / 1e6,
+    dbTimeMs: j.dbTimeMs,
+    queries: j.queries.map((q) => ({
+      spanId: q.span.spanId,
+      text: q.text,
+      normalized: q.normalized,
+      offsetMs: offset(q.span.startTimeUnixNano),
+      durationMs: q.span.durationMs,
+      repeats: counts.get(q.normalized) ?? 1,
+      nPlusOne: flagged.has(q.normalized),
+      error: q.span.status.code === 2,
+    })),
+    nPlusOne: j.repeated.filter((g) => flagged.has(g.normalized)).map((g) => ({ query: g.normalized, count: g.count, totalMs: Math.round(g.totalMs * 1000) / 1000 })),
+    otherRecords: records.filter((x) => !related.has(x)).length,
+  };
+}
+
+/** A text waterfall for terminals: one line per span, bars drawn to scale in `width` columns. */
+export function formatWaterfall(view: TraceView, width = 50): string {
+  const scale = view.extentMs > 0 ? width / view.extentMs : 0;
+  const bar = (offsetMs: number, durationMs: number, fill: string) => {
+    const from = Math.min(width - 1, Math.floor(offsetMs * scale));
+    const len = Math.max(1, Math.min(width - from, Math.round(durationMs * scale)));
+    return `|${' '.repeat(from)}${fill.repeat(len)}${' '.repeat(width - from - len)}|`;
+  };
+  const ms = (v: number) => `${v.toFixed(1)} ms`.padStart(10);
+  const lines: string[] = [];
+  const r = view.request;
+  const s = view.summary;
+  lines.push(`request ${view.correlationId}${view.project ? ` (${view.project})` : ''}`);
+  if (r) lines.push(`  ${[r.method, r.url, r.status].filter((x) => x !== null).join(' ')}${r.error ? '  [error]' : ''}`);
+  else lines.push('  (no request span stored yet: only DB spans)');
+  lines.push(
+    `  started ${view.start ?? '-'}, ${r ? `${r.durationMs.toFixed(1)} ms total, ` : ''}DB ${view.dbTimeMs.toFixed(1)} ms in ${view.queries.length} queries` +
+      (s ? (s.revision > 1 ? ` (summary revision ${s.revision})` : '') : ' (not summarized yet: join window open)'),
+  );
+  for (const g of view.nPlusOne) lines.push(`  N+1: ${g.count}x ${g.query} (${g.totalMs.toFixed(1)} ms)`);
+  lines.push('');
+  if (r) lines.push(`${bar(r.offsetMs, r.durationMs, '=')} ${ms(r.durationMs)}  ${r.name}`);
+  for (const q of view.queries) {
+    const mark = q.nPlusOne ? ` [N+1 x${q.repeats}]` : '';
+    lines.push(`${bar(q.offsetMs, q.durationMs, q.nPlusOne ? '#' : '-')} ${ms(q.durationMs)}  ${oneLine(q.text, 100)}${mark}${q.error ? ' [error]' : ''}`);
+  }
+  if (view.otherRecords > 0) lines.push(`(${view.otherRecords} other records carry this id)`);
+  return lines.join('\n') + '\n';
+}
+
+/** A table of requests for terminals. */
+export function formatRequests(rows: RequestRow[]): string {
+  if (rows.length === 0) return 'no requests match (summaries appear once a request\'s join window has passed)\n';
+  const head = ['time', 'duration', 'db', 'queries', 'status', 'method', 'url', 'correlation id'];
+  const body = rows.map((r) => [
+    r.time.replace('T', ' ').slice(0, 23),
+    `${r.durationMs.toFixed(0)} ms`,
+    `${r.dbTimeMs.toFixed(0)} ms`,
+    `${r.queryCount}${r.nPlusOne ? ' N+1' : ''}`,
+    r.status === null ? '-' : String(r.status),
+    r.method ?? '-',
+    oneLine(r.url ?? r.name, 60),
+    r.correlationId,
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
+  return [head, ...body].map((row) => row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+function oneLine(s: string, max: number): string {
+  const flat = s.replace(/\s+/g, ' ').trim();
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+}
+
+function isoOf(nanos: string): string {
+  const ns = BigInt(nanos);
+  return `${new Date(Number(ns / 1_000_000n)).toISOString().slice(0, 23)}${(ns % 1_000_000n).toString().padStart(6, '0').slice(0, 3)}Z`;
+}
+
+function str(v: AttributeValue | undefined): string | null {
+  return typeof v === 'string' && v !== '' ? v : null;
+}
+function num(v: AttributeValue | undefined): number | null {
+  if (typeof v === 'number' && Number.isFinite(v)) return v;
+  if (typeof v === 'string' && /^\d+(\.\d+)?$/.test(v)) return Number(v);
+  return null;
+}
+function arr(v: AttributeValue | undefined): AttributeValue[] {
+  return Array.isArray(v) ? v : [];
+}

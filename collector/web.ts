@@ -1,0 +1,210 @@
+// The admin server's request pages and JSON API. Server-rendered HTML with a little inline CSS:
+// no front-end build, no script, one round trip per page. Every value is escaped by the `html`
+// template tag; only fragments built by the tag itself pass through unescaped.
+import type { Express, NextFunction, Request, Response } from 'express';
+import { BitvilleError } from './errors.js';
+import { listRequests, parseRequestFilters, traceOf, type RequestFilters, type RequestRow, type TraceView } from './lookup.js';
+import type { Store } from './store/store.js';
+
+class Html {
+  constructor(readonly text: string) {}
+  toString(): string {
+    return this.text;
+  }
+}
+
+const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+export function escapeHtml(value: unknown): string {
+  return String(value).replace(/[&<>"']/g, (c) => ESCAPES[c]!);
+}
+
+function render(value: unknown): string {
+  if (value instanceof Html) return value.text;
+  if (Array.isArray(value)) return value.map(render).join('');
+  if (value === undefined || value === null || value === false) return '';
+  return escapeHtml(value);
+}
+
+/** Template tag: interpolated values are escaped, nested `html` fragments and arrays of them are not. */
+export function html(strings: TemplateStringsArray, ...values: unknown[]): Html {
+  return new Html(strings.reduce((out, s, i) => out + s + (i < values.length ? render(values[i]) : ''), ''));
+}
+
+/** Mounts `/`, `/requests/:id`, `/api/requests` and `/api/requests/:id` on the admin app. */
+export function mountRequestPages(app: Express, store: Store): void {
+  app.get('/api/requests', async (req, res) => {
+    let filters: RequestFilters;
+    try {
+      filters = parseRequestFilters(queryOf(req));
+    } catch (err) {
+      if (!(err instanceof BitvilleError)) throw err;
+      res.status(400).json({ error: err.message, code: err.code });
+      return;
+    }
+    res.json({ requests: await listRequests(store, filters) });
+  });
+  app.get('/api/requests/:id', async (req, res) => {
+    const view = await traceOf(store, req.params.id);
+    if (view) res.json(view);
+    else res.status(404).json({ error: `no records with correlation id ${req.params.id}` });
+  });
+  app.get('/', async (req, res) => {
+    let filters: RequestFilters | undefined;
+    let error: string | undefined;
+    try {
+      filters = parseRequestFilters(queryOf(req));
+    } catch (err) {
+      if (!(err instanceof BitvilleError)) throw err;
+      error = err.message;
+    }
+    const rows = filters ? await listRequests(store, filters) : [];
+    res.status(error ? 400 : 200).type('html').send(page('Requests', listPage(queryOf(req), rows, error)).text);
+  });
+  app.get('/requests/:id', async (req, res) => {
+    const view = await traceOf(store, req.params.id);
+    if (!view) {
+      res.status(404).type('html').send(page('Not found', html`<p class="empty">No records with correlation id <code>${req.params.id}</code>.</p>`).text);
+      return;
+    }
+    res.type('html').send(page(`Request ${view.correlationId}`, tracePage(view)).text);
+  });
+  // A failing store read (the collector stopping) answers 500 with a message, never a stack trace.
+  app.use(['/api/requests', '/requests'], (err: Error, _req: Request, res: Response, next: NextFunction) => {
+    if (res.headersSent) return next(err);
+    res.status(500).json({ error: `lookup failed: ${err.message}` });
+  });
+}
+
+function queryOf(req: Request): Record<string, unknown> {
+  return { ...(req.query as Record<string, unknown>) };
+}
+
+
+const CSS = `
+*{box-sizing:border-box}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
+header{background:#1d2b3a;color:#fff;padding:10px 24px;display:flex;gap:16px;align-items:baseline}
+header a{color:#fff;text-decoration:none;font-weight:600}
+header span{color:#9fb3c8;font-size:13px}
+main{padding:16px 24px;max-width:1400px}
+h1{font-size:18px;margin:4px 0 12px}
+form.filters{display:flex;flex-wrap:wrap;gap:10px;align-items:end;background:#fff;border:1px solid #dde2e8;border-radius:6px;padding:10px 12px;margin-bottom:14px}
+form.filters label{display:flex;flex-direction:column;font-size:12px;color:#556}
+form.filters input,form.filters select{font:inherit;padding:3px 6px;border:1px solid #c4ccd6;border-radius:4px}
+form.filters label.check{flex-direction:row;gap:4px;align-items:center;font-size:14px;color:#1d2430}
+button{font:inherit;padding:4px 14px;border:0;border-radius:4px;background:#2f6fb3;color:#fff;cursor:pointer}
+table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #dde2e8}
+th,td{padding:6px 10px;border-bottom:1px solid #eef1f4;text-align:left;vertical-align:middle}
+th{font-size:12px;color:#556;font-weight:600;background:#fafbfc}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.url{max-width:520px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+a{color:#2f6fb3}
+.badge{display:inline-block;padding:0 6px;border-radius:9px;font-size:11px;font-weight:700;background:#e8590c;color:#fff;margin-left:4px}
+.err{color:#c92a2a;font-weight:600}
+.empty,.error{background:#fff;border:1px solid #dde2e8;border-radius:6px;padding:14px}
+.error{border-color:#f0a0a0;color:#a61e1e}
+.meter{display:inline-block;height:8px;background:#2f6fb3;border-radius:2px;vertical-align:middle;margin-left:6px}
+.facts{display:flex;flex-wrap:wrap;gap:8px 28px;background:#fff;border:1px solid #dde2e8;border-radius:6px;padding:10px 14px;margin-bottom:12px}
+.facts div{display:flex;flex-direction:column}
+.facts b{font-size:12px;color:#556;font-weight:600}
+.facts span{font-size:16px;font-variant-numeric:tabular-nums}
+.nplus-note{background:#fff4e6;border:1px solid #ffc078;border-radius:6px;padding:8px 14px;margin-bottom:12px}
+.nplus-note code{background:#ffe8cc}
+.wf{background:#fff;border:1px solid #dde2e8;border-radius:6px;padding:8px 0}
+.wf .row{display:grid;grid-template-columns:minmax(260px,38%) 1fr 84px;gap:10px;align-items:center;padding:2px 14px;height:24px}
+.wf .badge{font-size:10px;line-height:15px;margin:0 2px 0 0}
+.wf .row:hover{background:#f1f5fa}
+.wf .label{overflow:hidden;text-overflow:ellipsis;white-space:nowrap;font:12px/1.6 ui-monospace,SFMono-Regular,Menlo,monospace}
+.wf .track{position:relative;height:14px;background:repeating-linear-gradient(90deg,transparent 0 calc(25% - 1px),#eef1f4 calc(25% - 1px) 25%)}
+.wf .bar{position:absolute;top:2px;height:10px;min-width:2px;border-radius:2px;background:#4c8fd6}
+.wf .row.request .bar{background:#1d2b3a;top:0;height:14px}
+.wf .row.request .label{font-weight:700;font-family:inherit}
+.wf .row.nplus{background:#fff4e6}
+.wf .row.nplus .bar{background:#e8590c}
+.wf .row.error .bar{background:#c92a2a}
+.wf .dur{text-align:right;font-variant-numeric:tabular-nums;font-size:12px;white-space:nowrap}
+.wf .axis{display:grid;grid-template-columns:minmax(260px,38%) 1fr 84px;gap:10px;padding:0 14px 4px;font-size:11px;color:#778}
+.wf .axis .ticks{display:flex;justify-content:space-between}
+code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px}
+`;
+
+function page(title: string, body: Html): Html {
+  return html`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>${title} · Bitville</title><style>${new Html(CSS)}</style></head>
+<body><header><a href="/">Bitville</a><span>slow PHP requests and their SQL</span></header>
+<main>${body}</main></body></html>`;
+}
+
+const SINCE_CHOICES = ['15m', '1h', '6h', '24h', '7d'];
+
+function listPage(query: Record<string, unknown>, rows: RequestRow[], error: string | undefined): Html {
+  const q = (k: string) => (typeof query[k] === 'string' ? (query[k] as string) : '');
+  const since = q('since') || '24h';
+  const choices = SINCE_CHOICES.includes(since) ? SINCE_CHOICES : [since, ...SINCE_CHOICES];
+  const slowest = 'slowest' in query && !['0', 'false', 'no', 'off'].includes(q('slowest'));
+  const longest = Math.max(1, ...rows.map((r) => r.durationMs));
+  return html`<h1>Recent requests</h1>
+<form class="filters" method="get" action="/">
+  <label>Since<select name="since">${choices.map((c) => html`<option${c === since ? html` selected` : ''}>${c}</option>`)}</select></label>
+  <label>Project<input name="project" value="${q('project')}" size="12"></label>
+  <label>URL contains<input name="url" value="${q('url')}" size="24"></label>
+  <label>Min duration<input name="min_duration" value="${q('min_duration')}" placeholder="500ms" size="7"></label>
+  <label class="check"><input type="checkbox" name="slowest" value="1"${slowest ? html` checked` : ''}> slowest first</label>
+  <button type="submit">Show</button>
+</form>
+${error ? html`<p class="error">${error}</p>` : ''}
+${
+  rows.length === 0 && !error
+    ? html`<p class="empty">No requests match. A request appears here once its summary is made: when no span of it has arrived for the join window (10 s by default).</p>`
+    : rows.length === 0
+      ? ''
+      : html`<table id="requests"><thead><tr><th>Time (UTC)</th><th>Duration</th><th>DB time</th><th>Queries</th><th>Status</th><th>Method</th><th>URL</th><th>Project</th></tr></thead><tbody>
+${rows.map(
+  (r) => html`<tr data-correlation-id="${r.correlationId}">
+<td class="num">${r.time.replace('T', ' ').slice(0, 19)}</td>
+<td class="num">${fmt(r.durationMs)} ms<span class="meter" style="width:${((r.durationMs / longest) * 60).toFixed(1)}px"></span></td>
+<td class="num">${fmt(r.dbTimeMs)} ms</td>
+<td class="num">${r.queryCount}${r.nPlusOne ? html`<span class="badge" title="${r.nPlusOneQuery ?? ''}">N+1</span>` : ''}</td>
+<td class="num${r.status !== null && r.status >= 500 ? ' err' : ''}">${r.status ?? '-'}</td>
+<td>${r.method ?? '-'}</td>
+<td class="url"><a href="/requests/${encodeURIComponent(r.correlationId)}" title="${r.url ?? r.name}">${r.url ?? r.name}</a></td>
+<td>${r.project}</td></tr>`,
+)}
+</tbody></table>`
+}`;
+}
+
+function tracePage(v: TraceView): Html {
+  const r = v.request;
+  const extent = v.extentMs > 0 ? v.extentMs : 1;
+  const pos = (offsetMs: number, durationMs: number) =>
+    `left:${((offsetMs / extent) * 100).toFixed(3)}%;width:${((durationMs / extent) * 100).toFixed(3)}%`;
+  const s = v.summary;
+  return html`<h1>${r ? `${r.method ?? ''} ${r.url ?? r.name}` : 'Request'}</h1>
+<div class="facts">
+  <div><b>Duration</b><span>${r ? `${fmt(r.durationMs)} ms` : '-'}</span></div>
+  <div><b>DB time</b><span>${fmt(v.dbTimeMs)} ms</span></div>
+  <div><b>Queries</b><span>${v.queries.length}</span></div>
+  <div><b>Status</b><span class="${r?.error ? 'err' : ''}">${r?.status ?? '-'}</span></div>
+  <div><b>Project</b><span>${v.project || '-'}</span></div>
+  <div><b>Started (UTC)</b><span>${v.start ? v.start.replace('T', ' ').slice(0, 23) : '-'}</span></div>
+  <div><b>Correlation id</b><span><code>${v.correlationId}</code></span></div>
+  <div><b>Summary</b><span>${s ? (s.revision > 1 ? `revision ${s.revision} (late spans)` : 'made') : 'pending (join window open)'}</span></div>
+</div>
+${!r ? html`<p class="empty">No request span is stored for this id yet: only DB spans.</p>` : ''}
+${v.nPlusOne.map((g) => html`<div class="nplus-note"><b>N+1 pattern:</b> ${g.count} × <code>${g.query}</code> (${fmt(g.totalMs)} ms in total)</div>`)}
+<div class="wf" id="waterfall">
+  <div class="axis"><span></span><span class="ticks"><span>0</span><span>${fmt(extent / 4)}</span><span>${fmt(extent / 2)}</span><span>${fmt((extent * 3) / 4)}</span><span>${fmt(extent)} ms</span></span><span></span></div>
+  ${r ? html`<div class="row request"><div class="label" title="${r.name}">${r.name}</div><div class="track"><div class="bar" style="${pos(r.offsetMs, r.durationMs)}"></div></div><div class="dur">${fmt(r.durationMs)} ms</div></div>` : ''}
+  ${v.queries.map(
+    (q) => html`<div class="row query${q.nPlusOne ? ' nplus' : ''}${q.error ? ' error' : ''}"><div class="label" title="${q.text}">${q.nPlusOne ? html`<span class="badge">N+1 ×${q.repeats}</span> ` : ''}${q.text}</div><div class="track"><div class="bar" style="${pos(q.offsetMs, q.durationMs)}"></div></div><div class="dur">${fmt(q.durationMs)} ms</div></div>`,
+  )}
+</div>
+${v.otherRecords > 0 ? html`<p>${v.otherRecords} other records carry this id.</p>` : ''}
+<p><a href="/">← all requests</a> · <a href="/api/requests/${encodeURIComponent(v.correlationId)}">JSON</a></p>`;
+}
+
+function fmt(ms: number): string {
+  return ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms.toFixed(2);
+}

@@ -1,0 +1,207 @@
+// The `correlate` processor: passes records through unchanged and notes their correlation
+// ids. Once an id has been quiet for the join window (no new record for `window`), it reads
+// the id's records back from the store and emits a request summary (kind `summary`), which is
+// stored and forwarded like any record. docs/correlation.md explains the join.
+//
+// Pending joins are derived from the store, not kept in memory alone: at start the processor
+// asks the store which ids have records newer than their newest summary (looking back
+// `recovery_lookback`), and every `window` it asks again for what arrived since (records that
+// reached the store without passing here: another pipeline, another collector instance).
+import { defineProcessor } from '../../collector/api.js';
+import type { FlatRecord, Processor, ProcessorContext } from '../../collector/api.js';
+import { buildSummary, joinRecords, type JoinOptions } from './join.js';
+
+export interface CorrelateConfig {
+  window: number;
+  slowest_queries: number;
+  n_plus_one_threshold: number;
+  recovery_lookback: number;
+  max_pending: number;
+}
+
+/** Ids summarized per commit. */
+const EMIT_BATCH = 100;
+/** Ids asked of the store per sweep query. */
+const SWEEP_PAGE = 1000;
+
+export const factory = defineProcessor<CorrelateConfig>({
+  kind: 'processor',
+  type: 'correlate',
+  configSchema: (z, h) =>
+    z.strictObject({
+      /** An id is summarized once no record of it has arrived for this long. */
+      window: h.duration().default(10_000),
+      /** How many of the slowest queries a summary lists. */
+      slowest_queries: z.number().int().min(0).max(100).default(5),
+      /** Identical statements (after normalization) at least this often flag an N+1 pattern. */
+      n_plus_one_threshold: z.number().int().min(2).default(5),
+      /** At start, ids with unsummarized records that arrived this far back are joined. */
+      recovery_lookback: h.duration().default(3_600_000),
+      /** Most ids waiting for their window at once; beyond it new ids wait for a restart. */
+      max_pending: z.number().int().positive().default(100_000),
+    }),
+  create: (config, ctx) => new Correlator(config, ctx),
+});
+
+export default factory;
+
+class Correlator implements Processor {
+  readonly #config: CorrelateConfig;
+  readonly #ctx: ProcessorContext;
+  readonly #options: JoinOptions;
+  /** id -> arrival time (ms) of its newest record seen. */
+  readonly #pending = new Map<string, number>();
+  /**
+   * id -> when its last join read the store (every record that had arrived by then was read),
+   * for ids joined recently. The sweep overlaps the previous one, so it can report an id already joined (one
+   * with no request span stays unsummarized); this keeps it from being read again.
+   */
+  readonly #joined = new Map<string, number>();
+  #timer: NodeJS.Timeout | undefined;
+  #sweepTimer: NodeJS.Timeout | undefined;
+  #lastSweepMs = 0;
+  #work: Promise<void> = Promise.resolve();
+  #working = false;
+  #stopped = true;
+  readonly #summaries;
+  readonly #resummaries;
+  readonly #incomplete;
+  readonly #overflow;
+  readonly #failures;
+
+  constructor(config: CorrelateConfig, ctx: ProcessorContext) {
+    this.#config = config;
+    this.#ctx = ctx;
+    this.#options = { slowestQueries: config.slowest_queries, nPlusOneThreshold: config.n_plus_one_threshold };
+    const m = ctx.metrics;
+    this.#summaries = m.counter('bitville_correlate_summaries_total', 'Request summaries emitted.');
+    this.#resummaries = m.counter('bitville_correlate_resummaries_total', 'Summaries that supersede an earlier one (late spans).');
+    this.#incomplete = m.counter('bitville_correlate_incomplete_total', 'Ids whose window passed with no request (SERVER) span stored.');
+    this.#overflow = m.counter('bitville_correlate_pending_overflow_total', 'Ids not noted because max_pending ids were waiting.');
+    this.#failures = m.counter('bitville_correlate_failures_total', 'Joins that failed (store read or commit) and will be retried.');
+    m.gauge('bitville_correlate_pending', 'Ids waiting for their join window.', () => this.#pending.size);
+  }
+
+  async start(): Promise<void> {
+    this.#stopped = false;
+    // Recover what a previous run left pending, then keep sweeping for records that reach the
+    // store without passing through this processor.
+    const startedAt = Date.now();
+    this.#lastSweepMs = startedAt - this.#config.recovery_lookback;
+    this.#run(() => this.#sweep());
+    this.#sweepTimer = setInterval(() => this.#run(() => this.#sweep()), Math.max(this.#config.window, 100));
+    this.#sweepTimer.unref();
+  }
+
+  async shutdown(): Promise<void> {
+    // Pending ids are not lost: their records are in the store and the next start recovers them.
+    this.#stopped = true;
+    clearInterval(this.#sweepTimer);
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.#work;
+  }
+
+  process(records: FlatRecord[]): FlatRecord[] {
+    const now = Date.now();
+    for (const r of records) {
+      if (r.correlationId !== '' && r.kind !== 'summary') this.#note(r.correlationId, now);
+    }
+    this.#schedule();
+    return records;
+  }
+
+  #note(id: string, receivedAtMs: number): void {
+    const known = this.#pending.get(id);
+    if (known === undefined && this.#pending.size >= this.#config.max_pending) {
+      this.#overflow.inc();
+      return;
+    }
+    if (known === undefined || receivedAtMs > known) this.#pending.set(id, receivedAtMs);
+  }
+
+  /** Sets the timer for the earliest deadline (one timer, however many ids wait). */
+  #schedule(): void {
+    if (this.#stopped || this.#timer || this.#working || this.#pending.size === 0) return;
+    let earliest = Infinity;
+    for (const at of this.#pending.values()) earliest = Math.min(earliest, at);
+    const delay = Math.max(0, earliest + this.#config.window - Date.now());
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#run(() => this.#joinDue());
+    }, delay);
+    this.#timer.unref();
+  }
+
+  /** Runs store work one piece at a time (never two joins of one id at once). */
+  #run(step: () => Promise<void>): void {
+    this.#work = this.#work.then(async () => {
+      if (this.#stopped) return;
+      this.#working = true;
+      try {
+        await step();
+      } catch (err) {
+        this.#failures.inc();
+        this.#ctx.logger.error({ err }, 'correlation join failed; retrying after the window');
+      } finally {
+        this.#working = false;
+        this.#schedule();
+      }
+    });
+  }
+
+  async #sweep(): Promise<void> {
+    const startedAt = Date.now();
+    // Overlap the previous sweep by a window: a record can become visible a little after the
+    // time it was stamped with (a concurrent transaction on a shared store).
+    let since = this.#lastSweepMs - this.#config.window;
+    // Joins of records older than this sweep's range cannot be reported again.
+    for (const [id, at] of this.#joined) if (at < since) this.#joined.delete(id);
+    for (let page = 0; page < 1000 && !this.#stopped; page++) {
+      const found = await this.#ctx.store.unsummarizedCorrelations(since, SWEEP_PAGE);
+      for (const c of found) {
+        const joined = this.#joined.get(c.correlationId);
+        if (joined === undefined || c.lastReceivedAtMs > joined) this.#note(c.correlationId, c.lastReceivedAtMs);
+      }
+      if (found.length < SWEEP_PAGE) break;
+      since = found.at(-1)!.lastReceivedAtMs;
+    }
+    this.#lastSweepMs = startedAt;
+  }
+
+  async #joinDue(): Promise<void> {
+    const now = Date.now();
+    const due = [...this.#pending].filter(([, at]) => at + this.#config.window <= now);
+    for (let i = 0; i < due.length && !this.#stopped; i += EMIT_BATCH) {
+      const batch = due.slice(i, i + EMIT_BATCH);
+      const summaries: FlatRecord[] = [];
+      let superseding = 0;
+      let incomplete = 0;
+      const readAt = new Map<string, number>();
+      try {
+        for (const [id] of batch) {
+          readAt.set(id, Date.now());
+          const joined = joinRecords(id, await this.#ctx.store.byCorrelationId(id), this.#options);
+          const summary = buildSummary(joined, this.#options);
+          if (summary) summaries.push(summary);
+          if (summary && joined.summaries.length > 0) superseding++;
+          if (!joined.request) incomplete++;
+        }
+        await this.#ctx.emit(summaries);
+      } catch (err) {
+        // Try these ids again after another window, not in a tight loop.
+        const retryAt = Date.now();
+        for (const [id] of batch) this.#pending.set(id, Math.max(retryAt, this.#pending.get(id) ?? 0));
+        throw err;
+      }
+      this.#summaries.inc(summaries.length);
+      this.#resummaries.inc(superseding);
+      this.#incomplete.inc(incomplete);
+      // An id that received a record while it was being joined stays for another window.
+      for (const [id, at] of batch) {
+        this.#joined.set(id, readAt.get(id)!);
+        if (this.#pending.get(id) === at) this.#pending.delete(id);
+      }
+    }
+  }
+}
