@@ -342,7 +342,7 @@ export class SqliteStore implements Store {
   stats(): StoreStats {
     // Ids are handed out in order and rows only ever leave from the oldest end, so the id range
     // counts the rows without the full scan count(*) would cost on a large store.
-    const { lo, hi } = this.#db.prepare('SELECT min(id) AS lo, max(id) AS hi FROM records').get() as { lo: number | null; hi: number | null };
+    const { lo, hi } = this.#db.prepare('SELECT (SELECT min(id) FROM records) AS lo, (SELECT max(id) FROM records) AS hi').get() as { lo: number | null; hi: number | null };
     const rows = lo === null || hi === null ? 0 : hi - lo + 1;
     return { sizeBytes: this.#usedBytes(), rows, dropped: { ...this.#dropped } };
   }
