@@ -6,7 +6,7 @@ import { test, type TestContext } from 'node:test';
 import { PG_DSN, skipWithoutPostgres } from '../../test/env.js';
 import { freshSchema, sql } from '../../test/pg.js';
 import type { DerivedRecord, FlatRecord, SpanRecord } from '../model.js';
-import { log, span } from './records.fixture.js';
+import { log, span, summary } from './records.fixture.js';
 import { PostgresStore, type PostgresStoreOptions } from './postgres.js';
 
 const spans = (from: number, count: number) => Array.from({ length: count }, (_, i) => span(from + i)) as FlatRecord[];
@@ -219,21 +219,6 @@ test('a bad connection string fails the first call with the reason', async (t) =
   const store = open(t, freshSchema(t), { dsn: 'postgres://postgres@127.0.0.1:1/test' });
   await assert.rejects(store.configureExporters([]), /ECONNREFUSED/);
 });
-
-function summary(correlationId: string, durationMs: number, url: string, project = 'shop'): DerivedRecord {
-  return {
-    kind: 'summary',
-    resource: { 'service.name': project },
-    scope: { name: 'bitville.correlate', version: '', attributes: {} },
-    attributes: { 'url.full': url },
-    traceId: '',
-    spanId: '',
-    correlationId,
-    name: 'GET /',
-    timeUnixNano: '1764064800000000000',
-    durationMs,
-  };
-}
 
 test('unsummarizedCorrelations: ids with records newer than their newest summary, since a time', async (t) => {
   if (await skipWithoutPostgres(t)) return;

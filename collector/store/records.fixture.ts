@@ -1,5 +1,5 @@
 // Flat records for the store tests (SQLite and PostgreSQL alike).
-import type { LogRecord, SpanRecord } from '../model.js';
+import type { DerivedRecord, LogRecord, SpanRecord } from '../model.js';
 
 export function span(n: number, extra: Partial<SpanRecord> = {}): SpanRecord {
   return {
@@ -41,5 +41,20 @@ export function log(n: number): LogRecord {
     body: `log ${n}`,
     eventName: '',
     flags: 0,
+  };
+}
+
+export function summary(correlationId: string, durationMs: number, url: string, project = 'shop', startSecond = 0): DerivedRecord {
+  return {
+    kind: 'summary',
+    resource: { 'service.name': project },
+    scope: { name: 'bitville.correlate', version: '', attributes: {} },
+    attributes: { 'url.full': url },
+    traceId: '',
+    spanId: '',
+    correlationId,
+    name: 'GET /',
+    timeUnixNano: `${1764064800 + startSecond}000000000`,
+    durationMs,
   };
 }

@@ -4,47 +4,13 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { tempDir } from '../../test/env.js';
-import type { DerivedRecord, SpanRecord } from '../model.js';
+import type { SpanRecord } from '../model.js';
+import { span as fixtureSpan, summary } from './records.fixture.js';
 import { SqliteStore } from './sqlite.js';
 
-function span(correlationId: string, extra: Partial<SpanRecord> = {}): SpanRecord {
-  return {
-    kind: 'span',
-    resource: { 'service.name': 'shop' },
-    scope: { name: 's', version: '', attributes: {} },
-    attributes: {},
-    traceId: '',
-    spanId: '1'.repeat(16),
-    correlationId,
-    parentSpanId: '',
-    traceState: '',
-    name: 'q',
-    spanKind: 3,
-    startTimeUnixNano: '1764064800000000000',
-    endTimeUnixNano: '1764064800500000000',
-    durationMs: 500,
-    status: { code: 0, message: '' },
-    events: [],
-    links: [],
-    flags: 0,
-    ...extra,
-  };
-}
-
-function summary(correlationId: string, durationMs: number, url: string, project = 'shop', startSecond = 0): DerivedRecord {
-  return {
-    kind: 'summary',
-    resource: { 'service.name': project },
-    scope: { name: 'bitville.correlate', version: '', attributes: {} },
-    attributes: { 'url.full': url },
-    traceId: '',
-    spanId: '',
-    correlationId,
-    name: 'GET /',
-    timeUnixNano: `${1764064800 + startSecond}000000000`,
-    durationMs,
-  };
-}
+// A DB span of the request with this correlation id.
+const span = (correlationId: string, extra: Partial<SpanRecord> = {}): SpanRecord =>
+  fixtureSpan(1, { correlationId, spanId: '1'.repeat(16), traceId: '', name: 'q', spanKind: 3, attributes: {}, ...extra });
 
 test('unsummarizedCorrelations: ids with records newer than their newest summary, since a time', async (t) => {
   let now = 1_000_000;
