@@ -5,6 +5,7 @@ export const ErrorCodes = {
   BV_CONFIG_READ: { retryable: false, summary: 'The config file cannot be read or is not valid YAML.' },
   BV_CONFIG_INVALID: { retryable: false, summary: 'The config has one or more problems; each names file, key path and problem.' },
   BV_PLUGIN_LOAD: { retryable: false, summary: 'An outside plugin named in `plugins:` cannot be loaded or exports no valid factory.' },
+  BV_START_FAILED: { retryable: false, summary: 'A component could not start (a port in use, a file it cannot open); the collector undoes what started and exits 1.' },
   BV_BAD_DATA: { retryable: false, summary: 'A payload is malformed (bad protobuf or JSON, an invalid id); the sender gets 400.' },
   BV_UNSUPPORTED_MEDIA_TYPE: { retryable: false, summary: 'The request content type or encoding is not supported; the sender gets 415.' },
   BV_PAYLOAD_TOO_LARGE: { retryable: false, summary: 'A body exceeds the size limit, compressed or decompressed; the sender gets 413.' },

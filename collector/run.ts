@@ -28,8 +28,16 @@ export function registerCollector(program: Command): void {
         store: service.store,
         logger: logger.child({ component: 'admin' }),
       });
-      await admin.start();
-      await service.start();
+      try {
+        await admin.start();
+        await service.start();
+      } catch (err) {
+        // Undo what did start (a listening admin server would keep the process alive), then report.
+        logger.error({ err: (err as Error).message }, 'collector failed to start');
+        await service.shutdown();
+        await admin.shutdown();
+        throw err;
+      }
 
       let stopping = false;
       const stop = async (signal: string) => {

@@ -5,7 +5,7 @@ import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Exporter, FlatRecord, Processor, Receiver, Signal } from './api.js';
 import type { ComponentConfig, Config } from './config.js';
-import { ConsumerError } from './errors.js';
+import { BitvilleError, ConsumerError } from './errors.js';
 import { ExportQueue } from './export-queue.js';
 import { openStore, stateDir, storeLimits } from './store/index.js';
 import { componentState } from './store/state.js';
@@ -85,10 +85,17 @@ export class CollectorService {
     await this.#enforceLimits();
     this.#limitsTimer = setInterval(() => void this.#enforceLimits(), storeLimits(this.#config.storage).check_interval);
     this.#limitsTimer.unref();
-    for (const e of this.#exporters) await e.component.start();
+    const startOne = async (id: string, component: { start(): Promise<void> }) => {
+      try {
+        await component.start();
+      } catch (err) {
+        throw new BitvilleError('BV_START_FAILED', `${id} failed to start: ${(err as Error).message}`, { cause: err });
+      }
+    };
+    for (const e of this.#exporters) await startOne(e.id, e.component);
     for (const e of this.#exporters) e.queue.start();
-    for (const p of this.#processors.values()) await p.start();
-    for (const r of this.#receivers) await r.component.start();
+    for (const [id, p] of this.#processors) await startOne(id, p);
+    for (const r of this.#receivers) await startOne(r.id, r.component);
     this.#ready = true;
     this.#logger.info({ receivers: this.#receivers.length, processors: this.#processors.size, exporters: this.#exporters.length }, 'collector started');
   }

@@ -37,3 +37,26 @@ test('SIGTERM finishes the request in flight, commits it, and exits 0', async (t
   assert.equal(await exit, 0);
   assert.deepEqual(readStore(c.dbPath).map((r) => r.record.name), ['late']);
 });
+
+test('a component that cannot start stops the collector with exit 1 and says which and why', async (t) => {
+  const { createServer } = await import('node:net');
+  const { spawn } = await import('node:child_process');
+  const { writeFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { stringify } = await import('yaml');
+  const { CLI, baseConfig, merge } = await import('./collector.js');
+  const { tempDir } = await import('./env.js');
+  const taken = createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  t.after(() => taken.close());
+  const port = (taken.address() as { port: number }).port;
+  const dir = tempDir(t);
+  const file = join(dir, 'config.yaml');
+  writeFileSync(file, stringify(merge(baseConfig(dir), { receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${port}` } } } } })));
+  const child = spawn(process.execPath, [CLI, 'collector', '--config', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  assert.equal(code, 1);
+  assert.match(stderr, /^otlp failed to start: listen EADDRINUSE/m);
+});
