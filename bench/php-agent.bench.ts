@@ -86,6 +86,7 @@ export default async function (): Promise<void> {
       }
     }
     const sentNs = Number(process.hrtime.bigint() - started);
+    client.close(); // an open socket would keep the benchmark process alive
     for (let i = 0; i < 600; i++) {
       if ((await daemon.metric('bitville_agent_events_exported_total{signal="traces",agent="php_agent"}')) - before >= total) break;
       await new Promise((r) => setTimeout(r, 50));
