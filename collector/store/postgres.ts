@@ -28,7 +28,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { FlatRecord, StoredRecord } from '../model.js';
 import { durationOf, projectOf, signalOf, sourceOf, timeOf } from '../model.js';
-import type { ExporterRoute, Store, StoreStats } from './store.js';
+import type { ExporterRoute, Store, StoreStats, RequestQuery } from './store.js';
 
 export interface PostgresStoreOptions {
   /** Connection string; undefined uses libpq's PG* environment variables. */
@@ -388,14 +388,7 @@ export class PostgresStore implements Store {
   }
 
   /** See Store.recentRequests: the newest summary per correlation id, filtered. */
-  async recentRequests(query: {
-    sinceMs: number;
-    project?: string;
-    urlContains?: string;
-    minDurationMs?: number;
-    order: 'recent' | 'slowest';
-    limit: number;
-  }): Promise<StoredRecord[]> {
+  async recentRequests(query: RequestQuery): Promise<StoredRecord[]> {
     await this.#ready;
     // `recent`: by the request's own start (a summary arrives a window after its request).
     const order = query.order === 'slowest' ? 'r.duration_ms DESC, r.id DESC' : 'r.time_unix_nano DESC, r.id DESC';
