@@ -1,14 +1,19 @@
 // Runs SQLite WAL checkpoints on a thread of their own. A checkpoint copies the WAL into the
 // database file and fsyncs; done by the writer (SQLite's automatic checkpoint) it stalls the
 // commit that triggers it for tens of milliseconds. Here the writer only says "I committed"
-// and never waits; durability is unchanged (commits are in the WAL either way).
+// and never waits; durability is unchanged (commits are in the WAL either way). Commits are
+// gathered for a short while before a checkpoint runs: each checkpoint costs fsyncs, and one
+// per commit at a hundred commits a second measurably loaded the machine.
 import Database from 'better-sqlite3';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+
+const GATHER_MS = 250;
 
 export class Checkpointer {
   readonly #worker: Worker;
   #busy = false;
   #again = false;
+  #timer: NodeJS.Timeout | undefined;
 
   constructor(path: string) {
     this.#worker = new Worker(new URL(import.meta.url), { workerData: { path } });
@@ -19,18 +24,24 @@ export class Checkpointer {
     this.#worker.unref(); // after the listener, which would otherwise keep the process alive
   }
 
-  /** After a commit: asks for a checkpoint, coalescing requests while one runs. */
+  /** After a commit: a checkpoint follows within GATHER_MS, one for all commits until then. */
   requested(): void {
     if (this.#busy) {
       this.#again = true;
       return;
     }
-    this.#busy = true;
-    this.#again = false;
-    this.#worker.postMessage('checkpoint');
+    if (this.#timer) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#busy = true;
+      this.#again = false;
+      this.#worker.postMessage('checkpoint');
+    }, GATHER_MS);
+    this.#timer.unref();
   }
 
   async close(): Promise<void> {
+    clearTimeout(this.#timer);
     await this.#worker.terminate();
   }
 }
