@@ -275,8 +275,13 @@ if (!class_exists('BitvilleAgent', false)) {
                 apcu_store('bitville_agent_breaker', $raw);
                 return;
             }
-            // Replaced atomically: concurrent workers never read a half-written file.
             $file = self::stateFile();
+            if ($raw === '0 0 0') {
+                // Healthy is "no file": the check on every slow request is then one failed open.
+                @unlink($file);
+                return;
+            }
+            // Replaced atomically: concurrent workers never read a half-written file.
             $tmp = $file . '.' . getmypid() . '.' . mt_rand();
             if (@file_put_contents($tmp, $raw) !== false && !@rename($tmp, $file)) {
                 @unlink($tmp);
