@@ -6,6 +6,7 @@ import { builtinFactories } from './components.js';
 import { loadConfig } from './config.js';
 import { CollectorService } from './service.js';
 import { createLogger, Telemetry } from './telemetry.js';
+import { onStopSignal } from './commands.js';
 
 export function registerCollector(program: Command): void {
   program
@@ -39,17 +40,12 @@ export function registerCollector(program: Command): void {
         throw err;
       }
 
-      let stopping = false;
-      const stop = async (signal: string) => {
-        if (stopping) return;
-        stopping = true;
+      onStopSignal(async (signal) => {
         logger.info({ signal }, 'draining for shutdown');
         const errors = await service.shutdown();
         await admin.shutdown();
         logger.info({ errors: errors.length }, 'collector stopped');
         process.exitCode = errors.length > 0 ? 1 : 0;
-      };
-      process.once('SIGTERM', () => void stop('SIGTERM'));
-      process.once('SIGINT', () => void stop('SIGINT'));
+      });
     });
 }

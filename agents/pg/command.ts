@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { AgentRuntime, loadAgentConfig } from '../runtime/index.js';
 import { PgAgent } from './agent.js';
 import { pgAgentSchema } from './config.js';
+import { onStopSignal } from '../../collector/commands.js';
 
 export const PG_AGENT_SCOPE = { name: 'bitville.pg-agent', version: '0.1.0' };
 
@@ -25,15 +26,10 @@ export function registerPgAgent(program: Command): void {
         await runtime.stop();
         throw err;
       }
-      let stopping = false;
-      const stop = async (signal: string) => {
-        if (stopping) return;
-        stopping = true;
+      onStopSignal(async (signal) => {
         runtime.logger.info({ signal }, 'pg-agent: stopping');
         await agent.stop();
         await runtime.stop();
-      };
-      process.once('SIGTERM', () => void stop('SIGTERM'));
-      process.once('SIGINT', () => void stop('SIGINT'));
+      });
     });
 }

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { loadPhpAgentConfig } from './config.js';
 import { BufferInUseError } from '../runtime/index.js';
 import { DaemonError, PhpAgentDaemon } from './daemon.js';
+import { onStopSignal } from '../../collector/commands.js';
 
 export function registerPhpAgent(program: Command): void {
   program
@@ -20,15 +21,10 @@ export function registerPhpAgent(program: Command): void {
         process.exitCode = 1;
         return;
       }
-      let stopping = false;
-      const stop = async (signal: string) => {
-        if (stopping) return;
-        stopping = true;
+      onStopSignal(async (signal) => {
         daemon.logger.info({ signal }, 'php-agent stopping');
         await daemon.stop();
         daemon.logger.info('php-agent stopped');
-      };
-      process.once('SIGTERM', () => void stop('SIGTERM'));
-      process.once('SIGINT', () => void stop('SIGINT'));
+      });
     });
 }
