@@ -1,31 +1,21 @@
 // Runs a real collector process for end-to-end tests: OTLP/HTTP and admin on ephemeral
 // loopback ports, SQLite in a temporary directory (or one the test keeps across restarts).
 import Database from 'better-sqlite3';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import type { TestContext } from 'node:test';
 import { stringify } from 'yaml';
-import { repoRoot, tempDir } from './env.js';
+import { tempDir } from './env.js';
+import { spawnBitville, type LoggedProcess } from './process.js';
 
-export const CLI = join(repoRoot, 'dist', 'collector', 'cli.js');
+export { CLI } from './process.js';
 
-export interface RunningCollector {
+export interface RunningCollector extends LoggedProcess {
   otlpUrl: string;
   adminUrl: string;
   dir: string;
   dbPath: string;
   configPath: string;
-  process: ChildProcess;
-  /** Every JSON log line so far. */
-  logs: Record<string, any>[];
-  /** Resolves with the first log line (past or future) that matches. */
-  waitForLog(match: (line: Record<string, any>) => boolean, timeoutMs?: number): Promise<Record<string, any>>;
-  /** SIGTERM, then the exit code. */
-  stop(): Promise<number | null>;
-  /** SIGKILL, resolved once the process is gone. */
-  kill(): Promise<void>;
 }
 
 export interface CollectorOptions {
@@ -62,63 +52,8 @@ export async function startCollector(t: TestContext, options: CollectorOptions =
   if (options.config?.storage) config.storage = options.config.storage;
   const configPath = join(dir, `config-${process.hrtime.bigint()}.yaml`);
   writeFileSync(configPath, stringify(config));
-  const child = spawn(process.execPath, [CLI, 'collector', '--config', configPath], {
-    cwd: dir,
-    env: { ...process.env, ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const logs: Record<string, any>[] = [];
-  const waiters = new Set<{ match: (l: Record<string, any>) => boolean; resolve: (l: Record<string, any>) => void }>();
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
-  createInterface({ input: child.stdout! }).on('line', (text) => {
-    let line: Record<string, any>;
-    try {
-      line = JSON.parse(text);
-    } catch {
-      return;
-    }
-    logs.push(line);
-    for (const w of waiters) {
-      if (w.match(line)) {
-        waiters.delete(w);
-        w.resolve(line);
-      }
-    }
-  });
-  const waitForLog = (match: (l: Record<string, any>) => boolean, timeoutMs = 15_000) => {
-    const seen = logs.find(match);
-    if (seen) return Promise.resolve(seen);
-    return new Promise<Record<string, any>>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        waiters.delete(w);
-        reject(new Error(`collector log line not seen within ${timeoutMs} ms; stderr: ${stderr}`));
-      }, timeoutMs);
-      const w = {
-        match,
-        resolve: (l: Record<string, any>) => {
-          clearTimeout(timer);
-          resolve(l);
-        },
-      };
-      waiters.add(w);
-      void exited.then((code) => {
-        if (!waiters.has(w)) return;
-        waiters.delete(w);
-        clearTimeout(timer);
-        reject(new Error(`collector exited (${code}) before the expected log line; stderr: ${stderr}`));
-      });
-    });
-  };
-  let gone = false;
-  void exited.then(() => (gone = true));
-  t.after(async () => {
-    if (!gone) {
-      child.kill('SIGKILL');
-      await exited;
-    }
-  });
+  const run = spawnBitville(t, ['collector', '--config', configPath], { cwd: dir, env: options.env });
+  const { waitForLog } = run;
   const otlp = await waitForLog((l) => l.msg === 'OTLP/HTTP receiver listening');
   const admin = await waitForLog((l) => l.msg === 'admin server listening');
   await waitForLog((l) => l.msg === 'collector started');
@@ -128,17 +63,7 @@ export async function startCollector(t: TestContext, options: CollectorOptions =
     dir,
     dbPath: join(dir, 'bitville.db'),
     configPath,
-    process: child,
-    logs,
-    waitForLog,
-    stop: async () => {
-      child.kill('SIGTERM');
-      return exited;
-    },
-    kill: async () => {
-      child.kill('SIGKILL');
-      await exited;
-    },
+    ...run,
   };
 }
 

@@ -5,11 +5,10 @@ import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import type { TestContext } from 'node:test';
 import { stringify } from 'yaml';
 import { repoRoot } from '../../test/env.js';
-import { CLI } from '../../test/collector.js';
+import { CLI, spawnBitville } from '../../test/process.js';
 
 export const AGENT_PHP = join(repoRoot, 'agents', 'php', 'agent.php');
 export const PAGES = join(repoRoot, 'agents', 'php', 'testdata');
@@ -48,44 +47,16 @@ export function daemonConfig(dir: string, endpoint: string, extra: Record<string
 export async function startDaemon(t: TestContext, config: Record<string, any>): Promise<RunningDaemon> {
   const configPath = join(config.buffer.path + `.${process.hrtime.bigint()}.yaml`);
   writeFileSync(configPath, stringify(config));
-  const child = spawn(process.execPath, [CLI, 'php-agent', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const exited = once(child, 'exit');
-  let gone = false;
-  void exited.then(() => (gone = true));
-  t.after(async () => {
-    if (!gone) {
-      child.kill('SIGKILL');
-      await exited;
-    }
-  });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const logs: Record<string, any>[] = [];
-  const listening = new Promise<Record<string, any>>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (text) => {
-      try {
-        const line = JSON.parse(text);
-        logs.push(line);
-        if (line.msg === 'php-agent listening') resolve(line);
-      } catch {
-        // not a log line
-      }
-    });
-    void exited.then(() => reject(new Error(`php-agent exited before listening: ${stderr}`)));
-  });
-  const { metrics } = await listening;
+  const run = spawnBitville(t, ['php-agent', '--config', configPath]);
+  const { metrics } = await run.waitForLog((l) => l.msg === 'php-agent listening');
   return {
-    process: child,
+    process: run.process,
     metricsUrl: metrics,
     socketPath: config.socket.path,
-    logs,
-    kill: async () => {
-      child.kill('SIGKILL');
-      await exited;
-    },
+    logs: run.logs,
+    kill: run.kill,
     stop: async () => {
-      child.kill('SIGTERM');
-      await exited;
+      await run.stop();
     },
     metric: async (line: string) => {
       const text = await (await fetch(metrics)).text();
