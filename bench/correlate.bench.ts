@@ -8,7 +8,7 @@ import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { FlatRecord, StoredRecord } from '../collector/api.js';
+import type { FlatRecord, StoredRecord } from '../collector/core/api.js';
 import { SqliteStore } from '../collector/store/sqlite.js';
 import { buildSummary, joinRecords } from '../plugins/correlate/join.js';
 import { flattenTraces } from '../plugins/otlp/decode.js';

@@ -8,7 +8,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 
-export const CLI = fileURLToPath(new URL('../collector/cli.js', import.meta.url));
+export const CLI = fileURLToPath(new URL('../collector/app/cli.js', import.meta.url));
 
 export function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);

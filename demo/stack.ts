@@ -15,7 +15,7 @@ import { stringify } from 'yaml';
 import { TcpReceiver } from '../plugins/gelf/test-receivers.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const CLI = join(REPO_ROOT, 'dist', 'collector', 'cli.js');
+const CLI = join(REPO_ROOT, 'dist', 'collector', 'app', 'cli.js');
 const APP_DIR = join(REPO_ROOT, 'demo', 'app');
 const AGENT_PHP = join(REPO_ROOT, 'agents', 'php', 'agent.php');
 export const PROJECT = 'demo-shop';

@@ -4,12 +4,12 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { z } from 'zod';
 import { pino } from 'pino';
-import type { ComponentContext, Factory } from '../collector/api.js';
-import { builtinFactories } from '../collector/components.js';
-import { schemaHelpers } from '../collector/config-helpers.js';
+import type { ComponentContext, Factory } from '../collector/core/api.js';
+import { builtinFactories } from '../collector/app/components.js';
+import { schemaHelpers } from '../collector/common/schema.js';
 import { SqliteStore } from '../collector/store/sqlite.js';
-import { componentState } from '../collector/store/state.js';
-import { Telemetry } from '../collector/telemetry.js';
+import { componentState } from '../collector/core/component-state.js';
+import { Telemetry } from '../collector/core/telemetry.js';
 import { join } from 'node:path';
 import { tempDir } from './env.js';
 

@@ -47,8 +47,8 @@ test('a plugin that exports no factory is a config error naming the plugins entr
   const dir = tempDir(t);
   writeFileSync(join(dir, 'empty.mjs'), 'export const nothing = 1;\n');
   writeFileSync(join(dir, 'config.yaml'), 'plugins: [./empty.mjs]\nreceivers:\n  otlp:\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n');
-  const { loadConfig } = await import('../collector/config.js');
-  const { builtinFactories } = await import('../collector/components.js');
+  const { loadConfig } = await import('../collector/core/config.js');
+  const { builtinFactories } = await import('../collector/app/components.js');
   await assert.rejects(loadConfig(join(dir, 'config.yaml'), builtinFactories), (err: Error) => {
     assert.match(err.message, /config.yaml:1: plugins\[0\]: cannot load plugin ".\/empty.mjs": it exports no factory/);
     return true;

@@ -6,7 +6,7 @@ import { createInterface } from 'node:readline';
 import type { TestContext } from 'node:test';
 import { repoRoot } from './env.js';
 
-export const CLI = join(repoRoot, 'dist', 'collector', 'cli.js');
+export const CLI = join(repoRoot, 'dist', 'collector', 'app', 'cli.js');
 
 export type LogLine = Record<string, any>;
 

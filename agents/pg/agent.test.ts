@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import pg from 'pg';
 import { PG_DSN, skipWithoutPostgres } from '../../test/env.js';
-import { BitvilleError } from '../../collector/errors.js';
+import { BitvilleError } from '../../collector/common/errors.js';
 import { parseAgentConfig } from '../runtime/index.js';
 import { pgAgentSchema } from './config.js';
 import { admin, cleanupSql, connectClient, durationMs, newCorrelationId, startAgent, timed } from './testing.fixture.js';

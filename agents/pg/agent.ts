@@ -3,7 +3,7 @@
 import { isAbsolute, join } from 'node:path';
 import type { Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
-import { BitvilleError } from '../../collector/errors.js';
+import { BitvilleError } from '../../collector/common/errors.js';
 import type { AgentSink } from '../runtime/types.js';
 import type { PgConfig } from './config.js';
 import { checkPrivileges, MonitorConnection } from './connection.js';

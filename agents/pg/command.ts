@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { AgentRuntime, loadAgentConfig } from '../runtime/index.js';
 import { PgAgent } from './agent.js';
 import { pgAgentSchema } from './config.js';
-import { onStopSignal } from '../../collector/commands.js';
+import { onStopSignal } from '../../collector/common/commands.js';
 
 export const PG_AGENT_SCOPE = { name: 'bitville.pg-agent', version: '0.1.0' };
 

@@ -1,7 +1,7 @@
 // The pg-agent's config: the shared agent keys (project, exporter, batch, buffer, metrics) from
 // the agent runtime, plus its own. Defaults live here and nowhere else.
 import { z } from 'zod';
-import { schemaHelpers } from '../../collector/config-helpers.js';
+import { schemaHelpers } from '../../collector/common/schema.js';
 import { runtimeConfigShape } from '../runtime/index.js';
 
 const { duration } = schemaHelpers;

@@ -4,7 +4,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { BitvilleError } from '../../collector/errors.js';
+import { BitvilleError } from '../../collector/common/errors.js';
 
 export interface ConnectionOptions {
   dsn: string | undefined;

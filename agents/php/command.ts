@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { loadPhpAgentConfig } from './config.js';
 import { BufferInUseError } from '../runtime/index.js';
 import { DaemonError, PhpAgentDaemon } from './daemon.js';
-import { onStopSignal } from '../../collector/commands.js';
+import { onStopSignal } from '../../collector/common/commands.js';
 
 export function registerPhpAgent(program: Command): void {
   program

@@ -5,8 +5,8 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { schemaHelpers } from '../../collector/config-helpers.js';
-import { BitvilleError } from '../../collector/errors.js';
+import { schemaHelpers } from '../../collector/common/schema.js';
+import { BitvilleError } from '../../collector/common/errors.js';
 
 const { duration, size, hostPort } = schemaHelpers;
 

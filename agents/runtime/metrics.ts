@@ -2,7 +2,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
-import { parseHostPort } from '../../collector/config-helpers.js';
+import { parseHostPort } from '../../collector/common/schema.js';
 
 export interface BufferLevels {
   memoryEvents: number;

@@ -2,10 +2,10 @@
 // instances). The one place that picks the implementation.
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
-import type { StorageConfig } from '../config.js';
+import type { StorageConfig } from '../core/config.js';
 import { PostgresStore } from './postgres.js';
 import { SqliteStore } from './sqlite.js';
-import type { Store } from './store.js';
+import type { Store } from '../core/store.js';
 
 /** `readOnly` (SQLite): for lookups beside a running collector (nothing created, migrated or written). */
 export function openStore(storage: StorageConfig, logger?: Logger, options: { readOnly?: boolean } = {}): Store {

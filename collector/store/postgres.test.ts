@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { PG_DSN, skipWithoutPostgres } from '../../test/env.js';
 import { freshSchema, sql } from '../../test/pg.js';
-import type { DerivedRecord, FlatRecord, SpanRecord } from '../model.js';
+import type { DerivedRecord, FlatRecord, SpanRecord } from '../core/model.js';
 import { log, span, summary } from './records.fixture.js';
 import { PostgresStore, type PostgresStoreOptions } from './postgres.js';
 

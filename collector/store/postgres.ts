@@ -26,9 +26,9 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { FlatRecord, StoredRecord } from '../model.js';
-import { durationOf, projectOf, signalOf, sourceOf, timeOf } from '../model.js';
-import type { ExporterRoute, Store, StoreStats, RequestQuery } from './store.js';
+import type { FlatRecord, StoredRecord } from '../core/model.js';
+import { durationOf, projectOf, signalOf, sourceOf, timeOf } from '../core/model.js';
+import type { ExporterRoute, Store, StoreStats, RequestQuery } from '../core/store.js';
 
 export interface PostgresStoreOptions {
   /** Connection string; undefined uses libpq's PG* environment variables. */

@@ -1,5 +1,5 @@
 // Flat records for the store tests (SQLite and PostgreSQL alike).
-import type { DerivedRecord, LogRecord, SpanRecord } from '../model.js';
+import type { DerivedRecord, LogRecord, SpanRecord } from '../core/model.js';
 
 export function span(n: number, extra: Partial<SpanRecord> = {}): SpanRecord {
   return {

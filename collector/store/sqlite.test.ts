@@ -5,7 +5,7 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { tempDir } from '../../test/env.js';
-import type { FlatRecord, SpanRecord } from '../model.js';
+import type { FlatRecord, SpanRecord } from '../core/model.js';
 import { log, span } from './records.fixture.js';
 import { SqliteStore } from './sqlite.js';
 

@@ -7,14 +7,14 @@
 // exporters that must not see it already set (other signal, exporter removed from config).
 import Database from 'better-sqlite3';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
-import { BitvilleError } from '../errors.js';
+import { BitvilleError } from '../common/errors.js';
 import { dirname } from 'node:path';
 import { EventEmitter } from 'node:events';
-import type { FlatRecord, Signal, StoredRecord } from '../model.js';
-import { durationOf, projectOf, signalOf, sourceOf, timeOf } from '../model.js';
+import type { FlatRecord, Signal, StoredRecord } from '../core/model.js';
+import { durationOf, projectOf, signalOf, sourceOf, timeOf } from '../core/model.js';
 import { Checkpointer } from './checkpointer.js';
-import type { UnsummarizedCorrelation } from '../api.js';
-import type { ExporterRoute, RequestQuery, Store, StoreStats } from './store.js';
+import type { UnsummarizedCorrelation } from '../core/api.js';
+import type { ExporterRoute, RequestQuery, Store, StoreStats } from '../core/store.js';
 
 export interface SqliteStoreOptions {
   path: string;

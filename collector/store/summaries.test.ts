@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { tempDir } from '../../test/env.js';
-import type { SpanRecord } from '../model.js';
+import type { SpanRecord } from '../core/model.js';
 import { span as fixtureSpan, summary } from './records.fixture.js';
 import { SqliteStore } from './sqlite.js';
 

@@ -7,8 +7,8 @@
 // asks the store which ids have records newer than their newest summary (looking back
 // `recovery_lookback`), and every `window` it asks again for what arrived since (records that
 // reached the store without passing here: another pipeline, another collector instance).
-import { defineProcessor } from '../../collector/api.js';
-import type { FlatRecord, Processor, ProcessorContext } from '../../collector/api.js';
+import { defineProcessor } from '../../collector/core/api.js';
+import type { FlatRecord, Processor, ProcessorContext } from '../../collector/core/api.js';
 import { buildSummary, joinRecords, type JoinOptions } from './join.js';
 
 export interface CorrelateConfig {

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import type { FlatRecord } from '../../collector/api.js';
+import type { FlatRecord } from '../../collector/core/api.js';
 import { SqliteStore } from '../../collector/store/sqlite.js';
 import { tempDir } from '../../test/env.js';
 import { flattenTraces } from '../otlp/decode.js';

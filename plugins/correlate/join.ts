@@ -2,8 +2,8 @@
 // request span, its DB queries and what they add up to -> a summary record. No I/O and no
 // clock, so the processor, the lookups (CLI, API, web page) and the tests share one truth.
 import { createHash } from 'node:crypto';
-import { SpanKind } from '../../collector/api.js';
-import type { AttributeValue, Attributes, DerivedRecord, SpanRecord, StoredRecord } from '../../collector/api.js';
+import { SpanKind } from '../../collector/core/api.js';
+import type { AttributeValue, Attributes, DerivedRecord, SpanRecord, StoredRecord } from '../../collector/core/api.js';
 
 export interface JoinOptions {
   /** How many of the slowest queries a summary lists. */

@@ -1,7 +1,7 @@
 // The `debug` exporter: writes what it receives to stderr, one line per record (`basic`) or
 // the whole record as JSON (`detailed`), so a fresh `npm start` shows data flowing.
-import { defineExporter, projectOf, sourceOf } from '../../collector/api.js';
-import type { ExportResult, StoredRecord } from '../../collector/api.js';
+import { defineExporter, projectOf, sourceOf } from '../../collector/core/api.js';
+import type { ExportResult, StoredRecord } from '../../collector/core/api.js';
 
 export const factory = defineExporter({
   kind: 'exporter',

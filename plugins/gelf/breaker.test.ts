@@ -4,10 +4,10 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import type { ComponentState } from '../../collector/api.js';
+import type { ComponentState } from '../../collector/core/api.js';
 import { PostgresStore } from '../../collector/store/postgres.js';
 import { SqliteStore } from '../../collector/store/sqlite.js';
-import { componentState } from '../../collector/store/state.js';
+import { componentState } from '../../collector/core/component-state.js';
 import { PG_DSN, skipWithoutPostgres } from '../../test/env.js';
 import { freshSchema } from '../../test/pg.js';
 import { GelfExporter } from './exporter.js';

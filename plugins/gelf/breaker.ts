@@ -4,7 +4,7 @@
 // instances also adopt each other's transitions, so they open, half-open and close together.
 import { BrokenCircuitError, CircuitState, ConsecutiveBreaker, circuitBreaker, handleAll, type CircuitBreakerPolicy } from 'cockatiel';
 import type { Logger } from 'pino';
-import type { ComponentState } from '../../collector/api.js';
+import type { ComponentState } from '../../collector/core/api.js';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 

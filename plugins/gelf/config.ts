@@ -1,7 +1,7 @@
 // The gelf exporter's config: every key, its default and its check, in one place.
 // docs/gelf.md documents the same keys; keep the two in step.
 import type { z as Zod } from 'zod';
-import type { SchemaHelpers } from '../../collector/api.js';
+import type { SchemaHelpers } from '../../collector/core/api.js';
 
 export type Scheme = 'tcp' | 'tls' | 'udp' | 'http' | 'https';
 export type Compression = 'none' | 'gzip' | 'zlib';

@@ -1,7 +1,7 @@
 // The gelf exporter: serializes a batch, sends it through the breaker-wrapped transport and
 // reports exactly what was sent. The collector marks `forwarded_to_graylog` from that report.
 import { hostname } from 'node:os';
-import type { ExportResult, Exporter, ExporterContext, StoredRecord } from '../../collector/api.js';
+import type { ExportResult, Exporter, ExporterContext, StoredRecord } from '../../collector/core/api.js';
 import { BrokenCircuitError, PersistedBreaker, STATE_VALUES } from './breaker.js';
 import { compressionOf, parseEndpoint, type GelfConfig } from './config.js';
 import { HttpTransport } from './http.js';

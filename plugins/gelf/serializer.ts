@@ -8,8 +8,8 @@
 //   _url, _method, _status_code when the record carries HTTP attributes.
 // - every other attribute (resource, scope, record; later ones win) as `_<name>` where the
 //   name is made valid by fieldName().
-import { durationOf, projectOf, sourceOf, timeOf, SpanKind, StatusCode } from '../../collector/api.js';
-import type { AttributeValue, Attributes, StoredRecord } from '../../collector/api.js';
+import { durationOf, projectOf, sourceOf, timeOf, SpanKind, StatusCode } from '../../collector/core/api.js';
+import type { AttributeValue, Attributes, StoredRecord } from '../../collector/core/api.js';
 
 export type GelfValue = string | number;
 export type GelfMessage = {

@@ -7,7 +7,7 @@ import { Writable } from 'node:stream';
 import type { TestContext } from 'node:test';
 import { pino } from 'pino';
 import { z } from 'zod';
-import { parseDuration, type ComponentMetrics, type ComponentState, type ExporterContext, type StoredRecord } from '../../collector/api.js';
+import { parseDuration, type ComponentMetrics, type ComponentState, type ExporterContext, type StoredRecord } from '../../collector/core/api.js';
 import { gelfConfigSchema, type GelfConfig } from './config.js';
 
 const T0 = 1_714_564_800_123_456_789n; // 2024-05-01T12:00:00.123456789Z

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import { test } from 'node:test';
-import type { StoredRecord } from '../../collector/api.js';
+import type { StoredRecord } from '../../collector/core/api.js';
 import { GelfExporter } from './exporter.js';
 import { TRUNCATION_MARKER } from './serializer.js';
 import { exporterContext, gelfConfig, logRecord, spanRecord, tempDir } from './test-support.js';

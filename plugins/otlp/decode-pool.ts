@@ -3,8 +3,8 @@
 // worker threads, so on a machine with two or more cores ingest goes past one core's worth.
 // The body is transferred (not copied) to the worker; the records come back by structured clone.
 import { isMainThread, parentPort, Worker } from 'node:worker_threads';
-import { ConsumerError } from '../../collector/api.js';
-import type { Signal } from '../../collector/api.js';
+import { ConsumerError } from '../../collector/core/api.js';
+import type { Signal } from '../../collector/core/api.js';
 import { opentelemetry } from '../../proto/generated/otlp.js';
 import { flattenLogs, flattenTraces, type Flattened } from './decode.js';
 

@@ -6,8 +6,8 @@
 // A problem with one record (a missing or malformed id, a value of the wrong type) rejects
 // that record and is reported through partial_success; a problem with the request's shape
 // rejects the request (400).
-import { ConsumerError, CORRELATION_ATTRIBUTE } from '../../collector/api.js';
-import type { AttributeValue, Attributes, LogRecord, Scope, SpanEvent, SpanLink, SpanRecord } from '../../collector/api.js';
+import { ConsumerError, CORRELATION_ATTRIBUTE } from '../../collector/core/api.js';
+import type { AttributeValue, Attributes, LogRecord, Scope, SpanEvent, SpanLink, SpanRecord } from '../../collector/core/api.js';
 
 export interface Flattened<R> {
   records: R[];

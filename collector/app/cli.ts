@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 // The `bitville` command line.
 import { Command } from 'commander';
-import { BitvilleError } from './errors.js';
-import { registerCollector } from './run.js';
+import { BitvilleError } from '../common/errors.js';
+import { registerCollector } from './collector-command.js';
 import { registerValidate } from './validate.js';
-import { registerRequests, registerTrace } from './lookup-cli.js';
-import type { RegisterCommand } from './commands.js';
-import { registerPgAgent } from '../agents/pg/command.js';
-import { registerPhpAgent } from '../agents/php/command.js';
+import { registerRequests, registerTrace } from './lookup-commands.js';
+import type { RegisterCommand } from '../common/commands.js';
+import { registerPgAgent } from '../../agents/pg/command.js';
+import { registerPhpAgent } from '../../agents/php/command.js';
 
 const commands: RegisterCommand[] = [registerCollector, registerValidate, registerRequests, registerTrace, registerPhpAgent, registerPgAgent];
 

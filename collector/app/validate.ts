@@ -1,7 +1,7 @@
 // `bitville validate`: check a config without starting anything.
 import type { Command } from 'commander';
 import { builtinFactories } from './components.js';
-import { loadConfig } from './config.js';
+import { loadConfig } from '../core/config.js';
 
 export function registerValidate(program: Command): void {
   program

@@ -3,10 +3,10 @@
 import type { Command } from 'commander';
 import { AdminServer } from './admin.js';
 import { builtinFactories } from './components.js';
-import { loadConfig } from './config.js';
-import { CollectorService } from './service.js';
-import { createLogger, Telemetry } from './telemetry.js';
-import { onStopSignal } from './commands.js';
+import { loadConfig } from '../core/config.js';
+import { CollectorService } from '../core/service.js';
+import { createLogger, Telemetry } from '../core/telemetry.js';
+import { onStopSignal } from '../common/commands.js';
 
 export function registerCollector(program: Command): void {
   program

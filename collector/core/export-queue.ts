@@ -4,7 +4,7 @@
 // exporter's retryAfterMs, else a doubling backoff) before offering the same batch again.
 import type { Logger } from 'pino';
 import type { ComponentMetrics, Exporter } from './api.js';
-import type { Store } from './store/store.js';
+import type { Store } from './store.js';
 import type { StoredRecord } from './model.js';
 
 const DEFAULT_BATCH = 500;

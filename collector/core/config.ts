@@ -8,8 +8,8 @@ import { pathToFileURL } from 'node:url';
 import { LineCounter, parseDocument, type Document } from 'yaml';
 import { z } from 'zod';
 import type { ComponentKind, Factory } from './api.js';
-import { schemaHelpers } from './config-helpers.js';
-import { BitvilleError } from './errors.js';
+import { schemaHelpers } from '../common/schema.js';
+import { BitvilleError } from '../common/errors.js';
 import type { Signal } from './model.js';
 
 export interface Problem {

@@ -4,13 +4,13 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
-import { CLI } from '../test/collector.js';
-import { repoRoot } from '../test/env.js';
-import { builtinFactories } from './components.js';
+import { CLI } from '../../test/collector.js';
+import { repoRoot } from '../../test/env.js';
+import { builtinFactories } from '../app/components.js';
 import { ConfigError, loadConfig } from './config.js';
-import { BitvilleError } from './errors.js';
+import { BitvilleError } from '../common/errors.js';
 
-const fixture = (name: string) => join(repoRoot, 'collector', 'testdata', name);
+const fixture = (name: string) => join(repoRoot, 'collector', 'core', 'testdata', name);
 
 test('a valid config gets its defaults, env expansion with types, and is frozen', async () => {
   const config = await loadConfig(fixture('valid.yaml'), builtinFactories, { TEST_RETENTION: '3d' });
@@ -63,7 +63,7 @@ test('every problem is listed at once, each with file, line, key path and what i
 
 test('references to undefined components are errors naming the pipeline entry', async (t) => {
   const { writeFileSync } = await import('node:fs');
-  const { tempDir } = await import('../test/env.js');
+  const { tempDir } = await import('../../test/env.js');
   const file = join(tempDir(t), 'refs.yaml');
   writeFileSync(
     file,
@@ -142,7 +142,7 @@ test('storage problems name their keys; sqlite and postgres together are refused
     assert.match(found, message);
   }
   const { writeFileSync } = await import('node:fs');
-  const { tempDir } = await import('../test/env.js');
+  const { tempDir } = await import('../../test/env.js');
   const twoStores = join(tempDir(t), 'two-stores.yaml');
   writeFileSync(twoStores, 'receivers:\n  otlp:\nstorage:\n  sqlite:\n  postgres:\n    dsn: postgres://x\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n');
   const both = await loadConfig(twoStores, builtinFactories, {}).catch((e) => e);

@@ -2,10 +2,10 @@
 // line. They open the collector's store read-only (beside a running collector is fine).
 import type { Command } from 'commander';
 import { builtinFactories } from './components.js';
-import { loadConfig } from './config.js';
-import { formatRequests, formatWaterfall, listRequests, parseRequestFilters, traceOf } from './lookup.js';
-import { openStore } from './store/index.js';
-import type { Store } from './store/store.js';
+import { loadConfig } from '../core/config.js';
+import { formatRequests, formatWaterfall, listRequests, parseRequestFilters, traceOf } from '../../plugins/correlate/lookup.js';
+import { openStore } from '../store/index.js';
+import type { Store } from '../core/store.js';
 
 async function withStore<T>(configFile: string, use: (store: Store) => Promise<T>): Promise<T> {
   const config = await loadConfig(configFile, builtinFactories);

@@ -2,9 +2,9 @@
 // no front-end build, no script, one round trip per page. Every value is escaped by the `html`
 // template tag; only fragments built by the tag itself pass through unescaped.
 import type { Express, NextFunction, Request, Response } from 'express';
-import { BitvilleError } from './errors.js';
+import { BitvilleError } from '../../collector/common/errors.js';
 import { listRequests, parseRequestFilters, traceOf, type RequestFilters, type RequestRow, type TraceView } from './lookup.js';
-import type { Store } from './store/store.js';
+import type { Store } from '../../collector/core/store.js';
 
 class Html {
   constructor(readonly text: string) {}

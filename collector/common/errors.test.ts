@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { repoRoot } from '../test/env.js';
+import { repoRoot } from '../../test/env.js';
 import { ErrorCodes } from './errors.js';
 
 test('every error code is documented in docs/errors.md with its retryability, and no other', () => {

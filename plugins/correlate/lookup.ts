@@ -2,12 +2,12 @@
 // JSON API (/api/requests) and the web page: filters parsed and checked once, the list of
 // recent requests (from their summaries) and one request's waterfall (from its spans).
 import { z } from 'zod';
-import { DEFAULT_JOIN_OPTIONS, joinRecords, type Joined } from '../plugins/correlate/join.js';
-import { parseDuration } from './config-helpers.js';
-import { BitvilleError } from './errors.js';
-import type { AttributeValue, DerivedRecord, StoredRecord } from './model.js';
-import { projectOf } from './model.js';
-import type { Store } from './store/store.js';
+import { DEFAULT_JOIN_OPTIONS, joinRecords, type Joined } from './join.js';
+import { parseDuration } from '../../collector/common/schema.js';
+import { BitvilleError } from '../../collector/common/errors.js';
+import type { AttributeValue, DerivedRecord, StoredRecord } from '../../collector/core/model.js';
+import { projectOf } from '../../collector/core/model.js';
+import type { Store } from '../../collector/core/store.js';
 
 const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   try {

@@ -5,11 +5,11 @@ import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Exporter, FlatRecord, Processor, Receiver, Signal } from './api.js';
 import type { ComponentConfig, Config } from './config.js';
-import { BitvilleError, ConsumerError } from './errors.js';
+import { BitvilleError, ConsumerError } from '../common/errors.js';
 import { ExportQueue } from './export-queue.js';
-import { openStore, stateDir, storeLimits } from './store/index.js';
-import { componentState } from './store/state.js';
-import type { Store } from './store/store.js';
+import { openStore, stateDir, storeLimits } from '../store/index.js';
+import { componentState } from './component-state.js';
+import type { Store } from './store.js';
 import type { Telemetry } from './telemetry.js';
 
 const EXPORT_GRACE_MS = 5000;

@@ -1,8 +1,8 @@
 // The store is the durable queue between processors and exporters: a sender's 2xx follows the
 // commit, and every exporter reads its own backlog from here, oldest first. One interface,
 // implemented by SQLite (embedded default) and, for several instances, PostgreSQL.
-import type { StoreReader } from '../api.js';
-import type { FlatRecord, Signal, StoredRecord } from '../model.js';
+import type { StoreReader } from './api.js';
+import type { FlatRecord, Signal, StoredRecord } from './model.js';
 
 export interface ExporterRoute {
   id: string;

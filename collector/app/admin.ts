@@ -5,9 +5,9 @@ import express, { type Express } from 'express';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { parseHostPort } from './config-helpers.js';
-import type { Store } from './store/store.js';
-import { mountRequestPages } from './web.js';
+import { parseHostPort } from '../common/schema.js';
+import type { Store } from '../core/store.js';
+import { mountRequestPages } from '../../plugins/correlate/web.js';
 
 export interface AdminOptions {
   address: string;

@@ -9,12 +9,12 @@
 import type { z as Zod, ZodType } from 'zod';
 import type { Logger } from 'pino';
 import type { FlatRecord, Signal, StoredRecord } from './model.js';
-import type { schemaHelpers } from './config-helpers.js';
+import type { schemaHelpers } from '../common/schema.js';
 
 export type * from './model.js';
 export { SpanKind, StatusCode, CORRELATION_ATTRIBUTE, signalOf, timeOf, projectOf, sourceOf, durationOf } from './model.js';
-export { ConsumerError } from './errors.js';
-export { parseDuration, formatDuration, parseSize, parseHostPort } from './config-helpers.js';
+export { ConsumerError } from '../common/errors.js';
+export { parseDuration, formatDuration, parseSize, parseHostPort } from '../common/schema.js';
 
 export type ComponentKind = 'receiver' | 'processor' | 'exporter';
 
