@@ -14,6 +14,7 @@ import { buildSummary, joinRecords } from '../plugins/correlate/join.js';
 import { flattenTraces } from '../plugins/otlp/decode.js';
 import { querySpans, requestSpans, sampleRequest } from '../plugins/correlate/traces.fixture.js';
 import { median } from './util.js';
+import { recentRequests, unsummarizedCorrelations } from '../plugins/correlate/queries.js';
 
 const REQUESTS = 30_000; // x 13 spans + 1 summary each = 420,000 rows
 const HOURS = 6;
@@ -61,11 +62,11 @@ export default async function (): Promise<void> {
 
   const sweepMs: number[] = [];
   let pending = 0;
-  for (let i = 0; i < RUNS; i++) sweepMs.push(await timeAsync(async () => (pending = (await store.unsummarizedCorrelations(now - 20_000, 1000)).length)));
+  for (let i = 0; i < RUNS; i++) sweepMs.push(await timeAsync(async () => (pending = (await unsummarizedCorrelations(store, now - 20_000, 1000)).length)));
   const recoveryMs: number[] = [];
-  for (let i = 0; i < RUNS; i++) recoveryMs.push(await timeAsync(() => store.unsummarizedCorrelations(now - 3_600_000, 1000)));
+  for (let i = 0; i < RUNS; i++) recoveryMs.push(await timeAsync(() => unsummarizedCorrelations(store, now - 3_600_000, 1000)));
   const listMs: number[] = [];
-  for (let i = 0; i < RUNS; i++) listMs.push(await timeAsync(() => store.recentRequests({ sinceMs: now - 3_600_000, order: 'slowest', limit: 50 })));
+  for (let i = 0; i < RUNS; i++) listMs.push(await timeAsync(() => recentRequests(store, { sinceMs: now - 3_600_000, order: 'slowest', limit: 50 })));
   const readMs: number[] = [];
   let records: StoredRecord[] = [];
   for (let i = 0; i < RUNS; i++) readMs.push(await timeAsync(async () => (records = await store.byCorrelationId(last!.correlationId))));

@@ -1,12 +1,10 @@
-// The config keys every agent shares (exporter, batching, buffer, metrics), and the one loader
-// that reads an agent's YAML file: `${env:NAME}` / `${env:NAME:-default}` expansion, a strict
-// zod schema (unknown keys refused), errors that name the file and the key path, a frozen result.
-import { readFileSync } from 'node:fs';
+// The config keys every agent shares (exporter, batching, buffer, metrics), read by the same
+// loader as the collector's config: `${env:NAME}` / `${env:NAME:-default}` (an unset variable
+// without a default is an error naming file, line and variable), strict schemas, frozen results.
 import { hostname } from 'node:os';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { schemaHelpers } from '../../collector/common/schema.js';
-import { BitvilleError } from '../../collector/common/errors.js';
+import { loadConfigFile, parseConfigValue } from '../../collector/common/config-file.js';
+import { schemaHelpers, type StandardSchema } from '../../collector/common/schema.js';
 
 const { duration, size, hostPort } = schemaHelpers;
 
@@ -78,40 +76,12 @@ const runtimeSchemaForType = (d: RuntimeDefaults) => z.strictObject(runtimeConfi
 /** The parsed shared keys, as AgentRuntime takes them. */
 export type RuntimeConfig = z.output<ReturnType<typeof runtimeSchemaForType>>;
 
-const ENV_REF = /\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
-
-function expandEnv(value: unknown): unknown {
-  if (typeof value === 'string') return value.replace(ENV_REF, (_, name: string, fallback?: string) => process.env[name] ?? fallback ?? '');
-  if (Array.isArray(value)) return value.map(expandEnv);
-  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expandEnv(v)]));
-  return value;
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value && typeof value === 'object') {
-    for (const v of Object.values(value)) deepFreeze(v);
-    Object.freeze(value);
-  }
-  return value;
-}
-
-/** Reads, expands, validates and freezes an agent config. Throws BitvilleError (BV_CONFIG_READ / BV_CONFIG_INVALID). */
+/** Reads, expands, validates and freezes an agent config (the collector's rules: collector/common/config-file.ts). */
 export function loadAgentConfig<S extends z.ZodType>(file: string, schema: S): Readonly<z.output<S>> {
-  let raw: unknown;
-  try {
-    raw = parseYaml(readFileSync(file, 'utf8')) ?? {};
-  } catch (err) {
-    throw new BitvilleError('BV_CONFIG_READ', `${file}: ${(err as Error).message}`, { cause: err });
-  }
-  return parseAgentConfig(file, raw, schema);
+  return loadConfigFile(file, schema as StandardSchema<z.output<S>>);
 }
 
 /** Validates an already parsed config (for tests and callers that build it in code). */
-export function parseAgentConfig<S extends z.ZodType>(file: string, raw: unknown, schema: S): Readonly<z.output<S>> {
-  const result = schema.safeParse(expandEnv(raw));
-  if (!result.success) {
-    const lines = result.error.issues.map((issue) => `${file}: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
-    throw new BitvilleError('BV_CONFIG_INVALID', lines.join('\n'));
-  }
-  return deepFreeze(result.data);
+export function parseAgentConfig<S extends z.ZodType>(name: string, raw: unknown, schema: S): Readonly<z.output<S>> {
+  return parseConfigValue(name, raw, schema as StandardSchema<z.output<S>>);
 }

@@ -6,7 +6,9 @@ import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { tempDir } from '../../test/env.js';
-import { parseAgentConfig, runtimeConfigShape } from './config.js';
+import { loadAgentConfig, parseAgentConfig, runtimeConfigShape } from './config.js';
+import { writeFileSync } from 'node:fs';
+import type { BitvilleError } from '../../collector/common/errors.js';
 import { AgentRuntime } from './runtime.js';
 import { testSpan } from './events.fixture.js';
 import { attrs, startOtlpSink } from './otlp-sink.fixture.js';
@@ -172,7 +174,7 @@ test('malformed events are counted, never thrown', async (t) => {
 test('config errors name the file and the key', () => {
   assert.throws(() => parseAgentConfig('agent.yaml', { project: 'x', batch: { max_events: 0, colour: 1 } }, schema), (err: Error) => {
     assert.match(err.message, /agent\.yaml: batch\.max_events: /);
-    assert.match(err.message, /agent\.yaml: batch: .*colour/);
+    assert.match(err.message, /agent\.yaml: batch\.colour: unknown key/);
     return true;
   });
   assert.throws(() => parseAgentConfig('agent.yaml', {}, schema), /agent\.yaml: project: /);
@@ -183,4 +185,16 @@ test('config errors name the file and the key', () => {
   assert.equal(config.buffer.memory_limit, 10 * 1024 * 1024);
   assert.deepEqual(config.exporter.retry_backoff, [10_000, 30_000, 60_000, 300_000]);
   assert.ok(Object.isFrozen(config.exporter));
+});
+
+test('an agent config file with an unset ${env:X} names the file, the line and the variable', (t) => {
+  const dir = tempDir(t);
+  const file = join(dir, 'agent.yaml');
+  writeFileSync(file, 'project: shop\nexporter:\n  token: ${env:BV_TEST_SURELY_UNSET}\n');
+  delete process.env.BV_TEST_SURELY_UNSET;
+  assert.throws(() => loadAgentConfig(file, schema), (err: BitvilleError) => {
+    assert.equal(err.code, 'BV_CONFIG_INVALID');
+    assert.equal(err.message, `${file}:3: exporter.token: environment variable BV_TEST_SURELY_UNSET is not set (write \${env:BV_TEST_SURELY_UNSET:-default} to give a default)`);
+    return true;
+  });
 });

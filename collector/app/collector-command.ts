@@ -1,5 +1,5 @@
-// `bitville collector`: load and validate the config, build the graph, start it, serve the
-// admin endpoints, and drain on SIGTERM/SIGINT.
+// `bitville collector`: load and validate the config, open the store, build the graph, start it,
+// serve the admin endpoints (with the routes components contribute), and drain on SIGTERM/SIGINT.
 import type { Command } from 'commander';
 import { AdminServer } from './admin.js';
 import { builtinFactories } from './components.js';
@@ -7,6 +7,7 @@ import { loadConfig } from '../core/config.js';
 import { CollectorService } from '../core/service.js';
 import { createLogger, Telemetry } from '../core/telemetry.js';
 import { onStopSignal } from '../common/commands.js';
+import { openStore } from '../store/index.js';
 
 export function registerCollector(program: Command): void {
   program
@@ -17,7 +18,7 @@ export function registerCollector(program: Command): void {
       const config = await loadConfig(opts.config, builtinFactories);
       const logger = createLogger(config.telemetry.logs.level);
       const telemetry = new Telemetry(logger);
-      const service = new CollectorService(config, telemetry);
+      const service = new CollectorService(config, telemetry, openStore(config.storage, logger.child({ component: 'store' })));
       const admin = new AdminServer({
         address: config.telemetry.metrics.address,
         metrics: async () => {
@@ -26,10 +27,10 @@ export function registerCollector(program: Command): void {
         },
         contentType: telemetry.registry.contentType,
         ready: () => service.ready,
-        store: service.store,
         logger: logger.child({ component: 'admin' }),
       });
       try {
+        for (const { id, route } of service.adminRoutes()) admin.mount(id, route);
         await admin.start();
         await service.start();
       } catch (err) {

@@ -69,3 +69,19 @@ export const schemaHelpers = {
       }
     }),
 };
+
+/**
+ * A Standard Schema (standardschema.dev): zod 3.24+ and 4, valibot, arktype and others implement
+ * it, so a plugin is not tied to the collector's zod version. Only the parts the collector uses.
+ */
+export interface StandardSchema<Output = unknown> {
+  readonly '~standard': {
+    readonly version: 1;
+    readonly vendor: string;
+    validate(value: unknown): StandardResult<Output> | Promise<StandardResult<Output>>;
+    readonly types?: { readonly input: unknown; readonly output: Output } | undefined;
+  };
+}
+export type StandardResult<Output> =
+  | { readonly value: Output; readonly issues?: undefined }
+  | { readonly issues: readonly { readonly message: string; readonly path?: readonly (PropertyKey | { readonly key: PropertyKey })[] | undefined }[] };

@@ -2,26 +2,66 @@
 // an outside plugin would. A plugin module's default export (or its `factories` export) is a
 // factory, or a list of them.
 //
-// A factory names its kind and type, describes its config with a schema (built with the zod
-// instance the collector passes in, so plugins need no dependency of their own), and creates
-// components. Every component has start() and shutdown(); shutdown drains in-flight work.
+// A factory names its kind and type, describes its config with a schema (any Standard Schema;
+// the collector hands its own zod builder in, so plugins need no dependency of their own), and
+// creates components. Every component has start() and shutdown(); shutdown drains in-flight work.
 
-import type { z as Zod, ZodType } from 'zod';
+import { z } from 'zod';
 import type { Logger } from 'pino';
-import type { FlatRecord, Signal, StoredRecord } from './model.js';
-import type { schemaHelpers } from '../common/schema.js';
+import type { FlatRecord, RecordKind, Signal, StoredRecord } from './model.js';
+import { schemaHelpers, type StandardSchema } from '../common/schema.js';
+
+/**
+ * The version of this API. A factory may state the version it was written for (`apiVersion`);
+ * the collector refuses one whose major differs, instead of failing later in odd ways.
+ */
+export const PLUGIN_API_VERSION = 2;
 
 export type * from './model.js';
 export { SpanKind, StatusCode, CORRELATION_ATTRIBUTE, signalOf, timeOf, projectOf, sourceOf, durationOf } from './model.js';
-export { ConsumerError } from '../common/errors.js';
+export { BitvilleError, ConsumerError } from '../common/errors.js';
 export { parseDuration, formatDuration, parseSize, parseHostPort } from '../common/schema.js';
+export type { StandardSchema, StandardResult } from '../common/schema.js';
+/** The schema builder the collector uses (zod 4), for plugins that want one; any Standard Schema works. */
+export { z, schemaHelpers };
 
 export type ComponentKind = 'receiver' | 'processor' | 'exporter';
 
 export interface Component {
-  start(): Promise<void>;
-  /** Stop taking work, finish or cleanly abandon what is in flight, release resources. */
-  shutdown(): Promise<void>;
+  /**
+   * Acquire resources and begin work. `signal` aborts when the collector gives up on the start
+   * (a stop request arrived meanwhile); a start that cannot finish should then reject.
+   */
+  start(signal: AbortSignal): Promise<void>;
+  /**
+   * Stop taking work, finish or cleanly abandon what is in flight, release resources. Called
+   * on every created component, also one whose start never ran or failed: it must be safe then.
+   * `signal` aborts when the drain grace is over: abandon what is still in flight (unmarked
+   * work is offered again after a restart).
+   */
+  shutdown(signal: AbortSignal): Promise<void>;
+  /** Pages or JSON the component serves on the admin server (the admin auth applies). */
+  adminRoutes?(): readonly AdminRoute[];
+}
+
+/** One GET route on the admin server. */
+export interface AdminRoute {
+  /** Absolute path; `:name` segments become `params.name` (`/requests/:id`). */
+  path: string;
+  handle(request: AdminRequest): Promise<AdminResponse>;
+}
+
+export interface AdminRequest {
+  params: Readonly<Record<string, string>>;
+  /** Query string parameters; a repeated parameter keeps its last value, a bare `?flag` is ''. */
+  query: Readonly<Record<string, string>>;
+}
+
+export interface AdminResponse {
+  status?: number;
+  /** `text/html; charset=utf-8`, `application/json`, ... */
+  contentType: string;
+  body: string;
 }
 
 export interface Counter {
@@ -90,28 +130,49 @@ export interface ReceiverContext extends ComponentContext {
   consumer: Consumer;
 }
 
-/** A correlation id whose newest records are not covered by a summary yet. */
-export interface UnsummarizedCorrelation {
+/** One correlation id with recent records (RecordReader.correlationsAfterKind). */
+export interface CorrelationActivity {
   correlationId: string;
-  /** Arrival time (ms since the epoch) of its newest record other than a summary. */
+  /** Arrival time (ms since the epoch) of its newest record not of the asked kind. */
   lastReceivedAtMs: number;
 }
 
-/** Read access to stored records, for processors that work across requests. */
-export interface StoreReader {
+/** The newest record of one kind per correlation id, filtered (RecordReader.latestPerCorrelation). */
+export interface LatestQuery {
+  kind: RecordKind;
+  /** Records that arrived at or after this time (ms since the epoch). */
+  sinceMs: number;
+  /** Resource `service.name` equal to this. */
+  project?: string;
+  /** The string attribute `key` contains `text` (case-insensitive). */
+  attributeContains?: { key: string; text: string };
+  minDurationMs?: number;
+  /** `start`: latest record time first; `duration`: longest first. */
+  order: 'start' | 'duration';
+  limit: number;
+}
+
+/**
+ * Read access to stored records, for processors that work across requests and for lookups.
+ * Queries by kind are indexed for derived kinds (`summary`), which are a small share of rows.
+ */
+export interface RecordReader {
   /** Every stored record carrying this correlation id, oldest first. */
   byCorrelationId(correlationId: string): Promise<StoredRecord[]>;
+  /** Of several records of the kind with one correlation id, only the newest (by store id) counts. */
+  latestPerCorrelation(query: LatestQuery): Promise<StoredRecord[]>;
   /**
-   * Correlation ids with a record (other than a summary) that arrived at or after `sinceMs`
-   * and was stored after the id's newest summary (store order), or that have no summary at
-   * all; ordered by `lastReceivedAtMs`, oldest first, at most `limit`. Cost: proportional to
-   * the records that arrived since `sinceMs`, never to the whole store.
+   * Correlation ids with a record not of `kind` that arrived at or after `sinceMs` and was
+   * stored after the id's newest record of `kind` (or the id has none); ordered by
+   * `lastReceivedAtMs`, oldest first, at most `limit`. Cost: proportional to the records that
+   * arrived since `sinceMs`, never to the whole store.
    */
-  unsummarizedCorrelations(sinceMs: number, limit: number): Promise<UnsummarizedCorrelation[]>;
+  correlationsAfterKind(kind: RecordKind, sinceMs: number, limit: number): Promise<CorrelationActivity[]>;
 }
 
 export interface ProcessorContext extends ComponentContext {
-  store: StoreReader;
+  /** Stored records, read-only. */
+  reader: RecordReader;
   /** Commits records this processor produced on its own (for example after a timer). */
   emit(records: FlatRecord[]): Promise<void>;
 }
@@ -153,17 +214,22 @@ interface FactoryBase<K extends ComponentKind, C> {
   kind: K;
   /** The type name used in the config (`otlp`, `gelf`, ...). */
   type: string;
-  /** The config schema, with defaults. Unknown keys should be refused (z.strictObject). */
-  configSchema(z: typeof Zod, helpers: SchemaHelpers): ZodType<C>;
+  /** The PLUGIN_API_VERSION the plugin was written for; a different major is refused at load. */
+  apiVersion?: number;
+  /**
+   * The config schema, with defaults; unknown keys should be refused (`z.strictObject`). Built
+   * with the `z` handed in, or any Standard Schema library.
+   */
+  configSchema(builder: typeof z, helpers: SchemaHelpers): StandardSchema<C>;
 }
 
-export interface ReceiverFactory<C = any> extends FactoryBase<'receiver', C> {
+export interface ReceiverFactory<C = unknown> extends FactoryBase<'receiver', C> {
   create(config: C, context: ReceiverContext): Receiver;
 }
-export interface ProcessorFactory<C = any> extends FactoryBase<'processor', C> {
+export interface ProcessorFactory<C = unknown> extends FactoryBase<'processor', C> {
   create(config: C, context: ProcessorContext): Processor;
 }
-export interface ExporterFactory<C = any> extends FactoryBase<'exporter', C> {
+export interface ExporterFactory<C = unknown> extends FactoryBase<'exporter', C> {
   create(config: C, context: ExporterContext): Exporter;
 }
 

@@ -1,37 +1,16 @@
 // Loading and validating a config file. Everything is checked before anything starts, and
 // every problem is reported at once, each naming the file (and line), the key path and what
 // is wrong. The result is frozen.
-import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { LineCounter, parseDocument, type Document } from 'yaml';
 import { z } from 'zod';
-import type { ComponentKind, Factory } from './api.js';
+import { PLUGIN_API_VERSION, type ComponentKind, type Factory } from './api.js';
+import { ConfigError, ConfigFile, deepFreeze } from '../common/config-file.js';
 import { schemaHelpers } from '../common/schema.js';
-import { BitvilleError } from '../common/errors.js';
 import type { Signal } from './model.js';
 
-export interface Problem {
-  /** Key path, for example `exporters.gelf/primary.endpoint`. */
-  path: string;
-  message: string;
-  line?: number;
-}
-
-export class ConfigError extends BitvilleError {
-  constructor(
-    readonly file: string,
-    readonly problems: Problem[],
-  ) {
-    super('BV_CONFIG_INVALID', problems.map((p) => formatProblem(file, p)).join('\n'));
-    this.name = 'ConfigError';
-  }
-}
-
-export function formatProblem(file: string, p: Problem): string {
-  return `${file}${p.line ? `:${p.line}` : ''}: ${p.path || '(top level)'}: ${p.message}`;
-}
+export { ConfigError } from '../common/config-file.js';
 
 export interface ComponentConfig {
   id: string;
@@ -141,6 +120,16 @@ const topSchema = z.strictObject({
 
 
 
+/** The settings both store implementations share. */
+export function storeLimits(storage: StorageConfig): { kind: 'sqlite' | 'postgres'; retention: number; max_size: number; check_interval: number } {
+  return storage.postgres ? { kind: 'postgres', ...storage.postgres } : { kind: 'sqlite', ...storage.sqlite };
+}
+
+/** Directory for components' own files. */
+export function stateDir(storage: StorageConfig): string {
+  return storage.postgres ? resolve(storage.postgres.data_dir) : resolve(storage.sqlite.path, '..');
+}
+
 export interface Config {
   file: string;
   receivers: ReadonlyMap<string, ComponentConfig>;
@@ -153,34 +142,14 @@ export interface Config {
 
 /** Reads, expands and validates a config file; throws ConfigError listing every problem. */
 export async function loadConfig(file: string, builtins: readonly Factory[], env: NodeJS.ProcessEnv = process.env): Promise<Config> {
-  let source: string;
-  try {
-    source = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new BitvilleError('BV_CONFIG_READ', `${file}: cannot read the config: ${(err as Error).message}`);
-  }
-  const lines = new LineCounter();
-  const doc = parseDocument(source, { lineCounter: lines, prettyErrors: false });
-  if (doc.errors.length > 0) {
-    const e = doc.errors[0]!;
-    throw new BitvilleError('BV_CONFIG_READ', `${file}:${lines.linePos(e.pos[0]).line}: not valid YAML: ${e.message.split('\n')[0]}`);
-  }
-  const problems: Problem[] = [];
-  const lineOf = (path: (string | number)[]) => lineAt(doc, lines, path);
-  const add = (path: (string | number)[], message: string) => problems.push({ path: keyPath(path), message, line: lineOf(path) });
-
-  const raw = expandEnv(doc.toJS() ?? {}, env, [], add);
-  const parse = <T>(schema: z.ZodType<T>, value: unknown, path: (string | number)[]): T | undefined => {
-    const result = schema.safeParse(value);
-    if (result.success) return result.data;
-    for (const issue of result.error.issues) reportIssue(issue, path, add);
-    return undefined;
-  };
-  const t = parse(topSchema, raw, []);
-  if (!t) throw new ConfigError(file, problems);
-  const storage = parse(storageSchema, t.storage ?? {}, ['storage']);
+  const cf = ConfigFile.read(file, env);
+  const add = (path: (string | number)[], message: string) => cf.add(path, message);
+  const t = cf.parse(topSchema, cf.raw);
+  if (!t) throw new ConfigError(file, cf.problems);
+  const storage = cf.parse(storageSchema, t.storage ?? {}, ['storage']);
   if (t.service === undefined || t.service === null) add(['service'], 'missing: the service section defines the pipelines');
-  const service = t.service ? parse(serviceSchema, t.service, ['service']) : undefined;
+  const service = t.service ? cf.parse(serviceSchema, t.service, ['service']) : undefined;
+  for (const p of cf.problems) if (/^service\.pipelines\.[^.]+$/.test(p.path) && p.message === 'unknown key') p.message += ' (pipelines are traces and logs)';
 
   const factories = new Map<string, Factory>(builtins.map((f) => [`${f.kind}:${f.type}`, f]));
   for (const [i, spec] of t.plugins.entries()) {
@@ -211,7 +180,14 @@ export async function loadConfig(file: string, builtins: readonly Factory[], env
         add([section, id], `unknown ${kind} type "${m[1]}" (known: ${known.join(', ') || 'none'})`);
         continue;
       }
-      const parsed = parse(factory.configSchema(z, schemaHelpers), given ?? {}, [section, id]);
+      let parsed: unknown;
+      try {
+        parsed = cf.parse(factory.configSchema(z, schemaHelpers), given ?? {}, [section, id]);
+      } catch (err) {
+        // A schema that throws instead of reporting issues is the plugin's bug; still name where.
+        add([section, id], `the ${factory.type} config schema failed: ${(err as Error).message}`);
+        continue;
+      }
       if (parsed !== undefined) sections[section].set(id, { id, kind, type: m[1]!, factory, config: deepFreeze(parsed), signals: [] });
     }
   }
@@ -231,7 +207,8 @@ export async function loadConfig(file: string, builtins: readonly Factory[], env
   }
   if (service && Object.keys(pipelines).length === 0) add(['service', 'pipelines'], 'define at least one pipeline (traces or logs)');
 
-  if (problems.length > 0 || !storage || !service) throw new ConfigError(file, problems);
+  cf.check();
+  if (!storage || !service) throw new ConfigError(file, cf.problems);
   return deepFreeze({
     file,
     receivers: sections.receivers,
@@ -241,61 +218,6 @@ export async function loadConfig(file: string, builtins: readonly Factory[], env
     storage,
     telemetry: service.telemetry,
   });
-}
-
-function reportIssue(issue: z.core.$ZodIssue, prefix: (string | number)[], add: (path: (string | number)[], m: string) => void): void {
-  const path = [...prefix, ...(issue.path as (string | number)[])];
-  if (issue.code === 'unrecognized_keys') {
-    const hint = keyPath(path) === 'service.pipelines' ? ' (pipelines are traces and logs)' : '';
-    for (const key of issue.keys) add([...path, key], `unknown key${hint}`);
-  } else {
-    add(path, issue.message);
-  }
-}
-
-function keyPath(path: (string | number)[]): string {
-  return path.reduce<string>((out, part) => (typeof part === 'number' ? `${out}[${part}]` : out ? `${out}.${part}` : part), '');
-}
-
-function lineAt(doc: Document, lines: LineCounter, path: (string | number)[]): number | undefined {
-  // The line of the key itself where it exists, else of the deepest part of the path that does.
-  for (let n = path.length; n > 0; n--) {
-    const parent = doc.getIn(path.slice(0, n - 1), true) as { items?: { key?: any; range?: [number] }[] } | undefined;
-    const last = path[n - 1];
-    const item = parent?.items?.[typeof last === 'number' ? last : -1] ?? parent?.items?.find((p) => p.key?.value === last);
-    const range = (item?.key ?? item)?.range;
-    if (range) return lines.linePos(range[0]).line;
-  }
-  return undefined;
-}
-
-const ENV_REF = /\$\$|\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
-
-/** `${env:NAME}` and `${env:NAME:-default}` in string values; `$$` is a literal `$`. */
-function expandEnv(value: unknown, env: NodeJS.ProcessEnv, path: (string | number)[], add: (path: (string | number)[], m: string) => void): unknown {
-  if (typeof value === 'string') {
-    let whole = false;
-    const out = value.replace(ENV_REF, (match, name: string | undefined, fallback: string | undefined) => {
-      if (match === '$$') return '$';
-      whole = match === value;
-      const v = env[name!];
-      if (v !== undefined && v !== '') return v;
-      if (fallback !== undefined) return fallback;
-      add(path, `environment variable ${name} is not set (write \${env:${name}:-default} to give a default)`);
-      return '';
-    });
-    // A value that is one whole reference takes the type its text reads as (port: ${env:PORT}).
-    if (whole) {
-      if (/^(true|false)$/.test(out)) return out === 'true';
-      if (out !== '' && String(Number(out)) === out) return Number(out);
-    }
-    return out;
-  }
-  if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, env, [...path, i], add));
-  if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expandEnv(v, env, [...path, k], add)]));
-  }
-  return value;
 }
 
 const KINDS = new Set(['receiver', 'processor', 'exporter']);
@@ -320,15 +242,10 @@ async function loadPlugin(spec: string, baseDir: string): Promise<Factory[]> {
       typeof f === 'object' && f !== null && KINDS.has((f as Factory).kind) && typeof (f as Factory).type === 'string' &&
       typeof (f as Factory).configSchema === 'function' && typeof (f as Factory).create === 'function';
     if (!ok) throw new Error('an export is not a factory (it needs kind, type, configSchema and create)');
+    const version = (f as Factory).apiVersion;
+    if (version !== undefined && Math.floor(version) !== PLUGIN_API_VERSION) {
+      throw new Error(`${(f as Factory).type} was written for plugin API ${version}; this collector has API ${PLUGIN_API_VERSION}`);
+    }
   }
   return list as Factory[];
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
-    if (value instanceof Map) for (const v of value.values()) deepFreeze(v);
-    else for (const v of Object.values(value)) deepFreeze(v);
-    Object.freeze(value);
-  }
-  return value;
 }

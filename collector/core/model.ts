@@ -108,6 +108,7 @@ export interface DerivedRecord extends RecordBase {
 }
 
 export type FlatRecord = SpanRecord | LogRecord | DerivedRecord;
+export type RecordKind = FlatRecord['kind'];
 
 /** A record as read back from the store: its store id (FIFO order) and when it arrived. */
 export type StoredRecord = FlatRecord & { id: number; receivedAtMs: number };

@@ -1,13 +1,13 @@
 // Builds the whole component graph from a validated config before anything starts, then
 // starts downstream first (store, exporters, processors, receivers) and stops upstream first,
-// collecting every shutdown error.
+// collecting every shutdown error. The store is opened by the caller (the core knows only its
+// contracts) and closed here.
 import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
-import type { Exporter, FlatRecord, Processor, Receiver, Signal } from './api.js';
-import type { ComponentConfig, Config } from './config.js';
+import type { AdminRoute, Component, Exporter, FlatRecord, Processor, Receiver, Signal } from './api.js';
+import { stateDir, storeLimits, type ComponentConfig, type Config } from './config.js';
 import { BitvilleError, ConsumerError } from '../common/errors.js';
 import { ExportQueue } from './export-queue.js';
-import { openStore, stateDir, storeLimits } from '../store/index.js';
 import { componentState } from './component-state.js';
 import type { Store } from './store.js';
 import type { Telemetry } from './telemetry.js';
@@ -27,11 +27,13 @@ export class CollectorService {
   #closed = false;
   readonly #latency;
 
-  constructor(config: Config, telemetry: Telemetry) {
+  readonly #startAbort = new AbortController();
+
+  constructor(config: Config, telemetry: Telemetry, store: Store) {
     this.#config = config;
     this.#telemetry = telemetry;
     this.#logger = telemetry.logger;
-    this.store = openStore(config.storage, this.#logger.child({ component: 'store' }));
+    this.store = store;
     const dataDir = stateDir(config.storage);
     mkdirSync(dataDir, { recursive: true });
     this.#registerStoreMetrics();
@@ -60,7 +62,7 @@ export class CollectorService {
         c.id,
         c.factory.create(c.config, {
           ...context(c),
-          store: this.store,
+          reader: this.store,
           emit: (records) => this.#commit(records),
         }),
       );
@@ -85,9 +87,9 @@ export class CollectorService {
     await this.#enforceLimits();
     this.#limitsTimer = setInterval(() => void this.#enforceLimits(), storeLimits(this.#config.storage).check_interval);
     this.#limitsTimer.unref();
-    const startOne = async (id: string, component: { start(): Promise<void> }) => {
+    const startOne = async (id: string, component: Component) => {
       try {
-        await component.start();
+        await component.start(this.#startAbort.signal);
       } catch (err) {
         throw new BitvilleError('BV_START_FAILED', `${id} failed to start: ${(err as Error).message}`, { cause: err });
       }
@@ -100,9 +102,24 @@ export class CollectorService {
     this.#logger.info({ receivers: this.#receivers.length, processors: this.#processors.size, exporters: this.#exporters.length }, 'collector started');
   }
 
-  /** Drains: receivers stop accepting and finish in-flight requests; exporters finish their batch. */
+  /** The admin routes components contribute, each with the id of its component. */
+  adminRoutes(): { id: string; route: AdminRoute }[] {
+    const all: { id: string; component: Component }[] = [
+      ...this.#receivers,
+      ...[...this.#processors].map(([id, component]) => ({ id, component })),
+      ...this.#exporters,
+    ];
+    return all.flatMap(({ id, component }) => (component.adminRoutes?.() ?? []).map((route) => ({ id, route })));
+  }
+
+  /**
+   * Drains: receivers stop accepting and finish in-flight requests; exporters finish their
+   * batch. Safe after a failed or partial start: every created component is shut down.
+   */
   async shutdown(): Promise<Error[]> {
     this.#ready = false;
+    this.#startAbort.abort(new Error('the collector is stopping'));
+    const noGrace = new AbortController().signal;
     const errors: Error[] = [];
     const attempt = async (what: string, step: () => Promise<unknown>) => {
       try {
@@ -113,16 +130,15 @@ export class CollectorService {
       }
     };
     clearInterval(this.#limitsTimer);
-    for (const r of [...this.#receivers].reverse()) await attempt(r.id, () => r.component.shutdown());
-    for (const [id, p] of [...this.#processors].reverse()) await attempt(id, () => p.shutdown());
+    for (const r of [...this.#receivers].reverse()) await attempt(r.id, () => r.component.shutdown(noGrace));
+    for (const [id, p] of [...this.#processors].reverse()) await attempt(id, () => p.shutdown(noGrace));
     // Let each exporter finish its batch in flight; past the grace its shutdown abandons it.
     await Promise.all(
       this.#exporters.map(async (e) => {
         const drained = e.queue.shutdown();
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([drained, new Promise((r) => (timer = setTimeout(r, EXPORT_GRACE_MS)))]);
-        clearTimeout(timer);
-        await attempt(e.id, () => e.component.shutdown());
+        const grace = AbortSignal.timeout(EXPORT_GRACE_MS);
+        await Promise.race([drained, new Promise((r) => grace.addEventListener('abort', r, { once: true }))]);
+        await attempt(e.id, () => e.component.shutdown(grace));
         await drained;
       }),
     );

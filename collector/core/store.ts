@@ -1,7 +1,10 @@
-// The store is the durable queue between processors and exporters: a sender's 2xx follows the
-// commit, and every exporter reads its own backlog from here, oldest first. One interface,
-// implemented by SQLite (embedded default) and, for several instances, PostgreSQL.
-import type { StoreReader } from './api.js';
+// The store's contracts, one interface per role. The store is the durable queue between
+// processors and exporters: a sender's 2xx follows the commit, and every exporter reads its own
+// backlog from here, oldest first. SQLite (embedded default) and PostgreSQL (several instances)
+// implement all three roles; each part of the collector is handed only the role it needs:
+// export queues the RecordQueue, components their ComponentState (via StateStore), processors and
+// lookups the RecordReader (api.ts).
+import type { RecordReader } from './api.js';
 import type { FlatRecord, Signal, StoredRecord } from './model.js';
 
 export interface ExporterRoute {
@@ -17,28 +20,8 @@ export interface StoreStats {
   dropped: { retention: number; size: number };
 }
 
-/** Filters for listing request summaries (the `requests` lookup). */
-export interface RequestQuery {
-  /** Summaries that arrived at or after this time (ms since the epoch). */
-  sinceMs: number;
-  /** Resource `service.name` equal to this. */
-  project?: string;
-  /** `url.full` containing this text (case-insensitive). */
-  urlContains?: string;
-  /** Requests that took at least this long. */
-  minDurationMs?: number;
-  /** `recent`: latest request start first; `slowest`: longest duration first. */
-  order: 'recent' | 'slowest';
-  limit: number;
-}
-
-export interface Store extends StoreReader {
-  /**
-   * Request summaries (records of kind `summary`) matching the query; of several summaries of
-   * one correlation id (a late span re-summarized it) only the newest. Backed by an index over
-   * summaries alone, so the cost follows the number of summaries in the time range.
-   */
-  recentRequests(query: RequestQuery): Promise<StoredRecord[]>;
+/** The durable queue: append, each exporter's backlog, delivery marks, retention. */
+export interface RecordQueue {
   /**
    * Declares the exporters of this configuration and the signals each receives. Records
    * appended afterwards are queued for exactly those exporters.
@@ -52,16 +35,23 @@ export interface Store extends StoreReader {
   markDelivered(exporterId: string, ids: readonly number[]): Promise<void>;
   /** Number of records waiting for the exporter. */
   backlog(exporterId: string): Promise<number>;
-  /** Called after every commit that added records (in this process). */
+  /** Called after every commit that added records (in this process, or another sharing the store). */
   onCommit(listener: () => void): () => void;
   /** Drops what is past retention or over the size cap; returns how many rows went. */
   enforceLimits(): Promise<number>;
   stats(): StoreStats;
-  /** The component's durable state value under `key` (see ComponentState in api.ts). */
+}
+
+/** Components' small durable values (ComponentState in api.ts), keyed by component id. */
+export interface StateStore {
   getState(component: string, key: string): Promise<string | undefined>;
   /** Commits the value; instances sharing the store are told (onStateChange). */
   setState(component: string, key: string, value: string): Promise<void>;
   /** Called when another instance sharing the store sets a state value. */
   onStateChange(listener: (component: string, key: string, value: string) => void): () => void;
+}
+
+/** What an implementation provides: every role, and closing. */
+export interface Store extends RecordQueue, StateStore, RecordReader {
   close(): Promise<void>;
 }

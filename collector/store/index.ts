@@ -32,12 +32,3 @@ export function openStore(storage: StorageConfig, logger?: Logger, options: { re
   });
 }
 
-/** The settings both implementations share. */
-export function storeLimits(storage: StorageConfig): { kind: 'sqlite' | 'postgres'; retention: number; max_size: number; check_interval: number } {
-  return storage.postgres ? { kind: 'postgres', ...storage.postgres } : { kind: 'sqlite', ...storage.sqlite };
-}
-
-/** Directory for components' own files. */
-export function stateDir(storage: StorageConfig): string {
-  return storage.postgres ? resolve(storage.postgres.data_dir) : resolve(storage.sqlite.path, '..');
-}

@@ -8,6 +8,7 @@ import { freshSchema, sql } from '../../test/pg.js';
 import type { DerivedRecord, FlatRecord, SpanRecord } from '../core/model.js';
 import { log, span, summary } from './records.fixture.js';
 import { PostgresStore, type PostgresStoreOptions } from './postgres.js';
+import { recentRequests, unsummarizedCorrelations } from '../../plugins/correlate/queries.js';
 
 const spans = (from: number, count: number) => Array.from({ length: count }, (_, i) => span(from + i)) as FlatRecord[];
 
@@ -234,13 +235,13 @@ test('unsummarizedCorrelations: ids with records newer than their newest summary
   await store.append([summary('c', 10, 'http://x/')]);
   now = 2_001_000;
   await store.append([span(7, { correlationId: 'c' })]); // late span after c's summary
-  assert.deepEqual(await store.unsummarizedCorrelations(1_500_000, 100), [
+  assert.deepEqual(await unsummarizedCorrelations(store, 1_500_000, 100), [
     { correlationId: 'a', lastReceivedAtMs: 2_000_500 },
     { correlationId: 'c', lastReceivedAtMs: 2_001_000 },
   ]);
-  assert.deepEqual((await store.unsummarizedCorrelations(0, 100)).map((c) => c.correlationId), ['old', 'a', 'c']);
-  assert.deepEqual((await store.unsummarizedCorrelations(0, 1)).map((c) => c.correlationId), ['old']);
-  assert.deepEqual(await store.unsummarizedCorrelations(3_000_000, 100), []);
+  assert.deepEqual((await unsummarizedCorrelations(store, 0, 100)).map((c) => c.correlationId), ['old', 'a', 'c']);
+  assert.deepEqual((await unsummarizedCorrelations(store, 0, 1)).map((c) => c.correlationId), ['old']);
+  assert.deepEqual(await unsummarizedCorrelations(store, 3_000_000, 100), []);
 });
 
 test('recentRequests: newest summary per id, filters, recent and slowest order', async (t) => {
@@ -254,10 +255,10 @@ test('recentRequests: newest summary per id, filters, recent and slowest order',
   now = 3000;
   await store.append([summary('a', 950, 'http://shop/cart?id=1'), summary('c', 2000, 'http://blog/post', 'blog')]);
   const ids = (rs: { correlationId: string; kind: string }[]) => rs.map((r) => `${r.correlationId}:${(r as DerivedRecord).durationMs}`);
-  assert.deepEqual(ids(await store.recentRequests({ sinceMs: 0, order: 'recent', limit: 10 })), ['c:2000', 'a:950', 'b:300']);
-  assert.deepEqual(ids(await store.recentRequests({ sinceMs: 0, order: 'slowest', limit: 2 })), ['c:2000', 'a:950']);
-  assert.deepEqual(ids(await store.recentRequests({ sinceMs: 0, order: 'recent', limit: 10, project: 'shop' })), ['a:950', 'b:300']);
-  assert.deepEqual(ids(await store.recentRequests({ sinceMs: 0, order: 'recent', limit: 10, urlContains: 'checkout' })), ['b:300']);
-  assert.deepEqual(ids(await store.recentRequests({ sinceMs: 0, order: 'recent', limit: 10, minDurationMs: 500 })), ['c:2000', 'a:950']);
-  assert.deepEqual(ids(await store.recentRequests({ sinceMs: 2500, order: 'recent', limit: 10 })), ['c:2000', 'a:950']);
+  assert.deepEqual(ids(await recentRequests(store, { sinceMs: 0, order: 'recent', limit: 10 })), ['c:2000', 'a:950', 'b:300']);
+  assert.deepEqual(ids(await recentRequests(store, { sinceMs: 0, order: 'slowest', limit: 2 })), ['c:2000', 'a:950']);
+  assert.deepEqual(ids(await recentRequests(store, { sinceMs: 0, order: 'recent', limit: 10, project: 'shop' })), ['a:950', 'b:300']);
+  assert.deepEqual(ids(await recentRequests(store, { sinceMs: 0, order: 'recent', limit: 10, urlContains: 'checkout' })), ['b:300']);
+  assert.deepEqual(ids(await recentRequests(store, { sinceMs: 0, order: 'recent', limit: 10, minDurationMs: 500 })), ['c:2000', 'a:950']);
+  assert.deepEqual(ids(await recentRequests(store, { sinceMs: 2500, order: 'recent', limit: 10 })), ['c:2000', 'a:950']);
 });

@@ -28,7 +28,8 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { FlatRecord, StoredRecord } from '../core/model.js';
 import { durationOf, projectOf, signalOf, sourceOf, timeOf } from '../core/model.js';
-import type { ExporterRoute, Store, StoreStats, RequestQuery } from '../core/store.js';
+import type { CorrelationActivity, LatestQuery, RecordKind } from '../core/api.js';
+import type { ExporterRoute, Store, StoreStats } from '../core/store.js';
 
 export interface PostgresStoreOptions {
   /** Connection string; undefined uses libpq's PG* environment variables. */
@@ -370,39 +371,38 @@ export class PostgresStore implements Store {
     return rows.map(toStored);
   }
 
-  /** See StoreReader.unsummarizedCorrelations: the records that arrived since, grouped by id. */
-  async unsummarizedCorrelations(sinceMs: number, limit: number): Promise<{ correlationId: string; lastReceivedAtMs: number }[]> {
+  /** See RecordReader.correlationsAfterKind: the records that arrived since, grouped by id. */
+  async correlationsAfterKind(kind: RecordKind, sinceMs: number, limit: number): Promise<CorrelationActivity[]> {
     await this.#ready;
     const { rows } = await this.#pool.query<{ correlationId: string; lastReceivedAtMs: string }>(
       `SELECT r.correlation_id AS "correlationId", max(r.received_at_ms) AS "lastReceivedAtMs"
        FROM ${this.#s}.records r
-       WHERE r.received_at_ms >= $1 AND r.correlation_id IS NOT NULL AND r.kind <> 'summary'
+       WHERE r.received_at_ms >= $1 AND r.correlation_id IS NOT NULL AND r.kind <> $3
        GROUP BY r.correlation_id
        HAVING max(r.id) > coalesce(
-         (SELECT max(s.id) FROM ${this.#s}.records s WHERE s.kind = 'summary' AND s.correlation_id = r.correlation_id), 0)
+         (SELECT max(s.id) FROM ${this.#s}.records s WHERE s.kind = $3 AND s.correlation_id = r.correlation_id), 0)
        ORDER BY 2, 1
        LIMIT $2`,
-      [sinceMs, limit],
+      [sinceMs, limit, kind],
     );
     return rows.map((r) => ({ correlationId: r.correlationId, lastReceivedAtMs: Number(r.lastReceivedAtMs) }));
   }
 
-  /** See Store.recentRequests: the newest summary per correlation id, filtered. */
-  async recentRequests(query: RequestQuery): Promise<StoredRecord[]> {
+  /** See RecordReader.latestPerCorrelation. */
+  async latestPerCorrelation(query: LatestQuery): Promise<StoredRecord[]> {
     await this.#ready;
-    // `recent`: by the request's own start (a summary arrives a window after its request).
-    const order = query.order === 'slowest' ? 'r.duration_ms DESC, r.id DESC' : 'r.time_unix_nano DESC, r.id DESC';
+    const order = query.order === 'duration' ? 'r.duration_ms DESC, r.id DESC' : 'r.time_unix_nano DESC, r.id DESC';
     const { rows } = await this.#pool.query<{ id: string; received_at_ms: string; body: string }>(
       `SELECT r.id, r.received_at_ms, r.body FROM ${this.#s}.records r
-       WHERE r.kind = 'summary' AND r.received_at_ms >= $1
+       WHERE r.kind = $6 AND r.received_at_ms >= $1
          AND ($2::text IS NULL OR r.project = $2)
-         AND ($3::text IS NULL OR strpos(lower(r.body::jsonb -> 'attributes' ->> 'url.full'), lower($3)) > 0)
+         AND ($3::text IS NULL OR strpos(lower(r.body::jsonb -> 'attributes' ->> $7::text), lower($3)) > 0)
          AND ($4::float8 IS NULL OR r.duration_ms >= $4)
          AND NOT EXISTS (SELECT 1 FROM ${this.#s}.records n
-                         WHERE n.kind = 'summary' AND n.correlation_id = r.correlation_id AND n.id > r.id)
+                         WHERE n.kind = $6 AND n.correlation_id = r.correlation_id AND n.id > r.id)
        ORDER BY ${order}
        LIMIT $5`,
-      [query.sinceMs, query.project ?? null, query.urlContains ?? null, query.minDurationMs ?? null, query.limit],
+      [query.sinceMs, query.project ?? null, query.attributeContains?.text ?? null, query.minDurationMs ?? null, query.limit, query.kind, query.attributeContains?.key ?? ''],
     );
     return rows.map(toStored);
   }

@@ -13,8 +13,8 @@ import { EventEmitter } from 'node:events';
 import type { FlatRecord, Signal, StoredRecord } from '../core/model.js';
 import { durationOf, projectOf, signalOf, sourceOf, timeOf } from '../core/model.js';
 import { Checkpointer } from './checkpointer.js';
-import type { UnsummarizedCorrelation } from '../core/api.js';
-import type { ExporterRoute, RequestQuery, Store, StoreStats } from '../core/store.js';
+import type { CorrelationActivity, LatestQuery, RecordKind } from '../core/api.js';
+import type { ExporterRoute, Store, StoreStats } from '../core/store.js';
 
 export interface SqliteStoreOptions {
   path: string;
@@ -224,47 +224,47 @@ export class SqliteStore implements Store {
     return rows.map(toStored);
   }
 
-  async unsummarizedCorrelations(sinceMs: number, limit: number): Promise<UnsummarizedCorrelation[]> {
-    // A rowid range scan over what arrived since, grouped by id; each group's newest summary
-    // comes from the partial summary index.
-    const rows = this.#db
+  async correlationsAfterKind(kind: RecordKind, sinceMs: number, limit: number): Promise<CorrelationActivity[]> {
+    // A rowid range scan over what arrived since, grouped by id; each group's newest record of
+    // the kind comes from the partial index over that kind (summaries).
+    return this.#db
       .prepare(
         `SELECT r.correlation_id AS correlationId, max(r.received_at_ms) AS lastReceivedAtMs
          FROM records r NOT INDEXED -- the rowid range, never a walk of the whole correlation index
-         WHERE r.id >= ? AND r.received_at_ms >= ? AND r.correlation_id IS NOT NULL AND r.kind <> 'summary'
+         WHERE r.id >= @from AND r.received_at_ms >= @since AND r.correlation_id IS NOT NULL AND r.kind <> @kind
          GROUP BY r.correlation_id
          HAVING max(r.id) > coalesce(
-           (SELECT max(s.id) FROM records s WHERE s.kind = 'summary' AND s.correlation_id = r.correlation_id), 0)
+           (SELECT max(s.id) FROM records s WHERE s.kind = @kind AND s.correlation_id = r.correlation_id), 0)
          ORDER BY lastReceivedAtMs, correlationId
-         LIMIT ?`,
+         LIMIT @limit`,
       )
-      .all(this.#firstIdReceivedAtOrAfter(sinceMs), sinceMs, limit) as UnsummarizedCorrelation[];
-    return rows;
+      .all({ from: this.#firstIdReceivedAtOrAfter(sinceMs), since: sinceMs, kind, limit }) as CorrelationActivity[];
   }
 
-  async recentRequests(query: RequestQuery): Promise<StoredRecord[]> {
-    // `recent`: by the request's own start (a summary arrives a window after its request).
-    const order = query.order === 'slowest' ? 'duration_ms DESC, id DESC' : 'time_unix_nano DESC, id DESC';
-    const rank = query.order === 'slowest' ? 'r.duration_ms DESC, r.id DESC' : 'r.time_unix_nano DESC, r.id DESC';
+  async latestPerCorrelation(query: LatestQuery): Promise<StoredRecord[]> {
+    const order = query.order === 'duration' ? 'duration_ms DESC, id DESC' : 'time_unix_nano DESC, id DESC';
+    const rank = query.order === 'duration' ? 'r.duration_ms DESC, r.id DESC' : 'r.time_unix_nano DESC, r.id DESC';
     // Ranks the ids first and reads only the winners' bodies (sorting whole rows reads them all).
     const rows = this.#db
       .prepare(
         `SELECT id, received_at_ms, body FROM records WHERE id IN (
          SELECT r.id FROM records r
-         WHERE r.kind = 'summary' AND r.received_at_ms >= @since
+         WHERE r.kind = @kind AND r.received_at_ms >= @since
            AND (@project IS NULL OR r.project = @project)
-           AND (@url IS NULL OR instr(lower(json_extract(r.body, '$.attributes."url.full"')), lower(@url)) > 0)
+           AND (@text IS NULL OR instr(lower(json_extract(r.body, '$.attributes.' || json_quote(@key))), lower(@text)) > 0)
            AND (@min IS NULL OR r.duration_ms >= @min)
            AND NOT EXISTS (SELECT 1 FROM records n
-                           WHERE n.kind = 'summary' AND n.correlation_id = r.correlation_id AND n.id > r.id)
+                           WHERE n.kind = @kind AND n.correlation_id = r.correlation_id AND n.id > r.id)
          ORDER BY ${rank}
          LIMIT @limit)
          ORDER BY ${order}`,
       )
       .all({
+        kind: query.kind,
         since: query.sinceMs,
         project: query.project ?? null,
-        url: query.urlContains ?? null,
+        key: query.attributeContains?.key ?? '',
+        text: query.attributeContains?.text ?? null,
         min: query.minDurationMs ?? null,
         limit: query.limit,
       }) as { id: number; received_at_ms: number; body: string }[];

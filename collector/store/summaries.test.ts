@@ -7,6 +7,7 @@ import { tempDir } from '../../test/env.js';
 import type { SpanRecord } from '../core/model.js';
 import { span as fixtureSpan, summary } from './records.fixture.js';
 import { SqliteStore } from './sqlite.js';
+import { recentRequests, unsummarizedCorrelations } from '../../plugins/correlate/queries.js';
 
 // A DB span of the request with this correlation id.
 const span = (correlationId: string, extra: Partial<SpanRecord> = {}): SpanRecord =>
@@ -26,15 +27,15 @@ test('unsummarizedCorrelations: ids with records newer than their newest summary
   now = 2_001_000;
   await store.append([span('c')]); // late span after c's summary
 
-  const found = await store.unsummarizedCorrelations(1_500_000, 100);
+  const found = await unsummarizedCorrelations(store, 1_500_000, 100);
   assert.deepEqual(found, [
     { correlationId: 'a', lastReceivedAtMs: 2_000_500 },
     { correlationId: 'c', lastReceivedAtMs: 2_001_000 },
   ]);
   // `old` arrived before the time asked about; b is covered by its summary.
-  assert.deepEqual((await store.unsummarizedCorrelations(0, 100)).map((c) => c.correlationId), ['old', 'a', 'c']);
-  assert.deepEqual((await store.unsummarizedCorrelations(0, 1)).map((c) => c.correlationId), ['old']);
-  assert.deepEqual(await store.unsummarizedCorrelations(3_000_000, 100), []);
+  assert.deepEqual((await unsummarizedCorrelations(store, 0, 100)).map((c) => c.correlationId), ['old', 'a', 'c']);
+  assert.deepEqual((await unsummarizedCorrelations(store, 0, 1)).map((c) => c.correlationId), ['old']);
+  assert.deepEqual(await unsummarizedCorrelations(store, 3_000_000, 100), []);
   await store.close();
 });
 
@@ -47,9 +48,9 @@ test('unsummarizedCorrelations finds the time boundary after retention removed t
     await store.append([span(`id${i}`)]);
   }
   await store.enforceLimits(); // keeps arrivals at or after 1490
-  const ids = (await store.unsummarizedCorrelations(1700, 1000)).map((c) => c.correlationId);
+  const ids = (await unsummarizedCorrelations(store, 1700, 1000)).map((c) => c.correlationId);
   assert.deepEqual(ids, Array.from({ length: 30 }, (_, i) => `id${170 + i}`));
-  assert.equal((await store.unsummarizedCorrelations(0, 1000)).length, 51);
+  assert.equal((await unsummarizedCorrelations(store, 0, 1000)).length, 51);
   await store.close();
 });
 
@@ -65,11 +66,11 @@ test('recentRequests: newest summary per id, filters, by request start or slowes
   await store.append([summary('a', 950, 'http://shop/cart?id=1', 'shop', 3), summary('c', 2000, 'http://blog/post', 'blog', 1)]);
 
   const ids = (rs: { correlationId: string; durationMs?: number }[]) => rs.map((r) => `${r.correlationId}:${r.durationMs}`);
-  assert.deepEqual(ids(await store.recentRequests({ sinceMs: 0, order: 'recent', limit: 10 })), ['a:950', 'b:300', 'c:2000']);
-  assert.deepEqual(ids(await store.recentRequests({ sinceMs: 0, order: 'slowest', limit: 2 })), ['c:2000', 'a:950']);
-  assert.deepEqual(ids(await store.recentRequests({ sinceMs: 0, order: 'recent', limit: 10, project: 'shop' })), ['a:950', 'b:300']);
-  assert.deepEqual(ids(await store.recentRequests({ sinceMs: 0, order: 'recent', limit: 10, urlContains: 'checkout' })), ['b:300']);
-  assert.deepEqual(ids(await store.recentRequests({ sinceMs: 0, order: 'recent', limit: 10, minDurationMs: 500 })), ['a:950', 'c:2000']);
-  assert.deepEqual(ids(await store.recentRequests({ sinceMs: 2500, order: 'recent', limit: 10 })), ['a:950', 'c:2000']);
+  assert.deepEqual(ids(await recentRequests(store, { sinceMs: 0, order: 'recent', limit: 10 })), ['a:950', 'b:300', 'c:2000']);
+  assert.deepEqual(ids(await recentRequests(store, { sinceMs: 0, order: 'slowest', limit: 2 })), ['c:2000', 'a:950']);
+  assert.deepEqual(ids(await recentRequests(store, { sinceMs: 0, order: 'recent', limit: 10, project: 'shop' })), ['a:950', 'b:300']);
+  assert.deepEqual(ids(await recentRequests(store, { sinceMs: 0, order: 'recent', limit: 10, urlContains: 'checkout' })), ['b:300']);
+  assert.deepEqual(ids(await recentRequests(store, { sinceMs: 0, order: 'recent', limit: 10, minDurationMs: 500 })), ['a:950', 'c:2000']);
+  assert.deepEqual(ids(await recentRequests(store, { sinceMs: 2500, order: 'recent', limit: 10 })), ['a:950', 'c:2000']);
   await store.close();
 });

@@ -8,8 +8,10 @@
 // `recovery_lookback`), and every `window` it asks again for what arrived since (records that
 // reached the store without passing here: another pipeline, another collector instance).
 import { defineProcessor } from '../../collector/core/api.js';
-import type { FlatRecord, Processor, ProcessorContext } from '../../collector/core/api.js';
+import type { AdminRoute, FlatRecord, Processor, ProcessorContext } from '../../collector/core/api.js';
 import { buildSummary, joinRecords, type JoinOptions } from './join.js';
+import { unsummarizedCorrelations } from './queries.js';
+import { requestRoutes } from './web.js';
 
 export interface CorrelateConfig {
   window: number;
@@ -93,6 +95,11 @@ class Correlator implements Processor {
     this.#sweepTimer.unref();
   }
 
+  /** The request pages and their JSON API (web.ts). */
+  adminRoutes(): AdminRoute[] {
+    return requestRoutes(this.#ctx.reader, this.#config.window);
+  }
+
   async shutdown(): Promise<void> {
     // Pending ids are not lost: their records are in the store and the next start recovers them.
     this.#stopped = true;
@@ -158,7 +165,7 @@ class Correlator implements Processor {
     // Joins of records older than this sweep's range cannot be reported again.
     for (const [id, at] of this.#joined) if (at < since) this.#joined.delete(id);
     for (let page = 0; page < 1000 && !this.#stopped; page++) {
-      const found = await this.#ctx.store.unsummarizedCorrelations(since, SWEEP_PAGE);
+      const found = await unsummarizedCorrelations(this.#ctx.reader, since, SWEEP_PAGE);
       for (const c of found) {
         const joined = this.#joined.get(c.correlationId);
         if (joined === undefined || c.lastReceivedAtMs > joined) this.#note(c.correlationId, c.lastReceivedAtMs);
@@ -181,7 +188,7 @@ class Correlator implements Processor {
       try {
         for (const [id] of batch) {
           readAt.set(id, Date.now());
-          const joined = joinRecords(id, await this.#ctx.store.byCorrelationId(id), this.#options);
+          const joined = joinRecords(id, await this.#ctx.reader.byCorrelationId(id), this.#options);
           const summary = buildSummary(joined, this.#options);
           if (summary) summaries.push(summary);
           if (summary && joined.summaries.length > 0) superseding++;

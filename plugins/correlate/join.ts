@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import { SpanKind } from '../../collector/core/api.js';
 import type { AttributeValue, Attributes, DerivedRecord, SpanRecord, StoredRecord } from '../../collector/core/api.js';
+import { HTTP, SUMMARY } from './attributes.js';
 
 export interface JoinOptions {
   /** How many of the slowest queries a summary lists. */
@@ -15,7 +16,7 @@ export interface JoinOptions {
 export const DEFAULT_JOIN_OPTIONS: JoinOptions = { slowestQueries: 5, nPlusOneThreshold: 5 };
 
 /** The request's own attributes a summary carries over (GELF maps them to _method, _url, _status_code). */
-const REQUEST_ATTRIBUTES = ['http.request.method', 'url.full', 'url.path', 'http.response.status_code', 'error.type', 'http.route'];
+const REQUEST_ATTRIBUTES = Object.values(HTTP);
 
 export const SUMMARY_SCOPE = 'bitville.correlate';
 
@@ -150,22 +151,22 @@ export function buildSummary(joined: Joined, options: JoinOptions = DEFAULT_JOIN
     .map((q): AttributeValue => ({ query: q.text, duration_ms: round(q.span.durationMs), span_id: q.span.spanId }));
   const repeated = joined.repeated.filter((g) => g.nPlusOne);
   Object.assign(attributes, {
-    'bitville.correlation_id': correlationId,
-    'bitville.request_span_id': request.spanId,
-    'bitville.db_time_ms': joined.dbTimeMs,
-    'bitville.db_query_count': queries.length,
-    'bitville.slowest_queries': slowest,
-    'bitville.n_plus_one': repeated.length > 0,
-    'bitville.repeated_queries': repeated.map((g): AttributeValue => ({ query: g.normalized, count: g.count, total_ms: round(g.totalMs) })),
-    'bitville.summary.id': summaryId,
-    'bitville.summary.revision': revisions + 1,
-    'bitville.summary.last_record_id': joined.lastRecordId,
+    [SUMMARY.correlationId]: correlationId,
+    [SUMMARY.requestSpanId]: request.spanId,
+    [SUMMARY.dbTimeMs]: joined.dbTimeMs,
+    [SUMMARY.dbQueryCount]: queries.length,
+    [SUMMARY.slowestQueries]: slowest,
+    [SUMMARY.nPlusOne]: repeated.length > 0,
+    [SUMMARY.repeatedQueries]: repeated.map((g): AttributeValue => ({ query: g.normalized, count: g.count, total_ms: round(g.totalMs) })),
+    [SUMMARY.id]: summaryId,
+    [SUMMARY.revision]: revisions + 1,
+    [SUMMARY.lastRecordId]: joined.lastRecordId,
   } satisfies Attributes);
   if (repeated[0]) {
-    attributes['bitville.n_plus_one_query'] = repeated[0].normalized;
-    attributes['bitville.n_plus_one_count'] = repeated[0].count;
+    attributes[SUMMARY.nPlusOneQuery] = repeated[0].normalized;
+    attributes[SUMMARY.nPlusOneCount] = repeated[0].count;
   }
-  if (previous) attributes['bitville.summary.supersedes'] = previous.spanId;
+  if (previous) attributes[SUMMARY.supersedes] = previous.spanId;
 
   return {
     kind: 'summary',

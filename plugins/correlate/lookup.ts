@@ -1,13 +1,11 @@
 // Request lookups, in one place for the CLI (`bitville requests`, `bitville trace`), the admin
 // JSON API (/api/requests) and the web page: filters parsed and checked once, the list of
 // recent requests (from their summaries) and one request's waterfall (from its spans).
-import { z } from 'zod';
+import { BitvilleError, parseDuration, projectOf, z } from '../../collector/core/api.js';
+import type { AttributeValue, DerivedRecord, RecordReader, StoredRecord } from '../../collector/core/api.js';
+import { HTTP, SUMMARY } from './attributes.js';
 import { DEFAULT_JOIN_OPTIONS, joinRecords, type Joined } from './join.js';
-import { parseDuration } from '../../collector/common/schema.js';
-import { BitvilleError } from '../../collector/common/errors.js';
-import type { AttributeValue, DerivedRecord, StoredRecord } from '../../collector/core/model.js';
-import { projectOf } from '../../collector/core/model.js';
-import type { Store } from '../../collector/core/store.js';
+import { recentRequests } from './queries.js';
 
 const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   try {
@@ -68,8 +66,8 @@ export interface RequestRow {
   revision: number;
 }
 
-export async function listRequests(store: Store, filters: RequestFilters, now = Date.now()): Promise<RequestRow[]> {
-  const summaries = await store.recentRequests({
+export async function listRequests(reader: RecordReader, filters: RequestFilters, now = Date.now()): Promise<RequestRow[]> {
+  const summaries = await recentRequests(reader, {
     sinceMs: now - filters.since,
     order: filters.slowest ? 'slowest' : 'recent',
     limit: filters.limit,
@@ -87,15 +85,15 @@ function rowOf(s: DerivedRecord): RequestRow {
     project: projectOf(s),
     time: isoOf(s.timeUnixNano),
     name: s.name,
-    method: str(a['http.request.method']),
-    url: str(a['url.full']) ?? str(a['url.path']),
-    status: num(a['http.response.status_code']),
+    method: str(a[HTTP.method]),
+    url: str(a[HTTP.urlFull]) ?? str(a[HTTP.urlPath]),
+    status: num(a[HTTP.statusCode]),
     durationMs: s.durationMs,
-    dbTimeMs: num(a['bitville.db_time_ms']) ?? 0,
-    queryCount: num(a['bitville.db_query_count']) ?? 0,
-    nPlusOne: a['bitville.n_plus_one'] === true,
-    nPlusOneQuery: str(a['bitville.n_plus_one_query']),
-    revision: num(a['bitville.summary.revision']) ?? 1,
+    dbTimeMs: num(a[SUMMARY.dbTimeMs]) ?? 0,
+    queryCount: num(a[SUMMARY.dbQueryCount]) ?? 0,
+    nPlusOne: a[SUMMARY.nPlusOne] === true,
+    nPlusOneQuery: str(a[SUMMARY.nPlusOneQuery]),
+    revision: num(a[SUMMARY.revision]) ?? 1,
   };
 }
 
@@ -131,8 +129,8 @@ export interface TraceView {
 }
 
 /** One request's waterfall, or undefined when the store holds nothing for the id. */
-export async function traceOf(store: Store, correlationId: string): Promise<TraceView | undefined> {
-  const records = await store.byCorrelationId(correlationId);
+export async function traceOf(reader: RecordReader, correlationId: string): Promise<TraceView | undefined> {
+  const records = await reader.byCorrelationId(correlationId);
   if (records.length === 0) return undefined;
   const joined = joinRecords(correlationId, records, DEFAULT_JOIN_OPTIONS);
   return viewOf(joined, records);
@@ -143,7 +141,7 @@ function viewOf(j: Joined, records: StoredRecord[]): TraceView {
   const summary = newest ? rowOf(newest) : null;
   // With a summary, its N+1 verdict (made with the collector's configured threshold) decides.
   const flagged = newest
-    ? new Set(arr(newest.attributes['bitville.repeated_queries']).map((g) => str((g as Record<string, AttributeValue>)?.query)))
+    ? new Set(arr(newest.attributes[SUMMARY.repeatedQueries]).map((g) => str((g as Record<string, AttributeValue>)?.query)))
     : new Set(j.repeated.filter((g) => g.nPlusOne).map((g) => g.normalized));
   const spans = [...(j.request ? [j.request] : []), ...j.queries.map((q) => q.span)];
   const startNs = spans.length ? spans.map((s) => BigInt(s.startTimeUnixNano)).reduce((a, b) => (b < a ? b : a)) : 0n;
@@ -164,9 +162,9 @@ function viewOf(j: Joined, records: StoredRecord[]): TraceView {
           spanId: r.spanId,
           offsetMs: offset(r.startTimeUnixNano),
           durationMs: r.durationMs,
-          method: str(r.attributes['http.request.method']),
-          url: str(r.attributes['url.full']) ?? str(r.attributes['url.path']),
-          status: num(r.attributes['http.response.status_code']),
+          method: str(r.attributes[HTTP.method]),
+          url: str(r.attributes[HTTP.urlFull]) ?? str(r.attributes[HTTP.urlPath]),
+          status: num(r.attributes[HTTP.statusCode]),
           error: r.status.code === 2,
         }
       : null,

@@ -1,10 +1,10 @@
-// The admin server's request pages and JSON API. Server-rendered HTML with a little inline CSS:
-// no front-end build, no script, one round trip per page. Every value is escaped by the `html`
-// template tag; only fragments built by the tag itself pass through unescaped.
-import type { Express, NextFunction, Request, Response } from 'express';
-import { BitvilleError } from '../../collector/common/errors.js';
+// The request pages and their JSON API, served on the admin server as the correlate
+// processor's routes. Server-rendered HTML with a little inline CSS: no front-end build, no
+// script, one round trip per page. Every value is escaped by the `html` template tag; only
+// fragments built by the tag itself pass through unescaped.
+import { BitvilleError, formatDuration } from '../../collector/core/api.js';
+import type { AdminResponse, AdminRoute, RecordReader } from '../../collector/core/api.js';
 import { listRequests, parseRequestFilters, traceOf, type RequestFilters, type RequestRow, type TraceView } from './lookup.js';
-import type { Store } from '../../collector/core/store.js';
 
 class Html {
   constructor(readonly text: string) {}
@@ -30,55 +30,53 @@ export function html(strings: TemplateStringsArray, ...values: unknown[]): Html 
   return new Html(strings.reduce((out, s, i) => out + s + (i < values.length ? render(values[i]) : ''), ''));
 }
 
-/** Mounts `/`, `/requests/:id`, `/api/requests` and `/api/requests/:id` on the admin app. */
-export function mountRequestPages(app: Express, store: Store): void {
-  app.get('/api/requests', async (req, res) => {
-    let filters: RequestFilters;
+const json = (body: unknown, status = 200): AdminResponse => ({ status, contentType: 'application/json', body: JSON.stringify(body) });
+const htmlPage = (title: string, body: Html, status = 200): AdminResponse => ({ status, contentType: 'text/html; charset=utf-8', body: page(title, body).text });
+
+/** `/`, `/requests/:id`, `/api/requests` and `/api/requests/:id`, reading from `reader`. */
+export function requestRoutes(reader: RecordReader, windowMs: number): AdminRoute[] {
+  const filtersOf = (query: Record<string, string>): { filters?: RequestFilters; error?: string } => {
     try {
-      filters = parseRequestFilters(queryOf(req));
+      return { filters: parseRequestFilters(query) };
     } catch (err) {
       if (!(err instanceof BitvilleError)) throw err;
-      res.status(400).json({ error: err.message, code: err.code });
-      return;
+      return { error: err.message };
     }
-    res.json({ requests: await listRequests(store, filters) });
-  });
-  app.get('/api/requests/:id', async (req, res) => {
-    const view = await traceOf(store, req.params.id);
-    if (view) res.json(view);
-    else res.status(404).json({ error: `no records with correlation id ${req.params.id}` });
-  });
-  app.get('/', async (req, res) => {
-    let filters: RequestFilters | undefined;
-    let error: string | undefined;
-    try {
-      filters = parseRequestFilters(queryOf(req));
-    } catch (err) {
-      if (!(err instanceof BitvilleError)) throw err;
-      error = err.message;
-    }
-    const rows = filters ? await listRequests(store, filters) : [];
-    res.status(error ? 400 : 200).type('html').send(page('Requests', listPage(queryOf(req), rows, error)).text);
-  });
-  app.get('/requests/:id', async (req, res) => {
-    const view = await traceOf(store, req.params.id);
-    if (!view) {
-      res.status(404).type('html').send(page('Not found', html`<p class="empty">No records with correlation id <code>${req.params.id}</code>.</p>`).text);
-      return;
-    }
-    res.type('html').send(page(`Request ${view.correlationId}`, tracePage(view)).text);
-  });
-  // A failing store read (the collector stopping) answers 500 with a message, never a stack trace.
-  app.use(['/api/requests', '/requests'], (err: Error, _req: Request, res: Response, next: NextFunction) => {
-    if (res.headersSent) return next(err);
-    res.status(500).json({ error: `lookup failed: ${err.message}` });
-  });
+  };
+  return [
+    {
+      path: '/api/requests',
+      async handle({ query }) {
+        const { filters, error } = filtersOf(query);
+        if (!filters) return json({ error, code: 'BV_BAD_FILTER' }, 400);
+        return json({ requests: await listRequests(reader, filters) });
+      },
+    },
+    {
+      path: '/api/requests/:id',
+      async handle({ params }) {
+        const view = await traceOf(reader, params.id!);
+        return view ? json(view) : json({ error: `no records with correlation id ${params.id}` }, 404);
+      },
+    },
+    {
+      path: '/',
+      async handle({ query }) {
+        const { filters, error } = filtersOf(query);
+        const rows = filters ? await listRequests(reader, filters) : [];
+        return htmlPage('Requests', listPage(query, rows, error, windowMs), error ? 400 : 200);
+      },
+    },
+    {
+      path: '/requests/:id',
+      async handle({ params }) {
+        const view = await traceOf(reader, params.id!);
+        if (!view) return htmlPage('Not found', html`<p class="empty">No records with correlation id <code>${params.id}</code>.</p>`, 404);
+        return htmlPage(`Request ${view.correlationId}`, tracePage(view));
+      },
+    },
+  ];
 }
-
-function queryOf(req: Request): Record<string, unknown> {
-  return { ...(req.query as Record<string, unknown>) };
-}
-
 
 const CSS = `
 *{box-sizing:border-box}
@@ -138,7 +136,7 @@ function page(title: string, body: Html): Html {
 
 const SINCE_CHOICES = ['15m', '1h', '6h', '24h', '7d'];
 
-function listPage(query: Record<string, unknown>, rows: RequestRow[], error: string | undefined): Html {
+function listPage(query: Record<string, string>, rows: RequestRow[], error: string | undefined, windowMs: number): Html {
   const q = (k: string) => (typeof query[k] === 'string' ? (query[k] as string) : '');
   const since = q('since') || '24h';
   const choices = SINCE_CHOICES.includes(since) ? SINCE_CHOICES : [since, ...SINCE_CHOICES];
@@ -156,7 +154,7 @@ function listPage(query: Record<string, unknown>, rows: RequestRow[], error: str
 ${error ? html`<p class="error">${error}</p>` : ''}
 ${
   rows.length === 0 && !error
-    ? html`<p class="empty">No requests match. A request appears here once its summary is made: when no span of it has arrived for the join window (10 s by default).</p>`
+    ? html`<p class="empty">No requests match. A request appears here once its summary is made: when no span of it has arrived for the join window (${formatDuration(windowMs)}).</p>`
     : rows.length === 0
       ? ''
       : html`<table id="requests"><thead><tr><th>Time (UTC)</th><th>Duration</th><th>DB time</th><th>Queries</th><th>Status</th><th>Method</th><th>URL</th><th>Project</th></tr></thead><tbody>

@@ -1,0 +1,27 @@
+// The attribute names of a request summary, defined once: the join writes them, the lookups,
+// the web page and the GELF mapping read them.
+export const SUMMARY = {
+  correlationId: 'bitville.correlation_id',
+  requestSpanId: 'bitville.request_span_id',
+  dbTimeMs: 'bitville.db_time_ms',
+  dbQueryCount: 'bitville.db_query_count',
+  slowestQueries: 'bitville.slowest_queries',
+  nPlusOne: 'bitville.n_plus_one',
+  nPlusOneQuery: 'bitville.n_plus_one_query',
+  nPlusOneCount: 'bitville.n_plus_one_count',
+  repeatedQueries: 'bitville.repeated_queries',
+  id: 'bitville.summary.id',
+  revision: 'bitville.summary.revision',
+  lastRecordId: 'bitville.summary.last_record_id',
+  supersedes: 'bitville.summary.supersedes',
+} as const;
+
+/** The request's own attributes (OpenTelemetry semantic conventions) a summary carries over. */
+export const HTTP = {
+  method: 'http.request.method',
+  urlFull: 'url.full',
+  urlPath: 'url.path',
+  statusCode: 'http.response.status_code',
+  errorType: 'error.type',
+  route: 'http.route',
+} as const;
