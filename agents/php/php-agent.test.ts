@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { eventually, readStore, startCollector } from '../../test/collector.js';
 import { PG_DSN, skipWithoutPhp, skipWithoutPostgres, tempDir } from '../../test/env.js';
 import { daemonConfig, freePort, runDaemonToExit, startDaemon, startPhp } from './harness.fixture.js';
@@ -161,4 +161,78 @@ test('the socket is created with mode 0660 in a new directory; a second daemon r
   await daemon.stop();
   assert.ok(!existsSync(daemon.socketPath), 'a clean stop removes the socket');
   assert.equal((await runDaemonToExit({ ...config, project: '' })).code, 1, 'bad config exits 1');
+});
+
+/** A well-formed datagram as agent.php sends it; `over` replaces fields. */
+function datagram(n: number, over: Record<string, unknown> = {}): Buffer {
+  return Buffer.from(JSON.stringify({
+    v: 1, trace_id: (n + 1).toString(16).padStart(32, 'a'), span_id: 'b'.repeat(16), parent_span_id: '', method: 'GET', url: `http://shop.example/p/${n}`,
+    script: '/index.php', status: 200, start_us: Date.now() * 1000, duration_us: 600_000, peak_memory: 2_097_152, host: 'web-1', project: 'shop', php_version: '8.2.0',
+    sapi: 'fpm-fcgi', error: null, ...over,
+  }));
+}
+
+function datagramClient(t: TestContext, socketPath: string) {
+  const unix = createRequire(import.meta.url)('unix-dgram');
+  const client = unix.createSocket('unix_dgram');
+  t.after(() => client.close());
+  const once = (buf: Buffer) => new Promise<Error | undefined>((resolve) => client.send(buf, 0, buf.length, socketPath, resolve));
+  return async (buf: Buffer) => {
+    // The daemon's queue holds net.unix.max_dgram_qlen datagrams; a full one refuses with EAGAIN
+    // and the unconnected socket gives no writable event, so retry shortly (bounded).
+    for (const deadline = Date.now() + 5000; ; ) {
+      const err = (await once(buf)) as (Error & { code?: number }) | undefined;
+      if (!err) return;
+      if (err.code !== -11 || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  };
+}
+
+test('a datagram with a lone surrogate, invalid UTF-8 and oversized fields is sanitised: it and its 99 neighbours all reach the collector', async (t) => {
+  const dir = tempDir(t);
+  const collector = await startCollector(t);
+  const daemon = await startDaemon(t, daemonConfig(dir, collector.otlpUrl, { batch: { max_events: 100, timeout: '1s' } }));
+  const send = datagramClient(t, daemon.socketPath);
+  for (let i = 0; i < 100; i++) {
+    if (i !== 42) {
+      await send(datagram(i));
+      continue;
+    }
+    // JSON can carry an unpaired surrogate as an escape; raw bytes can be invalid UTF-8.
+    const json = datagram(i, { host: 'h'.repeat(300), php_version: 'X' }).toString().replace('"/index.php"', '"/p\\ud800ge.php"').replace('"X"', '"8.2.0 \\udfff"');
+    const url = Buffer.from('http://shop.example/caf\u00e9/\u00ff');
+    const bad = Buffer.from(json.replace(`"http://shop.example/p/${i}"`, '"URL"'));
+    const at = bad.indexOf('URL');
+    await send(Buffer.concat([bad.subarray(0, at), url.subarray(0, url.length - 1), Buffer.from([0xc3, 0x28, 0xed, 0xa0, 0x80]), bad.subarray(at + 3)]));
+  }
+  const stored = await eventually(() => (spans(collector.dbPath).length >= 100 ? spans(collector.dbPath) : undefined), 15_000, '100 spans');
+  assert.equal(stored.length, 100, 'none lost, none refused');
+  const bad = stored.find((s) => s.attributes['url.full'].startsWith('http://shop.example/caf'))!;
+  assert.equal(bad.attributes['code.file.path'], '/p\ufffdge.php');
+  assert.match(bad.attributes['url.full'], /^http:\/\/shop\.example\/caf\u00e9\/\ufffd+\(\ufffd+$/);
+  assert.equal(bad.resource['host.name'], 'h'.repeat(255), 'cut to its bound');
+  assert.equal(bad.resource['process.runtime.version'], '8.2.0 \ufffd');
+  assert.equal(await daemon.metric('bitville_php_agent_fields_truncated_total{field="host",agent="php_agent"}'), 1);
+  assert.equal(await daemon.metric('bitville_agent_events_dropped_total{reason="rejected",agent="php_agent"}'), 0);
+});
+
+test('a wrong token keeps every event on disk and says so; with the right token after a restart they all arrive', async (t) => {
+  if (skipWithoutPhp(t)) return;
+  const dir = tempDir(t);
+  const collector = await startCollector(t, { config: { receivers: { otlp: { protocols: { http: { auth: { bearer_token: 'right' } } } } } } });
+  const config = daemonConfig(dir, collector.otlpUrl);
+  const wrong = await startDaemon(t, { ...config, exporter: { ...config.exporter, token: 'wrong' } });
+  const php = await startPhp(t, { ...THRESHOLD, socket: wrong.socketPath, state_file: join(dir, 'breaker') });
+  for (let i = 0; i < 3; i++) await php.get(`/slow.php?ms=70&n=${i}`);
+  await eventually(async () => ((await wrong.metric('bitville_agent_exporter_unauthorized{agent="php_agent"}')) === 1 ? true : undefined), 10_000, 'the refusal seen');
+  await eventually(async () => ((await wrong.metric('bitville_agent_buffered_events{tier="disk",agent="php_agent"}')) === 3 ? true : undefined), 10_000, 'three events kept');
+  assert.equal(await wrong.metric('bitville_agent_events_dropped_total{reason="rejected",agent="php_agent"}'), 0);
+  const loud = wrong.logs.filter((l) => l.level === 50 && /credentials/.test(l.msg));
+  assert.equal(loud.length, 1, 'one error line');
+  assert.equal(loud[0]!.status, 401);
+  await wrong.stop();
+  await startDaemon(t, { ...config, exporter: { ...config.exporter, token: 'right' } });
+  const got = await eventually(() => (spans(collector.dbPath).length >= 3 ? spans(collector.dbPath) : undefined), 15_000, 'three spans');
+  assert.deepEqual(got.map((s) => s.attributes['url.query']).sort(), ['ms=70&n=0', 'ms=70&n=1', 'ms=70&n=2']);
 });
