@@ -178,16 +178,50 @@ if (!class_exists('BitvilleAgent', false)) {
                 'project' => self::setting('project', ''),
                 'php_version' => PHP_VERSION,
                 'sapi' => PHP_SAPI,
+                'pid' => getmypid(),
                 'error' => $error,
             );
         }
 
-        /** scheme://host/path?query with the values of deny-listed query parameters replaced by REDACTED. */
+        /**
+         * The URL the client asked for: scheme://host[:port]/path?query, the values of deny-listed
+         * query parameters replaced by REDACTED. Scheme from HTTPS (Apache, nginx's stock
+         * fastcgi_params) or REQUEST_SCHEME; host and port from the Host header, the port falling
+         * back to SERVER_PORT when the header carries none (nginx with `$host`, HTTP/1.0). Only
+         * when REMOTE_ADDR is one of the configured `trusted_proxies` do X-Forwarded-Proto /
+         * -Host / -Port replace them (else anyone could choose what is recorded).
+         */
         private static function url(): string
         {
             $uri = isset($_SERVER['REQUEST_URI']) ? (string) $_SERVER['REQUEST_URI'] : '';
-            $https = isset($_SERVER['HTTPS']) && $_SERVER['HTTPS'] !== '' && $_SERVER['HTTPS'] !== 'off';
-            $host = isset($_SERVER['HTTP_HOST']) ? (string) $_SERVER['HTTP_HOST'] : (isset($_SERVER['SERVER_NAME']) ? (string) $_SERVER['SERVER_NAME'] : '');
+            $https = (isset($_SERVER['HTTPS']) && $_SERVER['HTTPS'] !== '' && strtolower((string) $_SERVER['HTTPS']) !== 'off')
+                || (isset($_SERVER['REQUEST_SCHEME']) && strtolower((string) $_SERVER['REQUEST_SCHEME']) === 'https');
+            $scheme = $https ? 'https' : 'http';
+            $authority = isset($_SERVER['HTTP_HOST']) ? (string) $_SERVER['HTTP_HOST'] : '';
+            list($host, $port) = self::splitHost($authority);
+            if ($host === '' && isset($_SERVER['SERVER_NAME'])) {
+                $host = (string) $_SERVER['SERVER_NAME'];
+            }
+            $forwarded = self::forwarded();
+            if ($forwarded !== null) {
+                list($proto, $fhost, $fport) = $forwarded;
+                if ($proto !== '') {
+                    $scheme = $proto;
+                }
+                if ($fhost !== '') {
+                    list($host, $port) = self::splitHost($fhost);
+                }
+                // The port the client used: forwarded, or in the forwarded Host; never the one
+                // the proxy reached this server on.
+                if ($fport !== '') {
+                    $port = $fport;
+                }
+            } elseif ($port === '' && isset($_SERVER['SERVER_PORT']) && ctype_digit((string) $_SERVER['SERVER_PORT'])) {
+                $port = (string) $_SERVER['SERVER_PORT'];
+            }
+            if ($port === ($scheme === 'https' ? '443' : '80')) {
+                $port = '';
+            }
             $q = strpos($uri, '?');
             if ($q !== false) {
                 $deny = array_flip(array_map('strtolower', array_map('trim', explode(',', self::setting('redact',
@@ -202,7 +236,76 @@ if (!class_exists('BitvilleAgent', false)) {
                 }
                 $uri = substr($uri, 0, $q) . '?' . implode('&', $pairs);
             }
-            return ($https ? 'https' : 'http') . '://' . $host . $uri;
+            return $scheme . '://' . $host . ($port !== '' ? ':' . $port : '') . $uri;
+        }
+
+        /** 'host:port', '[v6]:port' or 'host' to [host, port or '']; a port that is not digits is ignored. */
+        private static function splitHost(string $authority): array
+        {
+            $authority = trim($authority);
+            if ($authority === '') {
+                return array('', '');
+            }
+            $colon = strrpos($authority, ':');
+            if ($colon === false || ($authority[0] === '[' && substr($authority, -1) === ']') || ($authority[0] !== '[' && strpos($authority, ':') !== $colon)) {
+                return array($authority, '');
+            }
+            $port = substr($authority, $colon + 1);
+            return array(substr($authority, 0, $colon), ctype_digit($port) ? $port : '');
+        }
+
+        /** [proto, host, port] from X-Forwarded-* when the peer is a trusted proxy and sent any; else null. First value of a list (the client's side). */
+        private static function forwarded(): ?array
+        {
+            $trusted = self::setting('trusted_proxies', '');
+            if ($trusted === '' || !isset($_SERVER['REMOTE_ADDR']) || !self::addressIn((string) $_SERVER['REMOTE_ADDR'], $trusted)) {
+                return null;
+            }
+            $first = static function (string $key): string {
+                if (!isset($_SERVER[$key])) {
+                    return '';
+                }
+                $value = (string) $_SERVER[$key];
+                $comma = strpos($value, ',');
+                return trim($comma === false ? $value : substr($value, 0, $comma));
+            };
+            $proto = strtolower($first('HTTP_X_FORWARDED_PROTO'));
+            $host = $first('HTTP_X_FORWARDED_HOST');
+            $port = $first('HTTP_X_FORWARDED_PORT');
+            if ($proto === '' && $host === '' && $port === '') {
+                return null;
+            }
+            return array($proto === 'https' || $proto === 'http' ? $proto : '', $host, ctype_digit($port) ? $port : '');
+        }
+
+        /** Whether $address is in the comma-separated list of addresses and CIDR blocks (IPv4, IPv6, IPv4-mapped IPv6). */
+        private static function addressIn(string $address, string $list): bool
+        {
+            $ip = @inet_pton($address);
+            if ($ip === false) {
+                return false;
+            }
+            if (strlen($ip) === 16 && substr($ip, 0, 12) === str_repeat("\0", 10) . "\xff\xff") {
+                $ip = substr($ip, 12);
+            }
+            foreach (explode(',', $list) as $entry) {
+                $entry = trim($entry);
+                $slash = strpos($entry, '/');
+                $net = @inet_pton($slash === false ? $entry : substr($entry, 0, $slash));
+                if ($net === false || strlen($net) !== strlen($ip)) {
+                    continue;
+                }
+                $bits = $slash === false ? strlen($ip) * 8 : min((int) substr($entry, $slash + 1), strlen($ip) * 8);
+                $bytes = intdiv($bits, 8);
+                if (substr($ip, 0, $bytes) !== substr($net, 0, $bytes)) {
+                    continue;
+                }
+                $rest = $bits % 8;
+                if ($rest === 0 || ((ord($ip[$bytes]) ^ ord($net[$bytes])) & (0xff << (8 - $rest)) & 0xff) === 0) {
+                    return true;
+                }
+            }
+            return false;
         }
 
         /** Non-blocking datagram send behind the breaker; failures are counted and ride along with the next success. */

@@ -1,12 +1,14 @@
 // End to end: real `php -S` with agent.php prepended -> real php-agent daemon -> real collector.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { eventually, readStore, startCollector } from '../../test/collector.js';
 import { PG_DSN, skipWithoutPhp, skipWithoutPostgres, tempDir } from '../../test/env.js';
-import { daemonConfig, freePort, runDaemonToExit, startDaemon, startPhp } from './harness.fixture.js';
+import { AGENT_PHP, PAGES, daemonConfig, freePort, runDaemonToExit, startDaemon, startPhp } from './harness.fixture.js';
 
 const THRESHOLD = { threshold_ms: '60' };
 
@@ -235,4 +237,45 @@ test('a wrong token keeps every event on disk and says so; with the right token 
   await startDaemon(t, { ...config, exporter: { ...config.exporter, token: 'right' } });
   const got = await eventually(() => (spans(collector.dbPath).length >= 3 ? spans(collector.dbPath) : undefined), 15_000, 'three spans');
   assert.deepEqual(got.map((s) => s.attributes['url.query']).sort(), ['ms=70&n=0', 'ms=70&n=1', 'ms=70&n=2']);
+});
+
+/** Runs one page with php-cli and agent.php, the CGI/FastCGI server variables given as the environment (PHP puts them in $_SERVER, as FPM does). */
+async function runPage(page: string, settings: Record<string, string>, server: Record<string, string>): Promise<string> {
+  const ini = Object.entries(settings).flatMap(([k, v]) => ['-d', `bitville.${k}=${v}`]);
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('BITVILLE_') && !k.startsWith('HTTP')));
+  const { stdout } = await promisify(execFile)('php', ['-d', `auto_prepend_file=${AGENT_PHP}`, ...ini, join(PAGES, page)], { env: { ...clean, BITVILLE_CLI: '1', REQUEST_METHOD: 'GET', ...server } });
+  return stdout;
+}
+
+test('url.full and server.port as the client saw them: SERVER_PORT, HTTPS, X-Forwarded-* only from trusted proxies', async (t) => {
+  if (skipWithoutPhp(t)) return;
+  const dir = tempDir(t);
+  const collector = await startCollector(t);
+  const daemon = await startDaemon(t, daemonConfig(dir, collector.otlpUrl));
+  const settings = { threshold_ms: '0', socket: daemon.socketPath, state_file: join(dir, 'breaker'), trusted_proxies: '10.0.0.0/8, fd00::/8, 192.0.2.7' };
+  const cases: [string, Record<string, string>, string, number][] = [
+    // Debian nginx, stock fastcgi_params, `fastcgi_param HTTP_HOST $host` or a Host without its port.
+    ['nginx, Host without port', { HTTP_HOST: 'shop.example', SERVER_NAME: 'shop.example', SERVER_PORT: '8080', REQUEST_SCHEME: 'http', REMOTE_ADDR: '198.51.100.1', REQUEST_URI: '/cart?x=1' }, 'http://shop.example:8080/cart?x=1', 8080],
+    ['nginx TLS on 8443', { HTTPS: 'on', HTTP_HOST: 'shop.example:8443', SERVER_PORT: '8443', REQUEST_SCHEME: 'https', REMOTE_ADDR: '198.51.100.1', REQUEST_URI: '/' }, 'https://shop.example:8443/', 8443],
+    ['Apache TLS, default port', { HTTPS: 'on', HTTP_HOST: 'shop.example', SERVER_PORT: '443', REMOTE_ADDR: '198.51.100.1', REQUEST_URI: '/a' }, 'https://shop.example/a', 443],
+    ['Apache, HTTPS=off', { HTTPS: 'off', HTTP_HOST: 'shop.example', SERVER_PORT: '80', REMOTE_ADDR: '198.51.100.1', REQUEST_URI: '/b' }, 'http://shop.example/b', 80],
+    ['HTTP/1.0, no Host', { SERVER_NAME: 'shop.example', SERVER_PORT: '8081', REMOTE_ADDR: '198.51.100.1', REQUEST_URI: '/c' }, 'http://shop.example:8081/c', 8081],
+    ['forged X-Forwarded-* from an untrusted peer', { HTTP_HOST: 'shop.example:8080', SERVER_PORT: '8080', REMOTE_ADDR: '203.0.113.9', HTTP_X_FORWARDED_PROTO: 'https', HTTP_X_FORWARDED_HOST: 'evil.example', HTTP_X_FORWARDED_PORT: '1', REQUEST_URI: '/d' }, 'http://shop.example:8080/d', 8080],
+    ['trusted proxy (CIDR), all three', { HTTP_HOST: 'backend:8080', SERVER_PORT: '8080', REMOTE_ADDR: '10.1.2.3', HTTP_X_FORWARDED_PROTO: 'https, http', HTTP_X_FORWARDED_HOST: 'www.shop.example', HTTP_X_FORWARDED_PORT: '8443', REQUEST_URI: '/e' }, 'https://www.shop.example:8443/e', 8443],
+    ['trusted IPv6 proxy, proto and host only', { HTTP_HOST: 'backend:8080', SERVER_PORT: '8080', REMOTE_ADDR: 'fd00::5', HTTP_X_FORWARDED_PROTO: 'https', HTTP_X_FORWARDED_HOST: 'www.shop.example', REQUEST_URI: '/f' }, 'https://www.shop.example/f', 443],
+    ['trusted proxy (one address), proto only, Host passed through', { HTTP_HOST: 'www.shop.example', SERVER_PORT: '8080', REMOTE_ADDR: '192.0.2.7', HTTP_X_FORWARDED_PROTO: 'https', REQUEST_URI: '/g' }, 'https://www.shop.example/g', 443],
+    ['IPv6 Host with port', { HTTP_HOST: '[2001:db8::1]:8080', SERVER_PORT: '8080', REMOTE_ADDR: '198.51.100.1', REQUEST_URI: '/h' }, 'http://[2001:db8::1]:8080/h', 8080],
+  ];
+  const ids = cases.map((_, i) => (i + 1).toString(16).padStart(32, 'c'));
+  for (const [i, [, server]] of cases.entries()) {
+    assert.equal(await runPage('fast.php', settings, { ...server, HTTP_TRACEPARENT: `00-${ids[i]}-00f067aa0ba902b7-01` }), 'fast page body\n');
+  }
+  const got = await eventually(() => (spans(collector.dbPath).length >= cases.length ? spans(collector.dbPath) : undefined), 15_000, 'a span per case');
+  for (const [i, [name, , url, port]] of cases.entries()) {
+    const span = got.find((s) => s.traceId === ids[i]);
+    assert.ok(span, name);
+    assert.equal(span.attributes['url.full'], url, name);
+    assert.equal(span.attributes['server.port'], port, name);
+    assert.equal(span.attributes['process.pid'] > 0, true, `${name}: the worker pid`);
+  }
 });
