@@ -27,6 +27,8 @@ if (!class_exists('BitvilleAgent', false)) {
         /** @var float */ private static $startWall = 0.0;
         /** @var int */ private static $thresholdNs = 500000000;
         /** @var bool */ private static $active = false;
+        /** @var WeakMap|null PDO objects tagged in this request (weak: a closed connection is not kept alive). */
+        private static $taggedPdo = null;
 
         /** API: the correlation id of this request (32 lowercase hex, the W3C trace id). */
         public static function correlationId(): string
@@ -63,24 +65,74 @@ if (!class_exists('BitvilleAgent', false)) {
         /**
          * API: for a persistent connection (where PGAPPNAME does not apply, the connection being
          * older than the request), set application_name on it. Takes a PDO (pgsql driver) or a
-         * pgsql connection; returns false on any failure, never throws.
+         * pgsql connection; returns false on any failure, never throws. Call it after connecting
+         * and outside a transaction (a rolled-back SET is undone).
+         *
+         * pgsql: pg_pconnect() runs RESET ALL on every reuse, which puts back the tag of the
+         * request that opened the connection, so tag after each pg_pconnect() (or use pconnect()
+         * below). The server reports every change of application_name to libpq, so the current
+         * value is known locally: an already tagged connection costs no round trip.
+         * PDO: a reused persistent connection is not reset; one SET per PDO object and request.
          */
         public static function tagConnection($connection): bool
         {
             if (self::$traceId === '') {
                 return false;
             }
-            $sql = "SET application_name = '" . self::applicationName() . "'";
+            $name = self::applicationName();
+            $sql = "SET application_name = '" . $name . "'";
             try {
                 if ($connection instanceof PDO) {
-                    return $connection->exec($sql) !== false;
+                    if ($connection->getAttribute(PDO::ATTR_DRIVER_NAME) !== 'pgsql') {
+                        return false;
+                    }
+                    if (self::$taggedPdo === null && class_exists('WeakMap', false)) {
+                        self::$taggedPdo = new WeakMap();
+                    }
+                    if (self::$taggedPdo !== null && isset(self::$taggedPdo[$connection])) {
+                        return true;
+                    }
+                    $ok = @$connection->exec($sql) !== false;
+                    if ($ok && self::$taggedPdo !== null) {
+                        self::$taggedPdo[$connection] = true;
+                    }
+                    return $ok;
                 }
-                if (function_exists('pg_query')) {
+                if (function_exists('pg_parameter_status')) {
+                    if (@pg_parameter_status($connection, 'application_name') === $name) {
+                        return true;
+                    }
                     return @pg_query($connection, $sql) !== false;
                 }
             } catch (Throwable $e) {
             }
             return false;
+        }
+
+        /**
+         * API: pg_pconnect() whose connection carries this request's tag, reused or not: a
+         * drop-in replacement (same arguments, same result, same warnings on failure).
+         */
+        public static function pconnect(string $connectionString, int $flags = 0)
+        {
+            $connection = pg_pconnect($connectionString, $flags);
+            if ($connection !== false) {
+                self::tagConnection($connection);
+            }
+            return $connection;
+        }
+
+        /**
+         * API: new PDO(...) that, when persistent (PDO::ATTR_PERSISTENT), carries this request's
+         * tag: a drop-in replacement that throws what new PDO throws.
+         */
+        public static function pdo(string $dsn, ?string $username = null, ?string $password = null, ?array $options = null): PDO
+        {
+            $pdo = new PDO($dsn, $username, $password, $options);
+            if (!empty($options[PDO::ATTR_PERSISTENT])) {
+                self::tagConnection($pdo);
+            }
+            return $pdo;
         }
 
         /** Request start: ids, PGAPPNAME, the end-of-request hook. Called once by this file. */
@@ -100,6 +152,7 @@ if (!class_exists('BitvilleAgent', false)) {
                     self::$parentSpanId = '';
                 }
                 self::$spanId = bin2hex(random_bytes(8));
+                self::$taggedPdo = null;
                 putenv('PGAPPNAME=req:' . self::$traceId);
                 $threshold = self::setting('threshold_ms', '500');
                 self::$thresholdNs = is_numeric($threshold) ? (int) ((float) $threshold * 1000000) : 500000000;

@@ -279,3 +279,29 @@ test('url.full and server.port as the client saw them: SERVER_PORT, HTTPS, X-For
     assert.equal(span.attributes['process.pid'] > 0, true, `${name}: the worker pid`);
   }
 });
+
+test('persistent connections: pg_pconnect reuse (RESET ALL) and PDO persistent carry the current request tag through the helpers', async (t) => {
+  if (skipWithoutPhp(t) || (await skipWithoutPostgres(t))) return;
+  const dir = tempDir(t);
+  const collector = await startCollector(t);
+  const daemon = await startDaemon(t, daemonConfig(dir, collector.otlpUrl));
+  const u = new URL(PG_DSN);
+  const conninfo = `host=${u.hostname} port=${u.port || 5432} dbname=${u.pathname.slice(1)} user=${decodeURIComponent(u.username)}`;
+  const php = await startPhp(t, { threshold_ms: '0', socket: daemon.socketPath, state_file: join(dir, 'breaker') }, { BITVILLE_TEST_PG_CONNINFO: conninfo });
+  const first = JSON.parse((await php.get('/pconnect.php')).body);
+  const second = JSON.parse((await php.get('/pconnect.php')).body);
+  assert.notEqual(first.id, second.id);
+  assert.equal(second.worker, first.worker, 'one worker');
+  assert.equal(second.backend, first.backend, 'the pgsql connection was reused');
+  assert.equal(second.pdo_backend, first.pdo_backend, 'the PDO connection was reused');
+  assert.equal(second.plain, `req:${first.id}`, 'without the helper, a reused pg_pconnect carries its opener\'s tag');
+  assert.equal(second.wrapped, `req:${second.id}`, 'BitvilleAgent::pconnect()');
+  assert.equal(second.retagged, `req:${second.id}`, 'tagConnection() after another pg_pconnect()');
+  assert.equal(second.again, true);
+  assert.equal(second.last, 'SELECT 1 AS marker', 'an already tagged connection costs no query');
+  assert.equal(second.pdo, `req:${second.id}`, 'BitvilleAgent::pdo() with ATTR_PERSISTENT');
+  const got = await eventually(() => (spans(collector.dbPath).length >= 2 ? spans(collector.dbPath) : undefined), 10_000, 'two spans');
+  const span = got.find((s) => s.traceId === second.id)!;
+  assert.equal(span.attributes['process.pid'], second.worker, 'the worker pid, for statements on stale-tagged connections');
+  assert.ok(span.durationMs > 0);
+});
