@@ -345,10 +345,12 @@ if (!class_exists('BitvilleAgent', false)) {
                 $entry = trim($entry);
                 $slash = strpos($entry, '/');
                 $net = @inet_pton($slash === false ? $entry : substr($entry, 0, $slash));
-                if ($net === false || strlen($net) !== strlen($ip)) {
+                $prefix = $slash === false ? '' : substr($entry, $slash + 1);
+                // A malformed prefix trusts nothing (a typo must not trust everyone).
+                if ($net === false || strlen($net) !== strlen($ip) || ($slash !== false && (!ctype_digit($prefix) || (int) $prefix > strlen($ip) * 8))) {
                     continue;
                 }
-                $bits = $slash === false ? strlen($ip) * 8 : min((int) substr($entry, $slash + 1), strlen($ip) * 8);
+                $bits = $slash === false ? strlen($ip) * 8 : (int) $prefix;
                 $bytes = intdiv($bits, 8);
                 if (substr($ip, 0, $bytes) !== substr($net, 0, $bytes)) {
                     continue;

@@ -252,7 +252,7 @@ test('url.full and server.port as the client saw them: SERVER_PORT, HTTPS, X-For
   const dir = tempDir(t);
   const collector = await startCollector(t);
   const daemon = await startDaemon(t, daemonConfig(dir, collector.otlpUrl));
-  const settings = { threshold_ms: '0', socket: daemon.socketPath, state_file: join(dir, 'breaker'), trusted_proxies: '10.0.0.0/8, fd00::/8, 192.0.2.7' };
+  const settings = { threshold_ms: '0', socket: daemon.socketPath, state_file: join(dir, 'breaker'), trusted_proxies: '10.0.0.0/8, fd00::/8, 192.0.2.7, 203.0.113.0/-1, 203.0.0.0/x' };
   const cases: [string, Record<string, string>, string, number][] = [
     // Debian nginx, stock fastcgi_params, `fastcgi_param HTTP_HOST $host` or a Host without its port.
     ['nginx, Host without port', { HTTP_HOST: 'shop.example', SERVER_NAME: 'shop.example', SERVER_PORT: '8080', REQUEST_SCHEME: 'http', REMOTE_ADDR: '198.51.100.1', REQUEST_URI: '/cart?x=1' }, 'http://shop.example:8080/cart?x=1', 8080],
@@ -260,7 +260,7 @@ test('url.full and server.port as the client saw them: SERVER_PORT, HTTPS, X-For
     ['Apache TLS, default port', { HTTPS: 'on', HTTP_HOST: 'shop.example', SERVER_PORT: '443', REMOTE_ADDR: '198.51.100.1', REQUEST_URI: '/a' }, 'https://shop.example/a', 443],
     ['Apache, HTTPS=off', { HTTPS: 'off', HTTP_HOST: 'shop.example', SERVER_PORT: '80', REMOTE_ADDR: '198.51.100.1', REQUEST_URI: '/b' }, 'http://shop.example/b', 80],
     ['HTTP/1.0, no Host', { SERVER_NAME: 'shop.example', SERVER_PORT: '8081', REMOTE_ADDR: '198.51.100.1', REQUEST_URI: '/c' }, 'http://shop.example:8081/c', 8081],
-    ['forged X-Forwarded-* from an untrusted peer', { HTTP_HOST: 'shop.example:8080', SERVER_PORT: '8080', REMOTE_ADDR: '203.0.113.9', HTTP_X_FORWARDED_PROTO: 'https', HTTP_X_FORWARDED_HOST: 'evil.example', HTTP_X_FORWARDED_PORT: '1', REQUEST_URI: '/d' }, 'http://shop.example:8080/d', 8080],
+    ['forged X-Forwarded-* from an untrusted peer (malformed prefixes in the list trust nobody)', { HTTP_HOST: 'shop.example:8080', SERVER_PORT: '8080', REMOTE_ADDR: '203.0.113.9', HTTP_X_FORWARDED_PROTO: 'https', HTTP_X_FORWARDED_HOST: 'evil.example', HTTP_X_FORWARDED_PORT: '1', REQUEST_URI: '/d' }, 'http://shop.example:8080/d', 8080],
     ['trusted proxy (CIDR), all three', { HTTP_HOST: 'backend:8080', SERVER_PORT: '8080', REMOTE_ADDR: '10.1.2.3', HTTP_X_FORWARDED_PROTO: 'https, http', HTTP_X_FORWARDED_HOST: 'www.shop.example', HTTP_X_FORWARDED_PORT: '8443', REQUEST_URI: '/e' }, 'https://www.shop.example:8443/e', 8443],
     ['trusted IPv6 proxy, proto and host only', { HTTP_HOST: 'backend:8080', SERVER_PORT: '8080', REMOTE_ADDR: 'fd00::5', HTTP_X_FORWARDED_PROTO: 'https', HTTP_X_FORWARDED_HOST: 'www.shop.example', REQUEST_URI: '/f' }, 'https://www.shop.example/f', 443],
     ['trusted proxy (one address), proto only, Host passed through', { HTTP_HOST: 'www.shop.example', SERVER_PORT: '8080', REMOTE_ADDR: '192.0.2.7', HTTP_X_FORWARDED_PROTO: 'https', REQUEST_URI: '/g' }, 'https://www.shop.example/g', 443],
