@@ -27,6 +27,8 @@ if (!class_exists('BitvilleAgent', false)) {
         /** @var float */ private static $startWall = 0.0;
         /** @var int */ private static $thresholdNs = 500000000;
         /** @var bool */ private static $active = false;
+        /** @var WeakMap|null PDO objects tagged in this request (weak: a closed connection is not kept alive). */
+        private static $taggedPdo = null;
 
         /** API: the correlation id of this request (32 lowercase hex, the W3C trace id). */
         public static function correlationId(): string
@@ -63,24 +65,74 @@ if (!class_exists('BitvilleAgent', false)) {
         /**
          * API: for a persistent connection (where PGAPPNAME does not apply, the connection being
          * older than the request), set application_name on it. Takes a PDO (pgsql driver) or a
-         * pgsql connection; returns false on any failure, never throws.
+         * pgsql connection; returns false on any failure, never throws. Call it after connecting
+         * and outside a transaction (a rolled-back SET is undone).
+         *
+         * pgsql: pg_pconnect() runs RESET ALL on every reuse, which puts back the tag of the
+         * request that opened the connection, so tag after each pg_pconnect() (or use pconnect()
+         * below). The server reports every change of application_name to libpq, so the current
+         * value is known locally: an already tagged connection costs no round trip.
+         * PDO: a reused persistent connection is not reset; one SET per PDO object and request.
          */
         public static function tagConnection($connection): bool
         {
             if (self::$traceId === '') {
                 return false;
             }
-            $sql = "SET application_name = '" . self::applicationName() . "'";
+            $name = self::applicationName();
+            $sql = "SET application_name = '" . $name . "'";
             try {
                 if ($connection instanceof PDO) {
-                    return $connection->exec($sql) !== false;
+                    if ($connection->getAttribute(PDO::ATTR_DRIVER_NAME) !== 'pgsql') {
+                        return false;
+                    }
+                    if (self::$taggedPdo === null && class_exists('WeakMap', false)) {
+                        self::$taggedPdo = new WeakMap();
+                    }
+                    if (self::$taggedPdo !== null && isset(self::$taggedPdo[$connection])) {
+                        return true;
+                    }
+                    $ok = @$connection->exec($sql) !== false;
+                    if ($ok && self::$taggedPdo !== null) {
+                        self::$taggedPdo[$connection] = true;
+                    }
+                    return $ok;
                 }
-                if (function_exists('pg_query')) {
+                if (function_exists('pg_parameter_status')) {
+                    if (@pg_parameter_status($connection, 'application_name') === $name) {
+                        return true;
+                    }
                     return @pg_query($connection, $sql) !== false;
                 }
             } catch (Throwable $e) {
             }
             return false;
+        }
+
+        /**
+         * API: pg_pconnect() whose connection carries this request's tag, reused or not: a
+         * drop-in replacement (same arguments, same result, same warnings on failure).
+         */
+        public static function pconnect(string $connectionString, int $flags = 0)
+        {
+            $connection = pg_pconnect($connectionString, $flags);
+            if ($connection !== false) {
+                self::tagConnection($connection);
+            }
+            return $connection;
+        }
+
+        /**
+         * API: new PDO(...) that, when persistent (PDO::ATTR_PERSISTENT), carries this request's
+         * tag: a drop-in replacement that throws what new PDO throws.
+         */
+        public static function pdo(string $dsn, ?string $username = null, ?string $password = null, ?array $options = null): PDO
+        {
+            $pdo = new PDO($dsn, $username, $password, $options);
+            if (!empty($options[PDO::ATTR_PERSISTENT])) {
+                self::tagConnection($pdo);
+            }
+            return $pdo;
         }
 
         /** Request start: ids, PGAPPNAME, the end-of-request hook. Called once by this file. */
@@ -100,6 +152,7 @@ if (!class_exists('BitvilleAgent', false)) {
                     self::$parentSpanId = '';
                 }
                 self::$spanId = bin2hex(random_bytes(8));
+                self::$taggedPdo = null;
                 putenv('PGAPPNAME=req:' . self::$traceId);
                 $threshold = self::setting('threshold_ms', '500');
                 self::$thresholdNs = is_numeric($threshold) ? (int) ((float) $threshold * 1000000) : 500000000;
@@ -178,16 +231,50 @@ if (!class_exists('BitvilleAgent', false)) {
                 'project' => self::setting('project', ''),
                 'php_version' => PHP_VERSION,
                 'sapi' => PHP_SAPI,
+                'pid' => getmypid(),
                 'error' => $error,
             );
         }
 
-        /** scheme://host/path?query with the values of deny-listed query parameters replaced by REDACTED. */
+        /**
+         * The URL the client asked for: scheme://host[:port]/path?query, the values of deny-listed
+         * query parameters replaced by REDACTED. Scheme from HTTPS (Apache, nginx's stock
+         * fastcgi_params) or REQUEST_SCHEME; host and port from the Host header, the port falling
+         * back to SERVER_PORT when the header carries none (nginx with `$host`, HTTP/1.0). Only
+         * when REMOTE_ADDR is one of the configured `trusted_proxies` do X-Forwarded-Proto /
+         * -Host / -Port replace them (else anyone could choose what is recorded).
+         */
         private static function url(): string
         {
             $uri = isset($_SERVER['REQUEST_URI']) ? (string) $_SERVER['REQUEST_URI'] : '';
-            $https = isset($_SERVER['HTTPS']) && $_SERVER['HTTPS'] !== '' && $_SERVER['HTTPS'] !== 'off';
-            $host = isset($_SERVER['HTTP_HOST']) ? (string) $_SERVER['HTTP_HOST'] : (isset($_SERVER['SERVER_NAME']) ? (string) $_SERVER['SERVER_NAME'] : '');
+            $https = (isset($_SERVER['HTTPS']) && $_SERVER['HTTPS'] !== '' && strtolower((string) $_SERVER['HTTPS']) !== 'off')
+                || (isset($_SERVER['REQUEST_SCHEME']) && strtolower((string) $_SERVER['REQUEST_SCHEME']) === 'https');
+            $scheme = $https ? 'https' : 'http';
+            $authority = isset($_SERVER['HTTP_HOST']) ? (string) $_SERVER['HTTP_HOST'] : '';
+            list($host, $port) = self::splitHost($authority);
+            if ($host === '' && isset($_SERVER['SERVER_NAME'])) {
+                $host = (string) $_SERVER['SERVER_NAME'];
+            }
+            $forwarded = self::forwarded();
+            if ($forwarded !== null) {
+                list($proto, $fhost, $fport) = $forwarded;
+                if ($proto !== '') {
+                    $scheme = $proto;
+                }
+                if ($fhost !== '') {
+                    list($host, $port) = self::splitHost($fhost);
+                }
+                // The port the client used: forwarded, or in the forwarded Host; never the one
+                // the proxy reached this server on.
+                if ($fport !== '') {
+                    $port = $fport;
+                }
+            } elseif ($port === '' && isset($_SERVER['SERVER_PORT']) && ctype_digit((string) $_SERVER['SERVER_PORT'])) {
+                $port = (string) $_SERVER['SERVER_PORT'];
+            }
+            if ($port === ($scheme === 'https' ? '443' : '80')) {
+                $port = '';
+            }
             $q = strpos($uri, '?');
             if ($q !== false) {
                 $deny = array_flip(array_map('strtolower', array_map('trim', explode(',', self::setting('redact',
@@ -202,7 +289,78 @@ if (!class_exists('BitvilleAgent', false)) {
                 }
                 $uri = substr($uri, 0, $q) . '?' . implode('&', $pairs);
             }
-            return ($https ? 'https' : 'http') . '://' . $host . $uri;
+            return $scheme . '://' . $host . ($port !== '' ? ':' . $port : '') . $uri;
+        }
+
+        /** 'host:port', '[v6]:port' or 'host' to [host, port or '']; a port that is not digits is ignored. */
+        private static function splitHost(string $authority): array
+        {
+            $authority = trim($authority);
+            if ($authority === '') {
+                return array('', '');
+            }
+            $colon = strrpos($authority, ':');
+            if ($colon === false || ($authority[0] === '[' && substr($authority, -1) === ']') || ($authority[0] !== '[' && strpos($authority, ':') !== $colon)) {
+                return array($authority, '');
+            }
+            $port = substr($authority, $colon + 1);
+            return array(substr($authority, 0, $colon), ctype_digit($port) ? $port : '');
+        }
+
+        /** [proto, host, port] from X-Forwarded-* when the peer is a trusted proxy and sent any; else null. First value of a list (the client's side). */
+        private static function forwarded(): ?array
+        {
+            $trusted = self::setting('trusted_proxies', '');
+            if ($trusted === '' || !isset($_SERVER['REMOTE_ADDR']) || !self::addressIn((string) $_SERVER['REMOTE_ADDR'], $trusted)) {
+                return null;
+            }
+            $first = static function (string $key): string {
+                if (!isset($_SERVER[$key])) {
+                    return '';
+                }
+                $value = (string) $_SERVER[$key];
+                $comma = strpos($value, ',');
+                return trim($comma === false ? $value : substr($value, 0, $comma));
+            };
+            $proto = strtolower($first('HTTP_X_FORWARDED_PROTO'));
+            $host = $first('HTTP_X_FORWARDED_HOST');
+            $port = $first('HTTP_X_FORWARDED_PORT');
+            if ($proto === '' && $host === '' && $port === '') {
+                return null;
+            }
+            return array($proto === 'https' || $proto === 'http' ? $proto : '', $host, ctype_digit($port) ? $port : '');
+        }
+
+        /** Whether $address is in the comma-separated list of addresses and CIDR blocks (IPv4, IPv6, IPv4-mapped IPv6). */
+        private static function addressIn(string $address, string $list): bool
+        {
+            $ip = @inet_pton($address);
+            if ($ip === false) {
+                return false;
+            }
+            if (strlen($ip) === 16 && substr($ip, 0, 12) === str_repeat("\0", 10) . "\xff\xff") {
+                $ip = substr($ip, 12);
+            }
+            foreach (explode(',', $list) as $entry) {
+                $entry = trim($entry);
+                $slash = strpos($entry, '/');
+                $net = @inet_pton($slash === false ? $entry : substr($entry, 0, $slash));
+                $prefix = $slash === false ? '' : substr($entry, $slash + 1);
+                // A malformed prefix trusts nothing (a typo must not trust everyone).
+                if ($net === false || strlen($net) !== strlen($ip) || ($slash !== false && (!ctype_digit($prefix) || (int) $prefix > strlen($ip) * 8))) {
+                    continue;
+                }
+                $bits = $slash === false ? strlen($ip) * 8 : (int) $prefix;
+                $bytes = intdiv($bits, 8);
+                if (substr($ip, 0, $bytes) !== substr($net, 0, $bytes)) {
+                    continue;
+                }
+                $rest = $bits % 8;
+                if ($rest === 0 || ((ord($ip[$bytes]) ^ ord($net[$bytes])) & (0xff << (8 - $rest)) & 0xff) === 0) {
+                    return true;
+                }
+            }
+            return false;
         }
 
         /** Non-blocking datagram send behind the breaker; failures are counted and ride along with the next success. */

@@ -54,12 +54,19 @@ export class PhpAgentDaemon {
   readonly runtime: AgentRuntime;
   private socket: DgramSocket | undefined;
   private readonly lost: Counter;
+  private readonly truncated: Counter;
 
   constructor(private readonly config: PhpAgentConfig, logger?: Logger) {
     this.runtime = new AgentRuntime({ source: 'php_agent', config, scope: { name: 'bitville.php-agent', version: VERSION }, ...(logger ? { logger } : {}) });
     this.lost = new Counter({
       name: 'bitville_php_agent_sends_lost_total',
       help: 'Slow requests agent.php could not deliver (daemon down, queue full, breaker open), as reported by its next successful send.',
+      registers: [this.runtime.metrics.registry],
+    });
+    this.truncated = new Counter({
+      name: 'bitville_php_agent_fields_truncated_total',
+      help: 'String fields of accepted events cut to their bound (see docs/php-agent.md), by field.',
+      labelNames: ['field'],
       registers: [this.runtime.metrics.registry],
     });
   }
@@ -107,6 +114,7 @@ export class PhpAgentDaemon {
     const result = parseDatagram(data);
     if ('reason' in result) return this.runtime.countMalformed(result.reason, { detail: result.detail, sample: data.subarray(0, 120).toString('utf8') });
     if (result.event.lost > 0) this.lost.inc(result.event.lost);
+    for (const field of result.truncated) this.truncated.inc({ field });
     this.runtime.submit({ type: 'span', span: toSpan(result.event) });
   }
 

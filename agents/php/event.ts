@@ -1,10 +1,48 @@
 // The datagram agent.php sends (one JSON object per slow request) and its translation into an
 // OTLP SERVER span with the OpenTelemetry HTTP semantic conventions.
+//
+// What the daemon accepts is sanitised, never trusted: every string field becomes valid UTF-8
+// (invalid bytes and lone surrogates such as a JSON `\ud800` become U+FFFD) and is cut to a
+// bound of its own (FIELD_LIMITS, in UTF-16 code units, never inside a surrogate pair). One bad
+// field so never costs the event, and never a batch at the collector.
 import { z } from 'zod';
+import { wellFormed } from '../runtime/encode.js';
 import type { AgentAttributeValue, AgentSpan } from '../runtime/index.js';
 
 const hex = (length: number) => z.string().regex(new RegExp(`^[0-9a-f]{${length}}$`));
-const text = (max: number) => z.string().max(max);
+
+/** The bound of each string field (documented in docs/php-agent.md). */
+export const FIELD_LIMITS = {
+  method: 32,
+  url: 8192,
+  script: 4096,
+  host: 255,
+  project: 255,
+  php_version: 64,
+  sapi: 64,
+  'error.message': 8192,
+  'error.file': 4096,
+} as const;
+
+export type LimitedField = keyof typeof FIELD_LIMITS;
+
+/** Collects the fields cut while parsing one datagram. */
+let truncatedFields: LimitedField[] = [];
+
+function clip(value: string, max: number): string {
+  if (value.length <= max) return value;
+  // Cutting between the halves of a surrogate pair would leave a lone one.
+  const end = /[\uD800-\uDBFF]/.test(value[max - 1]!) ? max - 1 : max;
+  return value.slice(0, end);
+}
+
+const text = (field: LimitedField) =>
+  z.string().transform((raw) => {
+    const value = wellFormed(raw);
+    if (value.length <= FIELD_LIMITS[field]) return value;
+    truncatedFields.push(field);
+    return clip(value, FIELD_LIMITS[field]);
+  });
 
 /** Version 1 of the datagram. Unknown keys are ignored so a newer agent.php still reports to an older daemon. */
 export const phpEventSchema = z.object({
@@ -12,40 +50,44 @@ export const phpEventSchema = z.object({
   trace_id: hex(32),
   span_id: hex(16),
   parent_span_id: z.union([hex(16), z.literal('')]),
-  method: text(32),
-  url: text(8192),
-  script: text(4096),
+  method: text('method'),
+  url: text('url'),
+  script: text('script'),
   status: z.int().min(0).max(999),
   start_us: z.int().positive(),
   duration_us: z.int().min(0),
   peak_memory: z.int().min(0),
-  host: text(255),
-  project: text(255),
-  php_version: text(64),
-  sapi: text(64),
+  host: text('host'),
+  project: text('project'),
+  php_version: text('php_version'),
+  sapi: text('sapi'),
   error: z
-    .object({ type: z.int(), message: text(8192), file: text(4096), line: z.int() })
+    .object({ type: z.int(), message: text('error.message'), file: text('error.file'), line: z.int() })
     .nullable(),
   /** Slow requests agent.php could not deliver since its previous successful send. */
   lost: z.int().min(0).default(0),
+  /** The PHP worker's process id (getmypid()), so statements on a persistent connection can be placed by worker and time. */
+  pid: z.int().positive().optional(),
 });
 
 export type PhpEvent = z.output<typeof phpEventSchema>;
 
-/** Parses one datagram; returns the event or the reason it is malformed. */
-export function parseDatagram(data: Buffer): { event: PhpEvent } | { reason: string; detail: string } {
+/** Parses one datagram; returns the event (with the fields that were cut to their bound) or the reason it is malformed. */
+export function parseDatagram(data: Buffer): { event: PhpEvent; truncated: LimitedField[] } | { reason: string; detail: string } {
   let json: unknown;
   try {
+    // Decoding replaces invalid UTF-8 byte sequences with U+FFFD.
     json = JSON.parse(data.toString('utf8'));
   } catch (err) {
     return { reason: 'not_json', detail: (err as Error).message };
   }
+  truncatedFields = [];
   const parsed = phpEventSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     return { reason: 'invalid_event', detail: `${issue.path.join('.') || '(top level)'}: ${issue.message}` };
   }
-  return { event: parsed.data };
+  return { event: parsed.data, truncated: truncatedFields };
 }
 
 function splitUrl(url: string): { scheme?: string; host?: string; port?: number; path: string; query?: string } {
@@ -76,6 +118,7 @@ export function toSpan(e: PhpEvent): AgentSpan {
     'php.sapi': e.sapi,
     'php.memory.peak_bytes': e.peak_memory,
   };
+  if (e.pid !== undefined) attributes['process.pid'] = e.pid;
   if (url.scheme) attributes['url.scheme'] = url.scheme;
   if (url.query !== undefined) attributes['url.query'] = url.query;
   if (url.host) attributes['server.address'] = url.host;

@@ -10,7 +10,7 @@
 // wait in memory, and beyond the bound the oldest are dropped. Beyond the disk bound the oldest
 // rows are dropped. Either way the drops are counted.
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 export interface BufferLimits {
@@ -59,9 +59,16 @@ export class EventBuffer {
     return this.memory.length - this.memoryHead;
   }
 
-  /** Opens (or creates) the disk tier and takes an exclusive lock on it. */
+  /**
+   * Opens (or creates) the disk tier and takes an exclusive lock on it. The file holds URLs and
+   * error messages: it is created 0600 (and an existing one tightened) whatever the umask, and a
+   * directory the runtime creates is 0700. SQLite gives its -wal and -shm files the database
+   * file's mode; ones left by an older version are tightened too.
+   */
   open(): void {
-    mkdirSync(dirname(this.path), { recursive: true });
+    mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
+    closeSync(openSync(this.path, 'a', 0o600));
+    for (const file of [this.path, `${this.path}-wal`, `${this.path}-shm`]) if (existsSync(file)) chmodSync(file, 0o600);
     this.db = new Database(this.path, { timeout: 0 });
     try {
       // Exclusive locking: a second agent on the same file fails here instead of exporting twice.

@@ -16,15 +16,27 @@ export interface Scope {
 const SPAN_KIND = { internal: 1, server: 2, client: 3 } as const;
 const STATUS_CODE = { unset: 0, ok: 1, error: 2 } as const;
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const LONE_SURROGATES = new RegExp(LONE_SURROGATE.source, 'g');
+
+/**
+ * The string as valid UTF-16 (lone surrogates become U+FFFD), so the protobuf is valid UTF-8:
+ * a collector refuses a whole request for one invalid string field. Capture code may pass
+ * anything (a datagram's JSON can carry `\ud800`); the check is cheap when nothing is wrong.
+ */
+export function wellFormed(text: string): string {
+  return LONE_SURROGATE.test(text) ? text.replace(LONE_SURROGATES, '\uFFFD') : text;
+}
+
 function anyValue(value: AgentAttributeValue | string | number | boolean): AnyValue {
   if (Array.isArray(value)) return { arrayValue: { values: (value as (string | number)[]).map(anyValue) } };
-  if (typeof value === 'string') return { stringValue: value };
+  if (typeof value === 'string') return { stringValue: wellFormed(value) };
   if (typeof value === 'boolean') return { boolValue: value };
   return Number.isSafeInteger(value) ? { intValue: value } : { doubleValue: value };
 }
 
 export function keyValues(attributes: Attributes): KeyValue[] {
-  return Object.entries(attributes).map(([key, value]) => ({ key, value: anyValue(value) }));
+  return Object.entries(attributes).map(([key, value]) => ({ key: wellFormed(key), value: anyValue(value) }));
 }
 
 const nanos = (text: string) => Long.fromString(text, true);
@@ -54,12 +66,12 @@ export function encodeSpans(spans: AgentSpan[], resource: Attributes, scope: Sco
             traceId: bytes(s.traceId),
             spanId: bytes(s.spanId),
             parentSpanId: s.parentSpanId ? bytes(s.parentSpanId) : undefined,
-            name: s.name,
+            name: wellFormed(s.name),
             kind: SPAN_KIND[s.kind],
             startTimeUnixNano: nanos(s.startTimeUnixNano),
             endTimeUnixNano: nanos(s.endTimeUnixNano),
             attributes: keyValues(s.attributes),
-            status: s.status ? { code: STATUS_CODE[s.status.code], message: s.status.message ?? '' } : undefined,
+            status: s.status ? { code: STATUS_CODE[s.status.code], message: wellFormed(s.status.message ?? '') } : undefined,
           })),
         },
       ],
@@ -79,8 +91,8 @@ export function encodeLogs(logs: AgentLog[], resource: Attributes, scope: Scope)
             timeUnixNano: nanos(l.timeUnixNano),
             observedTimeUnixNano: nanos(l.timeUnixNano),
             severityNumber: l.severityNumber,
-            severityText: l.severityText,
-            body: { stringValue: l.body },
+            severityText: wellFormed(l.severityText),
+            body: { stringValue: wellFormed(l.body) },
             attributes: keyValues(l.attributes),
             traceId: l.traceId ? bytes(l.traceId) : undefined,
             spanId: l.spanId ? bytes(l.spanId) : undefined,

@@ -27,7 +27,23 @@ export function agentMetrics(source: string, levels: () => BufferLevels, breaker
       labelNames: ['reason'],
       registers,
     }),
-    exportFailures: new Counter({ name: 'bitville_agent_export_failures_total', help: 'Failed export requests, by kind (retryable, permanent).', labelNames: ['signal', 'kind'], registers }),
+    exportFailures: new Counter({
+      name: 'bitville_agent_export_failures_total',
+      help: 'Failed export requests, by kind (retryable, permanent, unauthorized).',
+      labelNames: ['signal', 'kind'],
+      registers,
+    }),
+    batchSplits: new Counter({
+      name: 'bitville_agent_export_batch_splits_total',
+      help: 'Batches refused as a whole (400, 413) and split in halves to isolate the bad events.',
+      labelNames: ['signal'],
+      registers,
+    }),
+    unauthorized: new Gauge({
+      name: 'bitville_agent_exporter_unauthorized',
+      help: '1 while the collector refuses the exporter\'s credentials (401/403; data is kept), else 0.',
+      registers,
+    }),
     buffered: new Gauge({
       name: 'bitville_agent_buffered_events',
       help: 'Events waiting for export, by tier (memory, disk).',

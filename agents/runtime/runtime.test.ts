@@ -4,10 +4,11 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { statSync, writeFileSync } from 'node:fs';
+import { pino } from 'pino';
 import { z } from 'zod';
 import { tempDir } from '../../test/env.js';
 import { loadAgentConfig, parseAgentConfig, runtimeConfigShape } from './config.js';
-import { writeFileSync } from 'node:fs';
 import type { BitvilleError } from '../../collector/common/errors.js';
 import { AgentRuntime } from './runtime.js';
 import { testSpan } from './events.fixture.js';
@@ -100,13 +101,35 @@ test('the breaker opens after consecutive failures and shows on /metrics', async
   assert.equal(await metric(runtime.metricsUrl, 'bitville_agent_buffered_events{tier="disk",agent="php_agent"}'), 3, 'kept for later');
 });
 
-test('a permanent 4xx drops the batch, counts it, and the next batch goes on', async (t) => {
+test('a batch refused for one bad event: halves are re-sent, only that event is dropped, its neighbours arrive', async (t) => {
+  const sink = await startOtlpSink(t);
+  let refused = 0;
+  // As a collector does with one invalid record: the whole request is answered 400.
+  sink.respond((req, res) => {
+    if (!req.traces!.resourceSpans.some((rs) => rs.scopeSpans!.some((ss) => ss.spans!.some((sp) => attrs(sp.attributes)['poison'] === 1)))) return false;
+    refused++;
+    res.writeHead(400).end('invalid UTF-8 in span attribute');
+    return true;
+  });
+  const runtime = await startRuntime(t, testConfig(tempDir(t), sink.url, { batch: { max_events: 100, timeout: '20ms' } }));
+  for (let i = 0; i < 100; i++) runtime.submit(testSpan(i, i === 37 ? { poison: 1 } : {}));
+  await sink.until(() => sink.spans().length === 99);
+  await runtime.drained();
+  const delivered = sink.spans().map((s) => attrs(s.attributes)['test.n'] as number);
+  assert.deepEqual(delivered, Array.from({ length: 100 }, (_, i) => i).filter((i) => i !== 37), 'every neighbour, in order, once');
+  assert.ok(refused <= 8, `about log2(100) refused requests, got ${refused}`);
+  assert.equal(await metric(runtime.metricsUrl, 'bitville_agent_events_dropped_total{reason="rejected",agent="php_agent"}'), 1);
+  assert.equal(await metric(runtime.metricsUrl, 'bitville_agent_export_batch_splits_total{signal="traces",agent="php_agent"}'), refused - 1);
+  assert.equal(await metric(runtime.metricsUrl, 'bitville_agent_events_exported_total{signal="traces",agent="php_agent"}'), 99);
+});
+
+test('a 4xx that is not about the content (404) drops the batch as before, and the next batch goes on', async (t) => {
   const sink = await startOtlpSink(t);
   let first = true;
   sink.respond((_req, res) => {
     if (!first) return false;
     first = false;
-    res.writeHead(400).end('bad data');
+    res.writeHead(404).end('no pipeline');
     return true;
   });
   const runtime = await startRuntime(t, testConfig(tempDir(t), sink.url));
@@ -115,6 +138,54 @@ test('a permanent 4xx drops the batch, counts it, and the next batch goes on', a
   await runtime.drained();
   assert.deepEqual(sink.spans().map((s) => attrs(s.attributes)['test.n']), [3, 4, 5]);
   assert.equal(await metric(runtime.metricsUrl, 'bitville_agent_events_dropped_total{reason="rejected",agent="php_agent"}'), 3);
+});
+
+test('a wrong token (401, 403) drops nothing: events are kept and retried, one error line, a gauge', async (t) => {
+  const sink = await startOtlpSink(t);
+  let refusals = 0;
+  let fixed!: () => void;
+  const tokenFixed = new Promise<void>((resolve) => (fixed = resolve));
+  let accept = false;
+  sink.respond((_req, res) => {
+    if (accept) return false;
+    res.writeHead(++refusals % 2 ? 401 : 403).end('bad token');
+    if (refusals === 4) fixed();
+    return true;
+  });
+  const lines: Record<string, any>[] = [];
+  const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+  const config = testConfig(tempDir(t), sink.url, { exporter: { endpoint: sink.url, token: 'wrong', retry_backoff: ['5ms'], breaker: { failures: 1000, open_for: '1s' } } });
+  const runtime = new AgentRuntime({ source: 'php_agent', config, scope: { name: 'bitville.test', version: '1' }, logger });
+  await runtime.start();
+  t.after(() => runtime.stop());
+  for (let i = 0; i < 5; i++) runtime.submit(testSpan(i));
+  await tokenFixed;
+  assert.equal(await metric(runtime.metricsUrl, 'bitville_agent_exporter_unauthorized{agent="php_agent"}'), 1);
+  assert.equal(await metric(runtime.metricsUrl, 'bitville_agent_events_dropped_total{reason="rejected",agent="php_agent"}'), NaN, 'nothing dropped');
+  assert.ok((await metric(runtime.metricsUrl, 'bitville_agent_export_failures_total{signal="traces",kind="unauthorized",agent="php_agent"}')) >= 4);
+  const errors = lines.filter((l) => l.level === 50);
+  assert.equal(errors.length, 1, 'one error line per minute however often it is refused');
+  assert.match(errors[0]!.msg, /credentials.*check exporter\.token.*none dropped/);
+  assert.equal(errors[0]!.status, 401);
+  accept = true;
+  await sink.until(() => sink.spans().length === 5);
+  await runtime.drained();
+  assert.deepEqual(sink.spans().map((s) => attrs(s.attributes)['test.n']), [0, 1, 2, 3, 4], 'all kept, in order');
+  assert.equal(await metric(runtime.metricsUrl, 'bitville_agent_exporter_unauthorized{agent="php_agent"}'), 0);
+  assert.ok(lines.some((l) => l.level === 30 && /accepts this agent's credentials again/.test(l.msg)));
+});
+
+test('strings that are not valid UTF-16 (lone surrogates) are sent as U+FFFD, never as invalid UTF-8', async (t) => {
+  const sink = await startOtlpSink(t);
+  const runtime = await startRuntime(t, testConfig(tempDir(t), sink.url, { batch: { max_events: 1, timeout: '10ms' } }));
+  const event = testSpan(1, { 'url.full': 'http://shop.example/\ud800x\udfff', ok: 'caf\u00e9 \ud83d\ude00' });
+  if (event.type === 'span') event.span.name = 'GET \udc00';
+  runtime.submit(event);
+  await sink.until(() => sink.spans().length === 1);
+  const span = sink.spans()[0]!;
+  assert.equal(span.name, 'GET \ufffd');
+  assert.equal(attrs(span.attributes)['url.full'], 'http://shop.example/\ufffdx\ufffd');
+  assert.equal(attrs(span.attributes)['ok'], 'caf\u00e9 \ud83d\ude00', 'valid pairs untouched');
 });
 
 test('kill -9 after events reached disk: a restart replays them all', async (t) => {
@@ -197,4 +268,20 @@ test('an agent config file with an unset ${env:X} names the file, the line and t
     assert.equal(err.message, `${file}:3: exporter.token: environment variable BV_TEST_SURELY_UNSET is not set (write \${env:BV_TEST_SURELY_UNSET:-default} to give a default)`);
     return true;
   });
+});
+
+test('the buffer is private: buffer.db and its WAL 0600, a directory the runtime creates 0700', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'state', 'php-agent', 'buffer.db');
+  const sink = await startOtlpSink(t);
+  sink.respond((_req, res) => (res.writeHead(503).end(), true));
+  const old = process.umask(0o022);
+  t.after(() => process.umask(old));
+  const runtime = await startRuntime(t, testConfig(dir, sink.url, { exporter: { endpoint: sink.url, retry_backoff: ['1h'] }, buffer: { path, persist_interval: '1ms' } }));
+  runtime.submit(testSpan(1, { 'url.full': 'http://shop.example/account?card=4111' }));
+  for (let i = 0; i < 200 && (await metric(runtime.metricsUrl, 'bitville_agent_buffered_events{tier="disk",agent="php_agent"}')) !== 1; i++) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(statSync(path).mode & 0o777, 0o600, 'buffer.db');
+  assert.equal(statSync(`${path}-wal`).mode & 0o777, 0o600, 'its WAL');
+  assert.equal(statSync(join(dir, 'state', 'php-agent')).mode & 0o777, 0o700, 'the directory it created');
+  assert.equal(statSync(join(dir, 'state')).mode & 0o777, 0o700, 'and its parent');
 });

@@ -23,8 +23,9 @@ export interface AgentRuntimeOptions {
   logger?: Logger;
 }
 
+/** A failure the breaker counts: retryable, or unauthorized (the data waits for the token to be fixed). */
 class RetryableFailure extends Error {
-  constructor(readonly outcome: Extract<SendOutcome, { kind: 'retryable' }>) {
+  constructor(readonly outcome: Extract<SendOutcome, { kind: 'retryable' | 'unauthorized' }>) {
     super(outcome.message);
   }
 }
@@ -33,6 +34,9 @@ const HEX32 = /^[0-9a-f]{32}$/;
 const HEX16 = /^[0-9a-f]{16}$/;
 const NANOS = /^\d{1,20}$/;
 const MAX_RETRY_AFTER_MS = 3_600_000;
+/** Statuses that refuse a batch for what is in it, so a smaller batch may pass. */
+const SPLITTABLE = new Set([400, 413, 422]);
+const AUTH_LOG_INTERVAL_MS = 60_000;
 
 /** Why an event cannot be exported, or undefined when it can. Checked at submit so one bad event never poisons a batch. */
 function invalidReason(event: AgentEvent): string | undefined {
@@ -71,6 +75,8 @@ export class AgentRuntime implements AgentSink {
   private server: Server | undefined;
   private lastMalformedLog = 0;
   private suppressedMalformed = 0;
+  private unauthorizedSince = 0;
+  private lastAuthLog = 0;
   /** The bound /metrics URL, set by start(). */
   metricsUrl = '';
 
@@ -244,22 +250,35 @@ export class AgentRuntime implements AgentSink {
     }
     this.inFlight = new AbortController();
     try {
-      if (spans.length && !(await this.send('traces', spans.map((s) => s.id), () => encodeSpans(spans.map((s) => s.span), this.resource, this.options.scope)))) return;
-      if (logs.length) await this.send('logs', logs.map((l) => l.id), () => encodeLogs(logs.map((l) => l.log), this.resource, this.options.scope));
+      const { resource } = this;
+      const { scope } = this.options;
+      if (spans.length && !(await this.send('traces', spans, (items) => encodeSpans(items.map((s) => s.span), resource, scope), ({ span }) => ({ traceId: span.traceId, spanId: span.spanId, name: span.name })))) return;
+      if (logs.length) await this.send('logs', logs, (items) => encodeLogs(items.map((l) => l.log), resource, scope), ({ log }) => ({ traceId: log.traceId, body: log.body.slice(0, 200) }));
     } finally {
       this.inFlight = undefined;
       this.buffer.release();
     }
   }
 
-  /** One request through the breaker. Returns false when the caller should stop and hold off. */
-  private async send(signal: Signal, ids: number[], encode: () => Uint8Array): Promise<boolean> {
+  /**
+   * One request through the breaker. Returns false when the caller should stop and hold off.
+   * A batch refused as a whole for its content (400, 413) is split in halves and each half sent
+   * again, recursively, so one bad event costs about 2·log2(batch) extra requests and only the
+   * event the collector refuses on its own is dropped; its neighbours are delivered.
+   */
+  private async send<T extends { id: number }>(
+    signal: Signal,
+    items: T[],
+    encode: (items: T[]) => Uint8Array,
+    identify: (item: T) => Record<string, unknown>,
+  ): Promise<boolean> {
     const abort = this.inFlight!.signal;
+    const ids = items.map((i) => i.id);
     let outcome: SendOutcome;
     try {
       outcome = await this.breaker.execute(async () => {
-        const result = await this.transport.send(signal, encode(), abort);
-        if (result.kind === 'retryable') throw new RetryableFailure(result);
+        const result = await this.transport.send(signal, encode(items), abort);
+        if (result.kind === 'retryable' || result.kind === 'unauthorized') throw new RetryableFailure(result);
         return result;
       });
     } catch (err) {
@@ -271,6 +290,7 @@ export class AgentRuntime implements AgentSink {
       outcome = err.outcome;
     }
     if (abort.aborted) return false;
+    if (outcome.kind !== 'unauthorized' && this.unauthorizedSince) this.authRecovered();
     switch (outcome.kind) {
       case 'success':
         this.consecutiveFailures = 0;
@@ -282,20 +302,53 @@ export class AgentRuntime implements AgentSink {
         }
         return true;
       case 'permanent':
-        this.buffer.remove(ids);
+        this.consecutiveFailures = 0;
         this.metrics.exportFailures.inc({ signal, kind: 'permanent' });
+        if (items.length > 1 && SPLITTABLE.has(outcome.status)) {
+          this.metrics.batchSplits.inc({ signal });
+          this.logger.debug({ signal, status: outcome.status, events: items.length }, 'batch refused as a whole; splitting it to find the bad events');
+          const half = Math.ceil(items.length / 2);
+          return (await this.send(signal, items.slice(0, half), encode, identify)) && this.send(signal, items.slice(half), encode, identify);
+        }
+        this.buffer.remove(ids);
         this.onDrop(ids.length, 'rejected');
-        this.logger.error({ signal, status: outcome.status, message: outcome.message, events: ids.length }, 'collector refused a batch permanently; dropped');
+        this.logger.error(
+          { signal, status: outcome.status, message: outcome.message, events: ids.length, ...(items.length === 1 ? { event: identify(items[0]!) } : {}) },
+          items.length === 1 ? 'collector refused an event; dropped it alone' : 'collector refused a batch permanently; dropped',
+        );
         return true;
-      case 'retryable': {
+      case 'retryable':
+      case 'unauthorized': {
         const backoff = this.config.exporter.retry_backoff;
-        const wait = outcome.retryAfterMs !== undefined ? Math.min(outcome.retryAfterMs, MAX_RETRY_AFTER_MS) : backoff[Math.min(this.consecutiveFailures, backoff.length - 1)]!;
+        const retryAfter = outcome.kind === 'retryable' ? outcome.retryAfterMs : undefined;
+        const wait = retryAfter !== undefined ? Math.min(retryAfter, MAX_RETRY_AFTER_MS) : backoff[Math.min(this.consecutiveFailures, backoff.length - 1)]!;
         this.consecutiveFailures++;
         this.holdUntil = Date.now() + wait;
-        this.metrics.exportFailures.inc({ signal, kind: 'retryable' });
-        this.logger.warn({ signal, status: outcome.status, message: outcome.message, retryInMs: wait, events: ids.length }, 'export failed; will retry');
+        this.metrics.exportFailures.inc({ signal, kind: outcome.kind });
+        if (outcome.kind === 'unauthorized') this.authRefused(signal, outcome.status, outcome.message, wait);
+        else this.logger.warn({ signal, status: outcome.status, message: outcome.message, retryInMs: wait, events: ids.length }, 'export failed; will retry');
         return false;
       }
     }
+  }
+
+  /** 401/403: nothing is dropped; an error line at most once a minute (with what waits), and the gauge. */
+  private authRefused(signal: Signal, status: number, message: string, retryInMs: number): void {
+    const now = Date.now();
+    this.unauthorizedSince ||= now;
+    this.metrics.unauthorized.set(1);
+    if (now - this.lastAuthLog < AUTH_LOG_INTERVAL_MS) return;
+    this.lastAuthLog = now;
+    this.logger.error(
+      { signal, status, message, retryInMs, refusedForMs: now - this.unauthorizedSince, bufferedEvents: this.buffer.diskEvents + this.buffer.memoryEvents },
+      'the collector refuses this agent\'s credentials (check exporter.token); events are kept and retried, none dropped',
+    );
+  }
+
+  private authRecovered(): void {
+    this.logger.info({ refusedForMs: Date.now() - this.unauthorizedSince }, 'the collector accepts this agent\'s credentials again');
+    this.unauthorizedSince = 0;
+    this.lastAuthLog = 0;
+    this.metrics.unauthorized.set(0);
   }
 }

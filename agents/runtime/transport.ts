@@ -1,5 +1,6 @@
 // Transport only moves bytes: gzip, POST to <endpoint>/v1/<signal>, and classify the answer
-// once: success, permanent (drop), or retryable (with the server's Retry-After when given).
+// once: success, permanent (the data itself was refused), unauthorized (the credentials were;
+// the data is fine and must be kept), or retryable (with the server's Retry-After when given).
 import { promisify } from 'node:util';
 import { gzip as gzipCb } from 'node:zlib';
 import { rejectedCount } from './encode.js';
@@ -11,6 +12,7 @@ export type Signal = 'traces' | 'logs';
 export type SendOutcome =
   | { kind: 'success'; rejected: number; message: string }
   | { kind: 'permanent'; status: number; message: string }
+  | { kind: 'unauthorized'; status: 401 | 403; message: string }
   | { kind: 'retryable'; status: number | undefined; message: string; retryAfterMs: number | undefined };
 
 export interface TransportOptions {
@@ -50,6 +52,8 @@ export class OtlpHttpTransport {
     const status = response.status;
     if (status >= 200 && status < 300) return { kind: 'success', ...rejectedCount(signal, body) };
     const message = `HTTP ${status}: ${Buffer.from(body.subarray(0, 300)).toString('utf8').replace(/[^\x20-\x7e]+/g, ' ').trim()}`;
+    // A wrong or missing token says nothing about the data: keep it until the token is fixed.
+    if (status === 401 || status === 403) return { kind: 'unauthorized', status, message };
     if (status === 408 || status === 429 || status >= 500) {
       return { kind: 'retryable', status, message, retryAfterMs: parseRetryAfter(response.headers.get('retry-after')) };
     }
