@@ -1,5 +1,6 @@
 // Compiles the .proto files in this folder to static protobufjs code (proto/generated/otlp.js
-// and its .d.ts), then places a copy where the compiled TypeScript imports it (dist/proto/generated).
+// and its .d.ts), then places a copy where the compiled TypeScript imports it (<out>/proto/generated,
+// <out> being the first argument, dist by default).
 // Generated files are build output: never edit them, change the .proto and rebuild.
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync } from 'node:fs';
@@ -22,6 +23,6 @@ execFileSync(bin('pbjs'), ['-t', 'static-module', '-w', 'es6', '--no-verify', '-
   '--no-typeurl', '-p', here, '-o', js, ...protos.map((p) => join(here, p))], { stdio: 'inherit' });
 execFileSync(bin('pbts'), ['-o', join(out, 'otlp.d.ts'), js], { stdio: 'inherit' });
 
-const distOut = join(root, 'dist', 'proto', 'generated');
+const distOut = join(root, process.argv[2] ?? 'dist', 'proto', 'generated');
 mkdirSync(distOut, { recursive: true });
 copyFileSync(js, join(distOut, 'otlp.js'));

@@ -1,6 +1,7 @@
 // The admin HTTP server (default 127.0.0.1:8888): Prometheus /metrics, /healthz (the process
 // is alive), /readyz (the pipeline is started and accepting data), and the pages and JSON that
 // components contribute (the correlate processor's request pages, for one).
+import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { type Express, type Request } from 'express';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -15,7 +16,12 @@ export interface AdminOptions {
   contentType: string;
   ready: () => boolean;
   logger: Logger;
+  /** Required as `Authorization: Bearer <token>` on every route but the probes. */
+  bearerToken?: string | undefined;
 }
+
+const PROBES = new Set(['/healthz', '/readyz']);
+const digest = (text: string) => createHash('sha256').update(text).digest();
 
 export class AdminServer {
   readonly app: Express = express();
@@ -25,6 +31,14 @@ export class AdminServer {
   constructor(private readonly options: AdminOptions) {
     const app = this.app;
     app.disable('x-powered-by');
+    if (options.bearerToken !== undefined) {
+      const expected = digest(`Bearer ${options.bearerToken}`);
+      app.use((req, res, next) => {
+        // Fixed-length digests compared in constant time: the timing says nothing about the token.
+        if (PROBES.has(req.path) || timingSafeEqual(digest(req.headers.authorization ?? ''), expected)) return next();
+        res.status(401).set('WWW-Authenticate', 'Bearer realm="bitville admin"').json({ error: 'missing or wrong bearer token', code: 'BV_UNAUTHORIZED' });
+      });
+    }
     app.get('/metrics', async (_req, res) => {
       res.type(options.contentType).send(await options.metrics());
     });

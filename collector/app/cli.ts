@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The `bitville` command line.
+import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { BitvilleError } from '../common/errors.js';
 import { registerCollector } from './collector-command.js';
@@ -11,7 +12,13 @@ import { registerPhpAgent } from '../../agents/php/command.js';
 
 const commands: RegisterCommand[] = [registerCollector, registerValidate, registerRequests, registerTrace, registerPhpAgent, registerPgAgent];
 
-const program = new Command('bitville').description('Bitville Monitoring: agents and collector for PHP + PostgreSQL').showHelpAfterError();
+// dist/collector/app/cli.js -> the package.json at the root of the checkout or package.
+const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+const program = new Command('bitville')
+  .description('Bitville Monitoring: agents and collector for PHP + PostgreSQL')
+  .version(version, '-V, --version', 'print the version')
+  .showHelpAfterError();
 for (const register of commands) register(program);
 
 try {

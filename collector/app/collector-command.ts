@@ -28,6 +28,7 @@ export function registerCollector(program: Command): void {
         contentType: telemetry.registry.contentType,
         ready: () => service.ready,
         logger: logger.child({ component: 'admin' }),
+        bearerToken: config.telemetry.metrics.auth?.bearer_token,
       });
       try {
         for (const { id, route } of service.adminRoutes()) admin.mount(id, route);

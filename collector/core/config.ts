@@ -101,7 +101,17 @@ const serviceSchema = z.strictObject({
   pipelines: z.strictObject({ traces: pipelineSchema.optional(), logs: pipelineSchema.optional() }),
   telemetry: z
     .strictObject({
-      metrics: z.strictObject({ address: schemaHelpers.hostPort().default('127.0.0.1:8888') }).prefault({}),
+      /** The admin server: /metrics, /healthz, /readyz and the pages components contribute. */
+      metrics: z
+        .strictObject({
+          address: schemaHelpers.hostPort().default('127.0.0.1:8888'),
+          /**
+           * When set, every admin route but /healthz and /readyz needs `Authorization: Bearer <token>`
+           * (Prometheus: `authorization: { credentials: ... }` in the scrape config).
+           */
+          auth: z.strictObject({ bearer_token: z.string().min(1) }).optional(),
+        })
+        .prefault({}),
       logs: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info') }).prefault({}),
     })
     .prefault({}),

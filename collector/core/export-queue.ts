@@ -21,6 +21,8 @@ export class ExportQueue {
   readonly #sent: { spans: ReturnType<ComponentMetrics['counter']>; logs: ReturnType<ComponentMetrics['counter']> };
   readonly #failed: { spans: ReturnType<ComponentMetrics['counter']>; logs: ReturnType<ComponentMetrics['counter']> };
   readonly #dropped: ReturnType<ComponentMetrics['counter']>;
+  /** Ids of the failing batch already counted as failed: a retried record counts once, not per attempt. */
+  #countedFailed = new Set<number>();
 
   constructor(
     readonly id: string,
@@ -34,8 +36,8 @@ export class ExportQueue {
       logs: metrics.counter('otelcol_exporter_sent_log_records', 'Log records the exporter delivered.'),
     };
     this.#failed = {
-      spans: metrics.counter('otelcol_exporter_send_failed_spans', 'Spans in batches whose send failed (they stay queued).'),
-      logs: metrics.counter('otelcol_exporter_send_failed_log_records', 'Log records in batches whose send failed (they stay queued).'),
+      spans: metrics.counter('otelcol_exporter_send_failed_spans', 'Spans whose send failed at least once (they stay queued and are retried; each counts once).'),
+      logs: metrics.counter('otelcol_exporter_send_failed_log_records', 'Log records whose send failed at least once (they stay queued and are retried; each counts once).'),
     };
     this.#dropped = metrics.counter('bitville_exporter_dropped_records', 'Records the exporter can never send (unserializable, permanent failure).');
     const backlog = metrics.gauge('otelcol_exporter_queue_size', 'Records stored and not yet delivered by the exporter.');
@@ -84,7 +86,9 @@ export class ExportQueue {
         result = { kind: 'retryable' as const, error: err as Error };
       }
       if (result.kind === 'retryable') {
-        this.#count(this.#failed, batch);
+        const fresh = batch.filter((r) => !this.#countedFailed.has(r.id));
+        for (const r of fresh) this.#countedFailed.add(r.id);
+        this.#count(this.#failed, fresh);
         const delay = result.retryAfterMs ?? this.#backoff;
         this.#backoff = Math.min(this.#backoff * 2, BACKOFF_MAX_MS);
         this.logger.warn({ err: result.error.message, batch: batch.length, retryInMs: delay }, 'export failed; will retry');
@@ -92,6 +96,7 @@ export class ExportQueue {
         return;
       }
       this.#backoff = BACKOFF_START_MS;
+      this.#countedFailed.clear(); // the failing batch is settled; the queue moves past it
       if (result.kind === 'permanent') {
         this.#dropped.inc(batch.length);
         this.logger.error({ err: result.error.message, batch: batch.length }, 'export failed permanently; batch dropped');

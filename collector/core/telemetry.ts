@@ -13,13 +13,19 @@ export class Telemetry {
   readonly registry = new client.Registry();
 
   constructor(readonly logger: Logger) {
-    client.collectDefaultMetrics({ register: this.registry, prefix: 'bitville_process_' });
+    // prom-client's names already say what they are (process_cpu_seconds_total, nodejs_heap_...).
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'bitville_' });
   }
 
   /** Metrics for one component: the label is the component kind, the value its id. */
   forComponent(kind: ComponentKind | 'store', id: string): ComponentMetrics {
     return {
-      counter: (name, help) => this.#metric(client.Counter, name, help, kind).labels(id) as Counter,
+      counter: (name, help) => {
+        // A series exists at 0 from the start, so a dashboard can rate it before the first event.
+        const child = this.#metric(client.Counter, name, help, kind).labels(id);
+        child.inc(0);
+        return child as Counter;
+      },
       gauge: (name, help, collect) => {
         const gauge = this.#metric(client.Gauge, name, help, kind);
         const child = gauge.labels(id);
