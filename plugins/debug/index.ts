@@ -1,23 +1,24 @@
-// The `debug` exporter: writes what it receives to stderr, one line per record (`basic`) or
-// the whole record as JSON (`detailed`), so a fresh `npm start` shows data flowing.
+// The `debug` exporter: shows on stderr that data flows, at the OpenTelemetry Collector's three
+// verbosities. `basic` (the default) is one line per batch with counts, cheap enough to leave on;
+// `normal` is one line per record; `detailed` the whole record as JSON.
 import { defineExporter, projectOf, sourceOf } from '../../collector/core/api.js';
 import type { ExportResult, StoredRecord } from '../../collector/core/api.js';
 
 export const factory = defineExporter({
   kind: 'exporter',
   type: 'debug',
+  apiVersion: 2,
   configSchema: (z) =>
     z.strictObject({
-      /** `basic`: one summary line per record; `detailed`: the full record as JSON. */
-      verbosity: z.enum(['basic', 'detailed']).default('basic'),
+      verbosity: z.enum(['basic', 'normal', 'detailed']).default('basic'),
     }),
   create: (config) => {
-    const line = config.verbosity === 'detailed' ? (r: StoredRecord) => JSON.stringify(r) : summary;
+    const write = { basic: batchLine, normal: (b: StoredRecord[]) => b.map(recordLine).join('\n'), detailed: (b: StoredRecord[]) => b.map((r) => JSON.stringify(r)).join('\n') }[config.verbosity];
     return {
       async start() {},
       async shutdown() {},
       async export(batch: StoredRecord[]): Promise<ExportResult> {
-        process.stderr.write(batch.map(line).join('\n') + '\n');
+        process.stderr.write(`${write(batch)}\n`);
         return { kind: 'success' };
       },
     };
@@ -26,7 +27,14 @@ export const factory = defineExporter({
 
 export default factory;
 
-function summary(r: StoredRecord): string {
+function batchLine(batch: StoredRecord[]): string {
+  const counts = new Map<string, number>();
+  for (const r of batch) counts.set(r.kind, (counts.get(r.kind) ?? 0) + 1);
+  const parts = [...counts].map(([kind, n]) => `${kind} ${n}`).join(', ');
+  return `debug: ${batch.length} records (${parts}), ids ${batch[0]?.id}-${batch.at(-1)?.id}`;
+}
+
+function recordLine(r: StoredRecord): string {
   const who = `${sourceOf(r)} - ${projectOf(r) || '(no project)'}`;
   switch (r.kind) {
     case 'span':
@@ -35,5 +43,7 @@ function summary(r: StoredRecord): string {
       return `#${r.id} log ${who} ${r.severityText || r.severityNumber} ${JSON.stringify(r.body)}`;
     case 'summary':
       return `#${r.id} summary ${who} "${r.name}" ${r.durationMs.toFixed(1)} ms correlation=${r.correlationId}`;
+    default:
+      return `#${(r as StoredRecord).id} ${(r as StoredRecord).kind} ${who}`;
   }
 }
