@@ -27,9 +27,17 @@ function badRequest(message: string): ConsumerError {
   return new ConsumerError('BV_BAD_DATA', message);
 }
 
+/** A list of the request's shape (resources, scopes, records): not a list fails the request. */
 function list(value: unknown, what: string): Obj[] {
   if (value === undefined || value === null) return [];
   if (!Array.isArray(value)) throw badRequest(`${what} must be an array`);
+  return value;
+}
+
+/** A list inside a record (attributes, events, array values): not a list fails that record. */
+function innerList(value: unknown, what: string): unknown[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value)) throw new RecordError(`${what} must be an array`);
   return value;
 }
 
@@ -158,7 +166,7 @@ export function anyValue(value: unknown, depth = 1): AttributeValue {
   if (has(v, 'doubleValue')) return double(v.doubleValue);
   if (has(v, 'arrayValue') || has(v, 'kvlistValue')) {
     if (depth >= MAX_ATTRIBUTE_DEPTH) throw new RecordError(`an attribute value is nested deeper than ${MAX_ATTRIBUTE_DEPTH} levels`);
-    if (has(v, 'arrayValue')) return list(v.arrayValue?.values, 'arrayValue.values').map((item) => anyValue(item, depth + 1));
+    if (has(v, 'arrayValue')) return innerList(v.arrayValue?.values, 'arrayValue.values').map((item) => anyValue(item, depth + 1));
     return attributes(v.kvlistValue?.values, depth + 1);
   }
   if (has(v, 'bytesValue')) {
@@ -180,7 +188,7 @@ function double(value: unknown): number | string {
 
 export function attributes(kvs: unknown, depth = 1): Attributes {
   const out: Attributes = {};
-  for (const kv of list(kvs, 'attributes')) {
+  for (const kv of innerList(kvs, 'attributes') as Obj[]) {
     if (typeof kv?.key !== 'string') continue;
     const key = clean(kv.key);
     const value = anyValue(kv.value, depth);
@@ -209,7 +217,7 @@ function correlationOf(attrs: Attributes, resource: Attributes, traceId: string)
 
 /** The entries of a list inside a record; an entry that is not an object rejects the record. */
 function entries(value: unknown, what: string): Obj[] {
-  const items = list(value, what);
+  const items = innerList(value, what) as Obj[];
   for (const item of items) if (typeof item !== 'object' || item === null) throw new RecordError(`an entry of ${what} is not an object`);
   return items;
 }

@@ -75,6 +75,8 @@ test('values the store cannot hold are refused per record in partial_success; th
     [span({ endTimeUnixNano: '18446744073709551615' }), /endTimeUnixNano 18446744073709551615 is outside/],
     [span({ startTimeUnixNano: '-1' }), /startTimeUnixNano -1 is negative/],
     [span({ events: [null] }), /an entry of events is not an object/],
+    [span({ attributes: 'not a list' }), /attributes must be an array/],
+    [span({ attributes: [{ key: 'a', value: { arrayValue: { values: 7 } } }] }), /arrayValue.values must be an array/],
     [span({ attributes: [{ key: 'deep', value: nested(33) }] }), /nested deeper than 32 levels/],
     [span({ attributes: [{ key: 'bitville.correlation_id', value: { stringValue: 'x'.repeat(300) } }] }), /bitville.correlation_id is 300 characters long \(at most 256\)/],
   ];
