@@ -7,7 +7,7 @@ import { createGunzip, createInflate, type Gunzip, type Inflate } from 'node:zli
 
 export class BodyError extends Error {
   constructor(
-    readonly status: 400 | 408 | 413 | 415 | 503,
+    readonly status: 400 | 413 | 415 | 503,
     message: string,
   ) {
     super(message);

@@ -94,7 +94,7 @@ const GRPC = { INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, NOT_FOUND: 5, RESOURCE
 function statusFor(err: unknown): { http: number; grpc: number; message: string; retry: boolean } {
   if (err instanceof BodyError) {
     if (err.status === 503) return { http: 503, grpc: GRPC.UNAVAILABLE, message: err.message, retry: true };
-    const grpc = err.status === 413 ? GRPC.RESOURCE_EXHAUSTED : err.status === 408 ? GRPC.DEADLINE_EXCEEDED : GRPC.INVALID_ARGUMENT;
+    const grpc = err.status === 413 ? GRPC.RESOURCE_EXHAUSTED : GRPC.INVALID_ARGUMENT;
     return { http: err.status, grpc, message: err.message, retry: false };
   }
   if (err instanceof ConsumerError) {
@@ -160,7 +160,8 @@ class OtlpHttpReceiver {
       ? createHttpsServer({ ...timing, cert: readFileSync(config.tls.cert_file), key: readFileSync(config.tls.key_file) }, app)
       : createHttpServer(timing, app);
     this.#server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-      // Node's own answers to unreadable requests, kept, plus a reason and a count for timeouts.
+      // Node's own answers to unreadable requests, kept, plus a reason and a count for timeouts
+      // (the 408 is BV_REQUEST_TIMEOUT in docs/errors.md).
       const response = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
       if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
         timeouts.inc();
@@ -269,7 +270,9 @@ class OtlpHttpReceiver {
    * one still gets through (the store refuses it as data, not for want of space or a lock),
    * the records are committed one by one so that only the ones refused are rejected
    * (partial_success) and their neighbours are kept, instead of a 503 the sender would retry
-   * forever. `flat` is updated to what was committed.
+   * forever. `flat` is updated to what was committed. Should the store fail for another reason
+   * midway, the request is answered 503 and its retry may duplicate the records already
+   * committed (at least once, as everywhere).
    */
   async #commit(signal: Signal, flat: Flattened<any>): Promise<void> {
     try {
