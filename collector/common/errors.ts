@@ -7,6 +7,8 @@ export const ErrorCodes = {
   BV_PLUGIN_LOAD: { retryable: false, summary: 'An outside plugin named in `plugins:` cannot be loaded or exports no valid factory.' },
   BV_START_FAILED: { retryable: false, summary: 'A component could not start (a port in use, a file it cannot open); the collector undoes what started and exits 1.' },
   BV_BAD_DATA: { retryable: false, summary: 'A payload is malformed (bad protobuf or JSON, an invalid id); the sender gets 400.' },
+  BV_DECODER_FAILED: { retryable: false, summary: 'The OTLP decoder failed unexpectedly on a request (a bug, logged with its stack); the sender gets 400, since the same bytes would fail again.' },
+  BV_REQUEST_TIMEOUT: { retryable: false, summary: 'A request\'s headers or body did not arrive within the receiver\'s read timeouts; the sender gets 408 and the connection is closed.' },
   BV_UNSUPPORTED_MEDIA_TYPE: { retryable: false, summary: 'The request content type or encoding is not supported; the sender gets 415.' },
   BV_PAYLOAD_TOO_LARGE: { retryable: false, summary: 'A body exceeds the size limit, compressed or decompressed; the sender gets 413.' },
   BV_UNAUTHORIZED: { retryable: false, summary: 'A bearer token is missing or wrong; the sender gets 401.' },

@@ -17,7 +17,17 @@ test('a valid config gets its defaults, env expansion with types, and is frozen'
   const otlp = config.receivers.get('otlp')!;
   assert.deepEqual(otlp.config, {
     protocols: {
-      http: { endpoint: '127.0.0.1:4318', max_request_body_size: 8 * 1024 * 1024, max_concurrent_requests: 16, retry_after: 1000, decode_workers: 0 },
+      http: {
+        endpoint: '127.0.0.1:4318',
+        max_request_body_size: 8 * 1024 * 1024,
+        max_concurrent_requests: 16,
+        max_receiving_bytes: 64 * 1024 * 1024,
+        read_header_timeout: 10_000,
+        read_timeout: 30_000,
+        idle_timeout: 30_000,
+        retry_after: 1000,
+        decode_workers: 0,
+      },
     },
   });
   assert.deepEqual(otlp.signals, ['traces', 'logs']);

@@ -6,12 +6,18 @@ import { isMainThread, parentPort, Worker } from 'node:worker_threads';
 import { ConsumerError } from '../../collector/core/api.js';
 import type { Signal } from '../../collector/core/api.js';
 import { opentelemetry } from '../../proto/generated/otlp.js';
-import { flattenLogs, flattenTraces, type Flattened } from './decode.js';
+import { flattenLogs, flattenTraces, MAX_ATTRIBUTE_DEPTH, type Flattened } from './decode.js';
+
+type ErrorCode = ConsumerError['code'];
 
 const { ExportTraceServiceRequest } = opentelemetry.proto.collector.trace.v1;
 const { ExportLogsServiceRequest } = opentelemetry.proto.collector.logs.v1;
 
-/** Decodes one request body into flat records; throws ConsumerError (BV_BAD_DATA) when malformed. */
+/**
+ * Decodes one request body into flat records. Never throws anything but a ConsumerError:
+ * BV_BAD_DATA when the body is malformed, BV_DECODER_FAILED when the decoder itself failed
+ * on it (a bug; the sender still gets a 400, since the same bytes would fail the same way).
+ */
 export function decodeBody(signal: Signal, body: Uint8Array, protobuf: boolean): Flattened<any> {
   let message: object;
   try {
@@ -22,9 +28,22 @@ export function decodeBody(signal: Signal, body: Uint8Array, protobuf: boolean):
       if (typeof message !== 'object' || message === null || Array.isArray(message)) throw new Error('the body is not a JSON object');
     }
   } catch (err) {
-    throw new ConsumerError('BV_BAD_DATA', `malformed ${protobuf ? 'protobuf' : 'JSON'} ${signal} request: ${(err as Error).message}`);
+    // protobufjs decodes nested messages recursively and stops past 100 levels.
+    const reason = isStackOverflow(err) ? `nested too deep (attribute values may nest at most ${MAX_ATTRIBUTE_DEPTH} levels)` : (err as Error).message;
+    throw new ConsumerError('BV_BAD_DATA', `malformed ${protobuf ? 'protobuf' : 'JSON'} ${signal} request: ${reason}`);
   }
-  return signal === 'traces' ? flattenTraces(message) : flattenLogs(message);
+  try {
+    return signal === 'traces' ? flattenTraces(message) : flattenLogs(message);
+  } catch (err) {
+    if (err instanceof ConsumerError) throw err;
+    const reason = isStackOverflow(err) ? `nested too deep (attribute values may nest at most ${MAX_ATTRIBUTE_DEPTH} levels)` : String((err as Error)?.message ?? err);
+    throw new ConsumerError('BV_DECODER_FAILED', `the ${signal} request could not be decoded: ${reason}`, { cause: err });
+  }
+}
+
+/** Out of stack, or protobufjs's own guard against that (100 nested messages, as protoc). */
+function isStackOverflow(err: unknown): boolean {
+  return (err instanceof RangeError && /call stack/i.test(err.message)) || (err instanceof Error && err.message === 'max depth exceeded');
 }
 
 interface Job {
@@ -33,32 +52,49 @@ interface Job {
   body: Uint8Array;
   protobuf: boolean;
 }
-type Reply = { id: number; result: Flattened<any> } | { id: number; error: { message: string; badData: boolean } };
+type Reply = { id: number; result: Flattened<any> } | { id: number; error: { message: string; code: ErrorCode; stack?: string | undefined } };
 
 export class DecodePool {
-  readonly #workers: { worker: Worker; busy: number }[] = [];
+  readonly #workers: { worker: Worker; busy: number; held: Set<number> }[] = [];
   readonly #waiting = new Map<number, { resolve: (r: Flattened<any>) => void; reject: (e: Error) => void }>();
   #next = 0;
 
   /** size 0 decodes on the calling thread. */
+  #closed = false;
+
+  /** size 0 decodes on the calling thread. */
   constructor(size: number) {
-    for (let i = 0; i < size; i++) {
-      const worker = new Worker(new URL(import.meta.url));
-      const entry = { worker, busy: 0 };
-      worker.on('message', (reply: Reply) => {
-        entry.busy--;
-        const waiter = this.#waiting.get(reply.id)!;
-        this.#waiting.delete(reply.id);
-        if ('result' in reply) waiter.resolve(reply.result);
-        else waiter.reject(reply.error.badData ? new ConsumerError('BV_BAD_DATA', reply.error.message) : new Error(reply.error.message));
-      });
-      worker.on('error', (err) => {
-        // A crashed worker fails what it held; the pool keeps going with the others.
-        for (const [id, w] of this.#waiting) w.reject(err), this.#waiting.delete(id);
-      });
-      worker.unref();
-      this.#workers.push(entry);
-    }
+    for (let i = 0; i < size; i++) this.#spawn();
+  }
+
+  #spawn(): void {
+    const worker = new Worker(new URL(import.meta.url));
+    const entry = { worker, busy: 0, held: new Set<number>() };
+    worker.on('message', (reply: Reply) => {
+      entry.busy--;
+      entry.held.delete(reply.id);
+      const waiter = this.#waiting.get(reply.id)!;
+      this.#waiting.delete(reply.id);
+      if ('result' in reply) waiter.resolve(reply.result);
+      else {
+        const err = new ConsumerError(reply.error.code, reply.error.message);
+        if (reply.error.stack) err.stack = reply.error.stack;
+        waiter.reject(err);
+      }
+    });
+    worker.on('error', (err) => {
+      // A crashed worker fails the requests it held (as decoder failures: 400, logged) and is
+      // replaced, so the pool keeps its size.
+      for (const id of entry.held) {
+        this.#waiting.get(id)?.reject(new ConsumerError('BV_DECODER_FAILED', `the decoder thread failed: ${err.message}`, { cause: err }));
+        this.#waiting.delete(id);
+      }
+      const at = this.#workers.indexOf(entry);
+      if (at >= 0) this.#workers.splice(at, 1);
+      if (!this.#closed) this.#spawn();
+    });
+    worker.unref();
+    this.#workers.push(entry);
   }
 
   decode(signal: Signal, body: Buffer, protobuf: boolean): Promise<Flattened<any>> {
@@ -66,6 +102,7 @@ export class DecodePool {
     const entry = this.#workers.reduce((a, b) => (b.busy < a.busy ? b : a));
     entry.busy++;
     const id = this.#next++;
+    entry.held.add(id);
     // Transfer the bytes when the body owns its whole buffer; else copy them into one of their
     // own (never transfer a slice: it would detach memory others share, like Buffer's pool).
     const owned = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength ? body : new Uint8Array(body);
@@ -76,6 +113,7 @@ export class DecodePool {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     await Promise.all(this.#workers.map((w) => w.worker.terminate()));
     this.#workers.length = 0;
   }
@@ -88,7 +126,10 @@ if (!isMainThread && parentPort) {
     try {
       reply = { id: job.id, result: decodeBody(job.signal, job.body, job.protobuf) };
     } catch (err) {
-      reply = { id: job.id, error: { message: (err as Error).message, badData: err instanceof ConsumerError } };
+      // decodeBody throws ConsumerErrors only; anything else is still a decoder failure.
+      const code: ErrorCode = err instanceof ConsumerError ? err.code : 'BV_DECODER_FAILED';
+      const cause = err instanceof ConsumerError && err.code === 'BV_DECODER_FAILED' ? (err.cause as Error | undefined) : undefined;
+      reply = { id: job.id, error: { message: String((err as Error)?.message ?? err), code, stack: (cause ?? (err as Error))?.stack } };
     }
     port.postMessage(reply);
   });

@@ -1,16 +1,18 @@
 // The `otlp` receiver: OTLP/HTTP (POST /v1/traces, POST /v1/logs), protobuf or JSON, gzip or
-// deflate, with a body limit, optional bearer token and TLS, and a bound on in-flight requests.
+// deflate, with a body limit, optional bearer token and TLS, read timeouts, and bounds on the
+// requests being processed (admission.ts) and on the bytes of bodies being received.
 // Accepts the OpenTelemetry Collector's config shape (protocols.http.endpoint).
 import express, { type Request, type Response } from 'express';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { ConsumerError, defineReceiver, parseHostPort } from '../../collector/core/api.js';
 import type { ReceiverContext, Signal } from '../../collector/core/api.js';
 import { opentelemetry, google } from '../../proto/generated/otlp.js';
-import { BodyError, readBody } from './body.js';
+import { Admission } from './admission.js';
+import { BodyError, ByteBudget, readBody } from './body.js';
 import type { Flattened } from './decode.js';
 import { DecodePool } from './decode-pool.js';
 
@@ -30,8 +32,18 @@ export const factory = defineReceiver({
               endpoint: h.hostPort().default('0.0.0.0:4318'),
               /** Largest body accepted, compressed and decompressed alike. */
               max_request_body_size: h.size().default(4 * 1024 * 1024),
-              /** Requests processed at once; past it, 503 with Retry-After. */
+              /** Requests decoded and committed at once (a body being received takes no slot). */
               max_concurrent_requests: z.number().int().positive().default(16),
+              /** Requests with a complete body that wait for a slot; past it, 503 with Retry-After. Default: max_concurrent_requests. */
+              max_queued_requests: z.number().int().min(0).optional(),
+              /** Bytes of bodies being received at once, over all connections; past it, 503 with Retry-After. */
+              max_receiving_bytes: h.size().default(64 * 1024 * 1024),
+              /** Time allowed for a request's headers to arrive; past it, 408 and the connection is closed. */
+              read_header_timeout: h.duration().default(10_000),
+              /** Time allowed for a whole request (headers and body) to arrive; past it, 408 and the connection is closed. */
+              read_timeout: h.duration().default(30_000),
+              /** An idle keep-alive connection is closed after this long. */
+              idle_timeout: h.duration().default(30_000),
               /** Retry-After sent with 503 answers. */
               retry_after: h.duration().default(1000),
               /** When set, requests must carry `Authorization: Bearer <token>`. */
@@ -44,7 +56,11 @@ export const factory = defineReceiver({
               /** Serve HTTPS with these PEM files. */
               tls: z.strictObject({ cert_file: z.string(), key_file: z.string() }).optional(),
             })
-            .prefault({}),
+            .prefault({})
+            .refine((http) => http.read_header_timeout <= http.read_timeout, {
+              message: 'read_header_timeout must not be longer than read_timeout (the whole request includes its headers)',
+              path: ['read_header_timeout'],
+            }),
         })
         .prefault({}),
     }),
@@ -57,6 +73,11 @@ type HttpConfig = {
   endpoint: string;
   max_request_body_size: number;
   max_concurrent_requests: number;
+  max_queued_requests?: number | undefined;
+  max_receiving_bytes: number;
+  read_header_timeout: number;
+  read_timeout: number;
+  idle_timeout: number;
   retry_after: number;
   decode_workers: number;
   auth?: { bearer_token: string } | undefined;
@@ -64,11 +85,15 @@ type HttpConfig = {
 };
 
 // gRPC status codes, as google.rpc.Status carries them.
-const GRPC = { INVALID_ARGUMENT: 3, NOT_FOUND: 5, RESOURCE_EXHAUSTED: 8, UNAVAILABLE: 14, UNAUTHENTICATED: 16 } as const;
+const GRPC = { INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, NOT_FOUND: 5, RESOURCE_EXHAUSTED: 8, INTERNAL: 13, UNAVAILABLE: 14, UNAUTHENTICATED: 16 } as const;
 
-/** Where every failure gets its HTTP status, in one place. */
+/**
+ * Where every failure gets its HTTP status, in one place. A 503 means only "the same request
+ * will work later"; anything the same bytes would fail again gets a 4xx.
+ */
 function statusFor(err: unknown): { http: number; grpc: number; message: string; retry: boolean } {
   if (err instanceof BodyError) {
+    if (err.status === 503) return { http: 503, grpc: GRPC.UNAVAILABLE, message: err.message, retry: true };
     const grpc = err.status === 413 ? GRPC.RESOURCE_EXHAUSTED : GRPC.INVALID_ARGUMENT;
     return { http: err.status, grpc, message: err.message, retry: false };
   }
@@ -77,7 +102,7 @@ function statusFor(err: unknown): { http: number; grpc: number; message: string;
     if (err.retryable) return { http: 503, grpc: GRPC.UNAVAILABLE, message: err.message, retry: true };
     return { http: 400, grpc: GRPC.INVALID_ARGUMENT, message: err.message, retry: false };
   }
-  return { http: 500, grpc: 13, message: 'internal error', retry: false };
+  return { http: 500, grpc: GRPC.INTERNAL, message: 'internal error', retry: false };
 }
 
 class OtlpHttpReceiver {
@@ -86,14 +111,19 @@ class OtlpHttpReceiver {
   readonly #server: Server;
   readonly #tokenDigest: Buffer | undefined;
   #pool: DecodePool | undefined;
+  readonly #admission: Admission;
   #inFlight = 0;
+  readonly #receiving: ByteBudget;
   #accepted: Record<Signal, { inc(n?: number): void }>;
+  readonly #decoderFailures: { inc(): void };
   #refused: Record<Signal, { inc(n?: number): void }>;
 
   constructor(config: HttpConfig, ctx: ReceiverContext) {
     this.#config = config;
     this.#ctx = ctx;
     this.#tokenDigest = config.auth ? digest(config.auth.bearer_token) : undefined;
+    this.#admission = new Admission(config.max_concurrent_requests, config.max_queued_requests ?? config.max_concurrent_requests);
+    this.#receiving = new ByteBudget(config.max_receiving_bytes);
     const m = ctx.metrics;
     this.#accepted = {
       traces: m.counter('otelcol_receiver_accepted_spans', 'Spans committed to storage.'),
@@ -104,7 +134,12 @@ class OtlpHttpReceiver {
       logs: m.counter('otelcol_receiver_refused_log_records', 'Log records refused (bad data, or rejected in partial_success).'),
     };
     const requests = m.counter('bitville_receiver_requests_rejected', 'Requests answered with an error status.');
-    m.gauge('bitville_receiver_in_flight_requests', 'Requests being processed.', () => this.#inFlight);
+    m.gauge('bitville_receiver_in_flight_requests', 'Requests in progress: being received, waiting for a slot, or processed.', () => this.#inFlight);
+    m.gauge('bitville_receiver_processing_requests', 'Requests being decoded and committed (bounded by max_concurrent_requests).', () => this.#admission.active);
+    m.gauge('bitville_receiver_queued_requests', 'Requests with a complete body waiting for a slot.', () => this.#admission.queued);
+    m.gauge('bitville_receiver_receiving_bytes', 'Bytes of request bodies being received.', () => this.#receiving.used);
+    const timeouts = m.counter('bitville_receiver_request_timeouts', 'Connections closed because headers or body arrived too slowly (408).');
+    this.#decoderFailures = m.counter('bitville_receiver_decoder_failures', 'Requests the decoder failed on unexpectedly (answered 400, logged).');
 
     const app = express();
     app.disable('x-powered-by');
@@ -113,10 +148,34 @@ class OtlpHttpReceiver {
     app.use((req, res) => {
       res.status(404).json({ code: GRPC.NOT_FOUND, message: `no OTLP endpoint at ${req.method} ${req.path} (use POST /v1/traces or /v1/logs)` });
     });
+    // Node checks these timeouts on a timer (every 30 s by default): check often enough that
+    // a slow sender is cut off close to the configured time.
+    const timing = {
+      headersTimeout: config.read_header_timeout,
+      requestTimeout: config.read_timeout,
+      keepAliveTimeout: config.idle_timeout,
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(config.read_header_timeout / 4))),
+    };
     this.#server = config.tls
-      ? createHttpsServer({ cert: readFileSync(config.tls.cert_file), key: readFileSync(config.tls.key_file) }, app)
-      : createHttpServer(app);
-    this.#server.keepAliveTimeout = 30_000;
+      ? createHttpsServer({ ...timing, cert: readFileSync(config.tls.cert_file), key: readFileSync(config.tls.key_file) }, app)
+      : createHttpServer(timing, app);
+    this.#server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      // Node's own answers to unreadable requests, kept, plus a reason and a count for timeouts
+      // (the 408 is BV_REQUEST_TIMEOUT in docs/errors.md).
+      const response = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+      if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+        timeouts.inc();
+        this.#ctx.logger.warn({ remote: socket.remoteAddress }, 'OTLP request closed: headers or body arrived too slowly');
+        const body = JSON.stringify({ code: GRPC.DEADLINE_EXCEEDED, message: `the request did not arrive within ${config.read_timeout} ms (headers within ${config.read_header_timeout} ms)` });
+        if (socket.writable && !response?.headersSent) {
+          socket.end(`HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+        }
+      } else if (err.code !== 'ECONNRESET' && socket.writable && !response?.headersSent) {
+        const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+        socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
+      }
+      socket.destroySoon();
+    });
   }
 
   async start(): Promise<void> {
@@ -145,13 +204,23 @@ class OtlpHttpReceiver {
   }
 
   async #handle(signal: Signal, req: Request, res: Response, rejectedRequests: { inc(): void }): Promise<void> {
+    this.#inFlight++;
+    try {
+      await this.#serve(signal, req, res, rejectedRequests);
+    } finally {
+      this.#inFlight--;
+    }
+  }
+
+  async #serve(signal: Signal, req: Request, res: Response, rejectedRequests: { inc(): void }): Promise<void> {
     const protobuf = isProtobuf(req.headers['content-type']);
     const fail = (err: unknown) => {
       const s = statusFor(err);
       rejectedRequests.inc();
       if (s.http === 500) this.#ctx.logger.error({ err }, 'OTLP request failed');
       if (s.retry) res.setHeader('Retry-After', String(Math.max(1, Math.ceil(this.#config.retry_after / 1000))));
-      if (s.http === 413) res.setHeader('Connection', 'close');
+      // A body left unread (too large, over the receiving budget) cannot be skipped: close.
+      if (!req.complete) res.setHeader('Connection', 'close');
       sendStatus(res, s.http, protobuf, s.grpc, s.message);
     };
 
@@ -166,22 +235,65 @@ class OtlpHttpReceiver {
     if (!this.#ctx.signals.includes(signal)) {
       return fail(new ConsumerError('BV_NO_PIPELINE', `this collector has no ${signal} pipeline using this receiver`));
     }
-    if (this.#inFlight >= this.#config.max_concurrent_requests) {
-      return fail(new ConsumerError('BV_OVERLOADED', `too many requests in flight (${this.#inFlight}); retry later`));
-    }
-    this.#inFlight++;
+    let body: Buffer;
     try {
-      const body = await readBody(req, this.#config.max_request_body_size);
+      body = await readBody(req, this.#config.max_request_body_size, this.#receiving);
+    } catch (err) {
+      return fail(err);
+    }
+    const admitted = this.#admission.acquire();
+    if (!admitted) {
+      return fail(
+        new ConsumerError('BV_OVERLOADED', `${this.#config.max_concurrent_requests} requests are being processed and ${this.#admission.queued} wait; retry later`),
+      );
+    }
+    await admitted;
+    try {
       const flat = await this.#pool!.decode(signal, body, protobuf);
-      await this.#ctx.consumer.consume(signal, flat.records);
+      await this.#commit(signal, flat);
       this.#accepted[signal].inc(flat.records.length);
       if (flat.rejected) this.#refused[signal].inc(flat.rejected);
       sendSuccess(res, signal, protobuf, flat);
     } catch (err) {
+      if (err instanceof ConsumerError && err.code === 'BV_DECODER_FAILED') {
+        this.#decoderFailures.inc();
+        this.#ctx.logger.error({ err, cause: err.cause, signal, protobuf, bytes: body.length }, 'OTLP decoder failed on a request (answered 400)');
+      }
       fail(err);
     } finally {
-      this.#inFlight--;
+      this.#admission.release();
     }
+  }
+
+  /**
+   * Commits the records. The decoder refuses every value it knows the stores cannot hold; if
+   * one still gets through (the store refuses it as data, not for want of space or a lock),
+   * the records are committed one by one so that only the ones refused are rejected
+   * (partial_success) and their neighbours are kept, instead of a 503 the sender would retry
+   * forever. `flat` is updated to what was committed. Should the store fail for another reason
+   * midway, the request is answered 503 and its retry may duplicate the records already
+   * committed (at least once, as everywhere).
+   */
+  async #commit(signal: Signal, flat: Flattened<any>): Promise<void> {
+    try {
+      await this.#ctx.consumer.consume(signal, flat.records);
+      return;
+    } catch (err) {
+      if (!refusedAsData(err)) throw err;
+      this.#ctx.logger.warn({ err: (err as ConsumerError).cause, signal }, 'the store refused a value in a request; committing its records one by one');
+    }
+    const kept: unknown[] = [];
+    for (const record of flat.records) {
+      try {
+        await this.#ctx.consumer.consume(signal, [record]);
+        kept.push(record);
+      } catch (err) {
+        if (!refusedAsData(err)) throw err;
+        flat.rejected++;
+        flat.error ||= `the store cannot hold this record: ${((err as ConsumerError).cause as Error).message}`;
+      }
+    }
+    flat.records = kept;
   }
 
   #authorized(header: string | undefined): boolean {
@@ -189,6 +301,14 @@ class OtlpHttpReceiver {
     // Compare fixed-length digests so the time taken says nothing about the token.
     return m !== null && timingSafeEqual(digest(m[1]!.trim()), this.#tokenDigest!);
   }
+}
+
+/**
+ * A store failure caused by the data itself: the database driver refusing a value (a
+ * RangeError or TypeError while binding), not the store being full, locked or away.
+ */
+function refusedAsData(err: unknown): boolean {
+  return err instanceof ConsumerError && err.code === 'BV_STORE_FAILED' && (err.cause instanceof RangeError || err.cause instanceof TypeError);
 }
 
 function digest(token: string): Buffer {

@@ -120,12 +120,12 @@ test('with a bearer token configured, requests without it get 401 and store noth
   assert.equal(readStore(c.dbPath).length, 1);
 });
 
-test('past the in-flight bound the receiver answers 503 with Retry-After, then recovers', async (t) => {
+test('past the bytes bound for bodies being received the receiver answers 503 with Retry-After, then recovers', async (t) => {
   const c = await startCollector(t, {
-    config: { receivers: { otlp: { protocols: { http: { max_concurrent_requests: 1, retry_after: '2s' } } } } },
+    config: { receivers: { otlp: { protocols: { http: { max_concurrent_requests: 1, max_receiving_bytes: 1000, retry_after: '2s' } } } } },
   });
-  const body = Buffer.from(JSON.stringify(jsonSpans(goodSpan())));
-  // Hold one request open mid-body: it occupies the only slot.
+  const body = Buffer.from(JSON.stringify(jsonSpans(goodSpan())).padEnd(600, ' '));
+  // Hold one upload open mid-body: it holds 500 bytes of the 1000, but no processing slot.
   const held = request(`${c.otlpUrl}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': body.length } });
   const heldResponse = new Promise<number>((resolve, reject) => {
     held.on('response', (res) => {
@@ -134,18 +134,22 @@ test('past the in-flight bound the receiver answers 503 with Retry-After, then r
     });
     held.on('error', reject);
   });
-  held.write(body.subarray(0, 10));
-  await eventually(async () => (/bitville_receiver_in_flight_requests\{receiver="otlp"\} 1\b/.test(await (await fetch(`${c.adminUrl}/metrics`)).text()) ? true : undefined), 5000, 'one request in flight');
+  held.write(body.subarray(0, 500));
+  const metric = async (re: RegExp) => (re.test(await (await fetch(`${c.adminUrl}/metrics`)).text()) ? true : undefined);
+  await eventually(() => metric(/bitville_receiver_receiving_bytes\{receiver="otlp"\} 500\b/), 5000, '500 bytes being received');
 
+  const small = Buffer.from(JSON.stringify(jsonSpans(goodSpan(2))));
+  assert.equal((await post(`${c.otlpUrl}/v1/traces`, small, { 'content-type': 'application/json' })).status, 200, 'a body that fits is served beside it');
   const refused = await post(`${c.otlpUrl}/v1/traces`, body, { 'content-type': 'application/json' });
   assert.equal(refused.status, 503);
   assert.equal(refused.headers.get('retry-after'), '2');
+  assert.match(JSON.parse(refused.text).message, /request bodies being received hold \d+ bytes, the most this receiver buffers at once; retry later/);
 
-  held.end(body.subarray(10));
+  held.end(body.subarray(500));
   assert.equal(await heldResponse, 200);
   const after = await post(`${c.otlpUrl}/v1/traces`, body, { 'content-type': 'application/json' });
   assert.equal(after.status, 200);
-  assert.equal(readStore(c.dbPath).length, 2);
+  assert.equal(readStore(c.dbPath).length, 3);
 });
 
 test('with TLS configured the receiver serves HTTPS', async (t) => {
