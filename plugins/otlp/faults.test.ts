@@ -33,7 +33,8 @@ function nested(depth: number): object {
 }
 
 for (const workers of [0, 1]) test(`values the store cannot hold are refused per record in partial_success; the rest is stored and answered 200 (decode_workers: ${workers})`, async (t) => {
-  const c = await startCollector(t, { config: { receivers: { otlp: { protocols: { http: { decode_workers: workers } } } } } });
+  // correlate serves /api/requests, which must still read everything that was stored.
+  const c = await startCollector(t, { config: { receivers: { otlp: { protocols: { http: { decode_workers: workers } } } }, processors: { correlate: {} }, service: { pipelines: { traces: { processors: ['correlate'] } } } } });
   const traces = `${c.otlpUrl}/v1/traces`;
   const body = spans([
     span({ name: 'good' }),
