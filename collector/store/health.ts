@@ -44,6 +44,18 @@ export class StoreHealth {
     }
   }
 
+  /** commit() for synchronous work (SQLite), without an extra await on the hot path. */
+  commitSync<T>(work: () => T, isStorageFailure: (err: unknown) => boolean): T {
+    try {
+      const result = work();
+      if (!this.#writable) this.succeeded();
+      return result;
+    } catch (err) {
+      if (isStorageFailure(err)) this.failed(err as Error);
+      throw err;
+    }
+  }
+
   failed(err: Error): void {
     this.#failures++;
     const now = Date.now();

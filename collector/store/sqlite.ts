@@ -106,7 +106,7 @@ export class SqliteStore implements Store {
   async append(records: readonly FlatRecord[]): Promise<void> {
     if (records.length === 0) return;
     const { queue } = this.#writer();
-    await this.#health.commit(() => queue.append(records), isStorageFailure);
+    this.#health.commitSync(() => queue.append(records), isStorageFailure);
     this.#checkpointer?.requested();
     this.#events.emit('commit');
   }
@@ -118,7 +118,7 @@ export class SqliteStore implements Store {
   async markDelivered(exporterId: string, ids: readonly number[]): Promise<void> {
     if (ids.length === 0) return;
     const { queue } = this.#writer();
-    await this.#health.commit(() => queue.markDelivered(exporterId, ids), isStorageFailure);
+    this.#health.commitSync(() => queue.markDelivered(exporterId, ids), isStorageFailure);
   }
 
   async backlog(exporterId: string): Promise<number> {
@@ -148,7 +148,7 @@ export class SqliteStore implements Store {
 
   async enforceLimits(): Promise<number> {
     const { queue } = this.#writer();
-    return this.#health.commit(() => queue.enforceLimits(), isStorageFailure);
+    return this.#health.commitSync(() => queue.enforceLimits(), isStorageFailure);
   }
 
   stats(): StoreStats {
@@ -161,7 +161,7 @@ export class SqliteStore implements Store {
 
   async setState(component: string, key: string, value: string): Promise<void> {
     const { state } = this.#writer();
-    await this.#health.commit(() => state.set(component, key, value), isStorageFailure);
+    this.#health.commitSync(() => state.set(component, key, value), isStorageFailure);
   }
 
   /** One process owns a SQLite store, so nobody else ever changes its state. */
