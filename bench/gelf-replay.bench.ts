@@ -114,7 +114,9 @@ export default async function gelfReplayBench(): Promise<void> {
     const reset = new Database(dbPath);
     for (let run = 0; run < RUNS; run++) {
       // Replay: a fresh backlog of RECORDS unforwarded records.
-      reset.exec('UPDATE records SET forwarded_to_graylog = 0');
+      // (Pending means a deliveries row for the exporter; the column is the GELF flag users read.)
+      reset.exec(`UPDATE records SET forwarded_to_graylog = 0;
+        INSERT OR IGNORE INTO deliveries (exporter, record_id) SELECT e.num, r.id FROM exporters e, records r WHERE e.id = 'gelf'`);
       sink.reset();
       const exporter = new GelfExporter(config, {
         id: 'gelf',

@@ -26,6 +26,9 @@ export class CollectorService {
   #ready = false;
   #closed = false;
   readonly #latency;
+  /** Synced from the store's count before each scrape. */
+  #commitFailures!: { inc(n: number): void };
+  #commitFailuresSeen = 0;
 
   readonly #startAbort = new AbortController();
 
@@ -77,8 +80,9 @@ export class CollectorService {
     }
   }
 
+  /** Started, not stopping, and the store can commit (a full disk makes it not ready until space returns). */
   get ready(): boolean {
-    return this.#ready;
+    return this.#ready && this.store.writable();
   }
 
   async start(): Promise<void> {
@@ -177,6 +181,9 @@ export class CollectorService {
 
   /** Refreshes gauges that need a store query; called before each /metrics scrape. */
   async refreshMetrics(): Promise<void> {
+    const failures = this.store.stats().commitFailures;
+    this.#commitFailures.inc(failures - this.#commitFailuresSeen);
+    this.#commitFailuresSeen = failures;
     await Promise.all(this.#exporters.map((e) => e.queue.refreshBacklog()));
   }
 
@@ -189,5 +196,9 @@ export class CollectorService {
     m.gauge('bitville_store_max_size_bytes', 'Configured size cap.', () => limits.max_size);
     m.gauge('bitville_store_dropped_retention_records', 'Records dropped by retention since start.', () => this.store.stats().dropped.retention);
     m.gauge('bitville_store_dropped_size_records', 'Records dropped by the size cap since start.', () => this.store.stats().dropped.size);
+    m.gauge('bitville_store_writable', '1 while the store can commit; 0 after a failed commit (disk full, I/O error, database unreachable) until one succeeds.', () =>
+      this.store.writable() ? 1 : 0,
+    );
+    this.#commitFailures = m.counter('bitville_store_commit_failures_total', 'Commits that failed for a storage reason (disk full, I/O error, database unreachable).');
   }
 }

@@ -18,6 +18,8 @@ export interface StoreStats {
   rows: number;
   /** Records dropped since start, by reason. */
   dropped: { retention: number; size: number };
+  /** Commits that failed for a storage reason (disk full, I/O error, database unreachable) since start. */
+  commitFailures: number;
 }
 
 /** The durable queue: append, each exporter's backlog, delivery marks, retention. */
@@ -37,6 +39,12 @@ export interface RecordQueue {
   backlog(exporterId: string): Promise<number>;
   /** Called after every commit that added records (in this process, or another sharing the store). */
   onCommit(listener: () => void): () => void;
+  /**
+   * False from a commit that failed for a storage reason (disk full, I/O error, database
+   * unreachable) until a commit succeeds again; while false the store tries a small write by
+   * itself now and then, so it turns true again without traffic. Readiness follows it.
+   */
+  writable(): boolean;
   /** Drops what is past retention or over the size cap; returns how many rows went. */
   enforceLimits(): Promise<number>;
   stats(): StoreStats;

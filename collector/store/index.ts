@@ -29,6 +29,7 @@ export function openStore(storage: StorageConfig, logger?: Logger, options: { re
     retentionMs: s.retention,
     maxSizeBytes: s.max_size,
     synchronous: s.synchronous === 'full' ? 'FULL' : 'NORMAL',
+    logger,
   });
 }
 

@@ -1,14 +1,13 @@
-// The PostgreSQL store against the real server, each test in a schema of its own: FIFO per
-// exporter with exact marking, claims shared by two stores without overlap, takeover of an
-// abandoned claim, wake-ups across instances, daily partitions and retention, shared state.
+// What only the PostgreSQL store does, against the real server, each test in a schema of its
+// own: claims shared by two instances without overlap, takeover of an abandoned claim, wake-ups
+// and state changes across instances, daily partitions. The common contract is contract.test.ts.
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { PG_DSN, skipWithoutPostgres } from '../../test/env.js';
 import { freshSchema, sql } from '../../test/pg.js';
-import type { DerivedRecord, FlatRecord, SpanRecord } from '../core/model.js';
-import { log, span, summary } from './records.fixture.js';
+import type { FlatRecord } from '../core/model.js';
+import { span } from './records.fixture.js';
 import { PostgresStore, type PostgresStoreOptions } from './postgres.js';
-import { recentRequests, unsummarizedCorrelations } from '../../plugins/correlate/queries.js';
 
 const spans = (from: number, count: number) => Array.from({ length: count }, (_, i) => span(from + i)) as FlatRecord[];
 
@@ -26,41 +25,6 @@ function open(t: TestContext, schema: string, over: Partial<PostgresStoreOptions
   t.after(() => store.close());
   return store;
 }
-
-test('each exporter reads its own backlog oldest first, marking is exact, and progress survives reopening', async (t) => {
-  if (await skipWithoutPostgres(t)) return;
-  const schema = freshSchema(t);
-  const store = open(t, schema);
-  await store.configureExporters([
-    { id: 'gelf', signals: ['traces', 'logs'] },
-    { id: 'debug', signals: ['logs'] },
-  ]);
-  await store.append([span(1), log(2), span(3)]);
-  await store.append([span(4)]);
-  const gelf = await store.pending('gelf', 2);
-  assert.deepEqual(gelf.map((r) => r.id), [1, 2]);
-  assert.equal((gelf[0] as SpanRecord).name, 'span 1');
-  assert.equal(typeof gelf[0]!.receivedAtMs, 'number');
-  await store.markDelivered('gelf', [1, 2]);
-  assert.deepEqual((await store.pending('gelf', 10)).map((r) => r.id), [3, 4]);
-  assert.equal(await store.backlog('gelf'), 2);
-  assert.deepEqual((await store.pending('debug', 10)).map((r) => r.id), [2], 'the logs-only exporter never sees spans');
-  await store.close();
-
-  // Reopening runs no migration twice; a newly configured exporter sees only later records.
-  const again = open(t, schema);
-  await again.configureExporters([
-    { id: 'gelf', signals: ['traces', 'logs'] },
-    { id: 'gelf/audit', signals: ['traces'] },
-  ]);
-  assert.deepEqual((await again.pending('gelf', 10)).map((r) => r.id), [3, 4], 'own unfinished claims are offered again');
-  assert.deepEqual(await again.pending('gelf/audit', 10), []);
-  await again.append([span(5)]);
-  assert.deepEqual((await again.pending('gelf/audit', 10)).map((r) => r.id), [5]);
-  assert.deepEqual((await again.byCorrelationId('c1')).map((r) => r.id), [1, 4]);
-  const [{ version }] = await sql(`SELECT version FROM "${schema}".schema_version`);
-  assert.equal(version, 1);
-});
 
 test('two instances share one backlog: every record is claimed once, each batch oldest first', async (t) => {
   if (await skipWithoutPostgres(t)) return;
@@ -219,46 +183,4 @@ test('a bad connection string fails the first call with the reason', async (t) =
   if (await skipWithoutPostgres(t)) return;
   const store = open(t, freshSchema(t), { dsn: 'postgres://postgres@127.0.0.1:1/test' });
   await assert.rejects(store.configureExporters([]), /ECONNREFUSED/);
-});
-
-test('unsummarizedCorrelations: ids with records newer than their newest summary, since a time', async (t) => {
-  if (await skipWithoutPostgres(t)) return;
-  let now = 1_000_000;
-  const store = open(t, freshSchema(t), { now: () => now });
-  await store.configureExporters([]);
-  await store.append([span(1, { correlationId: 'old' })]);
-  now = 2_000_000;
-  await store.append([span(2, { correlationId: 'a' }), span(3, { correlationId: 'b' }), span(4, { correlationId: 'c' }), span(5, { correlationId: '' })]);
-  await store.append([summary('b', 10, 'http://x/')]);
-  now = 2_000_500;
-  await store.append([span(6, { correlationId: 'a' })]);
-  await store.append([summary('c', 10, 'http://x/')]);
-  now = 2_001_000;
-  await store.append([span(7, { correlationId: 'c' })]); // late span after c's summary
-  assert.deepEqual(await unsummarizedCorrelations(store, 1_500_000, 100), [
-    { correlationId: 'a', lastReceivedAtMs: 2_000_500 },
-    { correlationId: 'c', lastReceivedAtMs: 2_001_000 },
-  ]);
-  assert.deepEqual((await unsummarizedCorrelations(store, 0, 100)).map((c) => c.correlationId), ['old', 'a', 'c']);
-  assert.deepEqual((await unsummarizedCorrelations(store, 0, 1)).map((c) => c.correlationId), ['old']);
-  assert.deepEqual(await unsummarizedCorrelations(store, 3_000_000, 100), []);
-});
-
-test('recentRequests: newest summary per id, filters, recent and slowest order', async (t) => {
-  if (await skipWithoutPostgres(t)) return;
-  let now = 1000;
-  const store = open(t, freshSchema(t), { now: () => now });
-  await store.configureExporters([]);
-  await store.append([summary('a', 900, 'http://shop/cart?id=1')]);
-  now = 2000;
-  await store.append([summary('b', 300, 'http://shop/Checkout'), span(1, { correlationId: 'b' })]);
-  now = 3000;
-  await store.append([summary('a', 950, 'http://shop/cart?id=1'), summary('c', 2000, 'http://blog/post', 'blog')]);
-  const ids = (rs: { correlationId: string; kind: string }[]) => rs.map((r) => `${r.correlationId}:${(r as DerivedRecord).durationMs}`);
-  assert.deepEqual(ids(await recentRequests(store, { sinceMs: 0, order: 'recent', limit: 10 })), ['c:2000', 'a:950', 'b:300']);
-  assert.deepEqual(ids(await recentRequests(store, { sinceMs: 0, order: 'slowest', limit: 2 })), ['c:2000', 'a:950']);
-  assert.deepEqual(ids(await recentRequests(store, { sinceMs: 0, order: 'recent', limit: 10, project: 'shop' })), ['a:950', 'b:300']);
-  assert.deepEqual(ids(await recentRequests(store, { sinceMs: 0, order: 'recent', limit: 10, urlContains: 'checkout' })), ['b:300']);
-  assert.deepEqual(ids(await recentRequests(store, { sinceMs: 0, order: 'recent', limit: 10, minDurationMs: 500 })), ['c:2000', 'a:950']);
-  assert.deepEqual(ids(await recentRequests(store, { sinceMs: 2500, order: 'recent', limit: 10 })), ['c:2000', 'a:950']);
 });

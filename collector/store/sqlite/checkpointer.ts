@@ -3,7 +3,8 @@
 // commit that triggers it for tens of milliseconds. Here the writer only says "I committed"
 // and never waits; durability is unchanged (commits are in the WAL either way). Commits are
 // gathered for a short while before a checkpoint runs: each checkpoint costs fsyncs, and one
-// per commit at a hundred commits a second measurably loaded the machine.
+// per commit at a hundred commits a second measurably loaded the machine. A checkpoint that
+// fails for want of space or I/O is reported (it used to be swallowed); a busy database is not.
 import Database from 'better-sqlite3';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 
@@ -15,10 +16,11 @@ export class Checkpointer {
   #again = false;
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(path: string) {
+  constructor(path: string, onError: (err: Error) => void) {
     this.#worker = new Worker(new URL(import.meta.url), { workerData: { path } });
-    this.#worker.on('message', () => {
+    this.#worker.on('message', (message: { error?: string; code?: string }) => {
       this.#busy = false;
+      if (message.error) onError(Object.assign(new Error(`checkpoint failed: ${message.error}`), { code: message.code }));
       if (this.#again) this.requested();
     });
     this.#worker.unref(); // after the listener, which would otherwise keep the process alive
@@ -53,9 +55,11 @@ if (!isMainThread && parentPort && (workerData as { path?: string })?.path) {
   port.on('message', () => {
     try {
       db.pragma('wal_checkpoint(PASSIVE)');
-    } catch {
-      // A busy database: the next commit asks again.
+      port.postMessage({});
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      // A busy database: the next commit asks again. Anything else (a full disk) is reported.
+      port.postMessage(code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED' ? {} : { error: (err as Error).message, code });
     }
-    port.postMessage('done');
   });
 }

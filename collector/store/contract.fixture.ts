@@ -1,0 +1,188 @@
+// The store contract (core/store.ts and RecordReader in core/api.ts) as one test suite, run
+// against every implementation by contract.test.ts. Implementation-specific behaviour (SQLite's
+// file and migrations, PostgreSQL's claims, partitions and LISTEN) is tested beside each store.
+import assert from 'node:assert/strict';
+import { test, type TestContext } from 'node:test';
+import type { DerivedRecord, FlatRecord, SpanRecord } from '../core/model.js';
+import type { Store } from '../core/store.js';
+import { log, span, summary } from './records.fixture.js';
+
+export interface OpenOptions {
+  now?: () => number;
+  retentionMs?: number;
+  maxSizeBytes?: number;
+}
+
+export interface StoreUnderTest {
+  name: string;
+  /** Why the implementation cannot be tested here (its server does not answer), or undefined. */
+  missing(): Promise<string | undefined>;
+  /** A fresh place for one store (a file, a schema), removed after the test. */
+  place(t: TestContext): string;
+  /** Opens the store at the place; it is closed after the test (closing twice is harmless). */
+  open(t: TestContext, place: string, options?: OpenOptions): Store;
+}
+
+const DAY = 86_400_000;
+const spans = (from: number, count: number) => Array.from({ length: count }, (_, i) => span(from + i)) as FlatRecord[];
+
+export function storeContract(impl: StoreUnderTest): void {
+  const it = (name: string, body: (t: TestContext) => Promise<void>) =>
+    test(`${impl.name}: ${name}`, async (t) => {
+      const missing = await impl.missing();
+      if (missing) return void t.skip(missing);
+      await body(t);
+    });
+
+  it('each exporter reads its own backlog oldest first, marking is exact, routes follow signals, progress survives reopening', async (t) => {
+    const place = impl.place(t);
+    const store = impl.open(t, place);
+    await store.configureExporters([
+      { id: 'gelf', signals: ['traces', 'logs'] },
+      { id: 'debug', signals: ['logs'] },
+      { id: 'otlp', signals: ['traces'] },
+    ]);
+    await store.append([span(1), log(2), span(3)]);
+    await store.append([span(4), log(5)]);
+    const first = await store.pending('gelf', 2);
+    assert.deepEqual(first.map((r) => r.id), [1, 2]);
+    assert.equal((first[0] as SpanRecord).name, 'span 1');
+    assert.equal(typeof first[0]!.receivedAtMs, 'number');
+    // Marking is exact: a record in the middle, not a prefix.
+    await store.markDelivered('gelf', [1, 3]);
+    assert.deepEqual((await store.pending('gelf', 10)).map((r) => r.id), [2, 4, 5]);
+    assert.equal(await store.backlog('gelf'), 3);
+    assert.deepEqual((await store.pending('debug', 10)).map((r) => r.id), [2, 5], 'the logs-only exporter never sees spans');
+    assert.deepEqual((await store.pending('otlp', 10)).map((r) => r.id), [1, 3, 4], 'the traces-only exporter never sees logs');
+    await store.markDelivered('debug', [2, 5]);
+    assert.equal(await store.backlog('debug'), 0);
+    await assert.rejects(store.pending('nobody', 1), /not configured/);
+    await store.close();
+
+    // Reopened: progress kept; a newly configured exporter starts with what arrives from now on.
+    const again = impl.open(t, place);
+    await again.configureExporters([
+      { id: 'gelf', signals: ['traces', 'logs'] },
+      { id: 'gelf/audit', signals: ['traces'] },
+    ]);
+    assert.deepEqual((await again.pending('gelf', 10)).map((r) => r.id), [2, 4, 5]);
+    assert.deepEqual(await again.pending('gelf/audit', 10), []);
+    assert.equal(await again.backlog('gelf/audit'), 0);
+    await again.append([span(6)]);
+    assert.deepEqual((await again.pending('gelf/audit', 10)).map((r) => r.id), [6]);
+    assert.deepEqual((await again.pending('gelf', 10)).map((r) => r.id), [2, 4, 5, 6]);
+  });
+
+  it('the commit listener fires after each append that adds records', async (t) => {
+    const store = impl.open(t, impl.place(t));
+    await store.configureExporters([]);
+    let commits = 0;
+    const off = store.onCommit(() => commits++);
+    await store.append([span(1)]);
+    await store.append([]);
+    off();
+    await store.append([span(2)]);
+    assert.equal(commits, 1);
+    assert.equal(store.writable(), true);
+  });
+
+  it('retention drops records that arrived before the window, with their queue rows', async (t) => {
+    let now = Date.parse('2026-03-01T12:00:00Z');
+    const store = impl.open(t, impl.place(t), { now: () => now, retentionMs: 3 * DAY });
+    await store.configureExporters([{ id: 'gelf', signals: ['traces'] }]);
+    await store.append(spans(1, 5));
+    now += 2 * DAY;
+    await store.append(spans(6, 3));
+    now += 2 * DAY; // the first records arrived 4 days ago, the others 2
+    assert.equal(await store.enforceLimits(), 5);
+    assert.deepEqual(store.stats().dropped, { retention: 5, size: 0 });
+    assert.equal(store.stats().rows, 3);
+    assert.equal(await store.backlog('gelf'), 3);
+    assert.deepEqual((await store.pending('gelf', 10)).map((r) => r.attributes.n), [6, 7, 8]);
+    assert.equal(await store.enforceLimits(), 0);
+  });
+
+  it('over the size cap the oldest records go first, counted', async (t) => {
+    let now = Date.parse('2026-03-01T12:00:00Z');
+    const store = impl.open(t, impl.place(t), { now: () => now, maxSizeBytes: 1 });
+    await store.configureExporters([{ id: 'gelf', signals: ['traces'] }]);
+    for (let day = 0; day < 3; day++) {
+      await store.append(spans(day * 2 + 1, 2));
+      now += DAY;
+    }
+    const removed = await store.enforceLimits();
+    assert.ok(removed >= 4, `at least the past days go (removed ${removed})`);
+    assert.equal(store.stats().dropped.size, removed);
+    const left = (await store.pending('gelf', 10)).map((r) => r.attributes.n);
+    assert.deepEqual(left, [5, 6].slice(removed - 4), 'what is left is the newest');
+    assert.equal(await store.backlog('gelf'), left.length);
+  });
+
+  it('component state: absent, set, overwritten; an instance is not told of its own change', async (t) => {
+    const store = impl.open(t, impl.place(t));
+    await store.configureExporters([]);
+    assert.equal(await store.getState('gelf', 'breaker'), undefined);
+    let told = 0;
+    store.onStateChange(() => told++);
+    await store.setState('gelf', 'breaker', '{"state":"open"}');
+    assert.equal(await store.getState('gelf', 'breaker'), '{"state":"open"}');
+    await store.setState('gelf', 'breaker', '{"state":"closed"}');
+    assert.equal(await store.getState('gelf', 'breaker'), '{"state":"closed"}');
+    assert.equal(await store.getState('gelf/other', 'breaker'), undefined, 'values are per component');
+    assert.equal(told, 0);
+  });
+
+  it('reader: a correlation id’s records oldest first', async (t) => {
+    const store = impl.open(t, impl.place(t));
+    await store.configureExporters([]);
+    await store.append([span(1), log(2), span(3)]);
+    await store.append([span(4)]);
+    assert.deepEqual((await store.byCorrelationId('c1')).map((r) => r.id), [1, 4]);
+    assert.deepEqual(await store.byCorrelationId('nope'), []);
+  });
+
+  it('reader: correlation ids with records newer than their newest summary, since a time', async (t) => {
+    let now = 1_000_000;
+    const store = impl.open(t, impl.place(t), { now: () => now, retentionMs: 1e12 });
+    await store.configureExporters([]);
+    await store.append([span(1, { correlationId: 'old' })]);
+    now = 2_000_000;
+    await store.append([span(2, { correlationId: 'a' }), span(3, { correlationId: 'b' }), span(4, { correlationId: 'c' }), span(5, { correlationId: '' })]);
+    await store.append([summary('b', 10, 'http://x/')]);
+    now = 2_000_500;
+    await store.append([span(6, { correlationId: 'a' })]);
+    await store.append([summary('c', 10, 'http://x/')]);
+    now = 2_001_000;
+    await store.append([span(7, { correlationId: 'c' })]); // a late span after c's summary
+    assert.deepEqual(await store.correlationsAfterKind('summary', 1_500_000, 100), [
+      { correlationId: 'a', lastReceivedAtMs: 2_000_500 },
+      { correlationId: 'c', lastReceivedAtMs: 2_001_000 },
+    ]);
+    const ids = async (since: number, limit: number) => (await store.correlationsAfterKind('summary', since, limit)).map((c) => c.correlationId);
+    assert.deepEqual(await ids(0, 100), ['old', 'a', 'c']);
+    assert.deepEqual(await ids(0, 1), ['old']);
+    assert.deepEqual(await ids(3_000_000, 100), []);
+  });
+
+  it('reader: the newest record of a kind per correlation id, filtered and ordered', async (t) => {
+    let now = 1000;
+    const store = impl.open(t, impl.place(t), { now: () => now, retentionMs: 1e12 });
+    await store.configureExporters([]);
+    await store.append([summary('a', 900, 'http://shop/cart?id=1', 'shop', 3)]);
+    now = 2000;
+    await store.append([summary('b', 300, 'http://shop/Checkout', 'shop', 2), span(1, { correlationId: 'b' })]);
+    now = 3000;
+    // a re-summarized (late span); c's request started first but its summary arrived last.
+    await store.append([summary('a', 950, 'http://shop/cart?id=1', 'shop', 3), summary('c', 2000, 'http://blog/post', 'blog', 1)]);
+    const q = async (over: Partial<Parameters<Store['latestPerCorrelation']>[0]>) =>
+      (await store.latestPerCorrelation({ kind: 'summary', sinceMs: 0, order: 'start', limit: 10, ...over })).map(
+        (r) => `${r.correlationId}:${(r as DerivedRecord).durationMs}`,
+      );
+    assert.deepEqual(await q({}), ['a:950', 'b:300', 'c:2000']);
+    assert.deepEqual(await q({ order: 'duration', limit: 2 }), ['c:2000', 'a:950']);
+    assert.deepEqual(await q({ project: 'shop' }), ['a:950', 'b:300']);
+    assert.deepEqual(await q({ attributeContains: { key: 'url.full', text: 'checkout' } }), ['b:300']);
+    assert.deepEqual(await q({ minDurationMs: 500 }), ['a:950', 'c:2000']);
+    assert.deepEqual(await q({ sinceMs: 2500 }), ['a:950', 'c:2000']);
+  });
+}
