@@ -23,6 +23,9 @@ export class CollectorService {
   readonly #processors = new Map<string, Processor>();
   readonly #exporters: { id: string; component: Exporter; queue: ExportQueue }[] = [];
   #limitsTimer: NodeJS.Timeout | undefined;
+  /** For the gauges alert rules read: when retention last completed, and commits refused for a full disk. */
+  #limitsLastRunAt = 0;
+  #diskFullRefusals = 0;
   #ready = false;
   #closed = false;
   readonly #latency;
@@ -162,6 +165,7 @@ export class CollectorService {
     try {
       await this.store.append(records);
     } catch (err) {
+      if (isDiskFull(err)) this.#diskFullRefusals++;
       throw new ConsumerError('BV_STORE_FAILED', `storage could not commit: ${(err as Error).message}`, { cause: err });
     }
   }
@@ -169,6 +173,7 @@ export class CollectorService {
   async #enforceLimits(): Promise<void> {
     try {
       const removed = await this.store.enforceLimits();
+      this.#limitsLastRunAt = Date.now();
       if (removed > 0) this.#logger.info({ removed }, 'store limits enforced (retention, size cap)');
     } catch (err) {
       this.#logger.error({ err }, 'enforcing store limits failed');
@@ -189,5 +194,15 @@ export class CollectorService {
     m.gauge('bitville_store_max_size_bytes', 'Configured size cap.', () => limits.max_size);
     m.gauge('bitville_store_dropped_retention_records', 'Records dropped by retention since start.', () => this.store.stats().dropped.retention);
     m.gauge('bitville_store_dropped_size_records', 'Records dropped by the size cap since start.', () => this.store.stats().dropped.size);
+    m.gauge('bitville_store_limits_last_run_timestamp_seconds', 'When retention and the size cap were last enforced successfully (Unix time; 0 = not yet).', () => this.#limitsLastRunAt / 1000);
+    m.gauge('bitville_store_disk_full_refusals', 'Commits refused since start because the disk or database is full; their senders got 503 and retry.', () => this.#diskFullRefusals);
   }
+}
+
+/** SQLite's SQLITE_FULL, PostgreSQL's disk_full (53100), or the OS's ENOSPC, anywhere in the cause chain. */
+function isDiskFull(err: unknown): boolean {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    if (e.code === 'SQLITE_FULL' || e.code === '53100' || e.code === 'ENOSPC') return true;
+  }
+  return false;
 }
