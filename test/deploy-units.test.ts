@@ -99,6 +99,10 @@ for (const name of units) {
     }
     assert.ok(s.get('SystemCallFilter')?.includes('@system-service'));
     assert.match(one('ExecStart') ?? '', new RegExp(`^/usr/bin/node /opt/bitville/dist/collector/app/cli\\.js ${name.replace(/^bitville-|\.service$/g, '')} --config /etc/bitville/`));
+    if (name !== 'bitville-collector.service') {
+      // The agents run their --check as themselves before each start, advisory only.
+      assert.match(one('ExecStartPre') ?? '', new RegExp(`^-/usr/bin/node /opt/bitville/dist/collector/app/cli\\.js ${name.replace(/^bitville-|\.service$/g, '')} --check --config /etc/bitville/`));
+    }
   });
 }
 
