@@ -46,7 +46,7 @@ function span(i: number, padding: string) {
   };
 }
 
-test('a full disk: 503 with Retry-After to the sender, counted in bitville_store_disk_full_refusals', async (t) => {
+test('a full disk: 503 with Retry-After to the sender, counted in bitville_store_disk_full_refusals; taken again once there is space', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'bitville-full-'));
   const skip = mountTmpfs(dir);
   if (skip) {
@@ -79,4 +79,11 @@ test('a full disk: 503 with Retry-After to the sender, counted in bitville_store
   assert.ok(refusals >= 1, `refusals counted: ${refusals}`);
   // Every acknowledged span is in the store; the refused one is not.
   assert.equal(readStore(collector.dbPath).length, accepted);
+
+  // Space comes back (the tmpfs grows): the same request is taken, with no restart.
+  execFileSync('mount', ['-o', 'remount,size=16m', dir]);
+  const retried = await fetch(`${collector.otlpUrl}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(span(accepted, padding)) });
+  await retried.arrayBuffer();
+  assert.equal(retried.status, 200);
+  assert.equal(readStore(collector.dbPath).length, accepted + 1);
 });
