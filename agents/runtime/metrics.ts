@@ -11,7 +11,13 @@ export interface BufferLevels {
   diskBytes: number;
 }
 
-export function agentMetrics(source: string, levels: () => BufferLevels, breakerState: () => number) {
+/** The configured bounds of the two tiers (buffer.memory_limit, buffer.disk_limit). */
+export interface BufferLimits {
+  memoryBytes: number;
+  diskBytes: number;
+}
+
+export function agentMetrics(source: string, levels: () => BufferLevels, breakerState: () => number, limits?: BufferLimits) {
   const registry = new Registry();
   registry.setDefaultLabels({ agent: source });
   collectDefaultMetrics({ register: registry });
@@ -64,6 +70,18 @@ export function agentMetrics(source: string, levels: () => BufferLevels, breaker
         const l = levels();
         this.set({ tier: 'memory' }, l.memoryBytes);
         this.set({ tier: 'disk' }, l.diskBytes);
+      },
+    }),
+    // The bound beside the level, so "buffer over 80% full" is one division in an alert rule.
+    bufferLimit: new Gauge({
+      name: 'bitville_agent_buffer_limit_bytes',
+      help: 'Configured bound of each tier (buffer.memory_limit, buffer.disk_limit); past it the oldest events are dropped.',
+      labelNames: ['tier'],
+      registers,
+      collect() {
+        if (!limits) return;
+        this.set({ tier: 'memory' }, limits.memoryBytes);
+        this.set({ tier: 'disk' }, limits.diskBytes);
       },
     }),
     breaker: new Gauge({

@@ -99,7 +99,7 @@ export class AgentRuntime implements AgentSink {
     this.metrics = agentMetrics(source, () => this.buffer, () => {
       const state = this.breaker.state;
       return state === CircuitState.Closed ? 0 : state === CircuitState.HalfOpen ? 2 : 1;
-    });
+    }, { memoryBytes: config.buffer.memory_limit, diskBytes: config.buffer.disk_limit });
   }
 
   /** Opens the disk buffer (replaying what a previous run left), serves /metrics, starts exporting. */

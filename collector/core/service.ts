@@ -23,6 +23,8 @@ export class CollectorService {
   readonly #processors = new Map<string, Processor>();
   readonly #exporters: { id: string; component: Exporter; queue: ExportQueue }[] = [];
   #limitsTimer: NodeJS.Timeout | undefined;
+  /** When retention last completed, for the alert that it stopped running. */
+  #limitsLastRunAt = 0;
   #ready = false;
   #closed = false;
   readonly #latency;
@@ -173,6 +175,7 @@ export class CollectorService {
   async #enforceLimits(): Promise<void> {
     try {
       const removed = await this.store.enforceLimits();
+      this.#limitsLastRunAt = Date.now();
       if (removed > 0) this.#logger.info({ removed }, 'store limits enforced (retention, size cap)');
     } catch (err) {
       this.#logger.error({ err }, 'enforcing store limits failed');
@@ -200,5 +203,7 @@ export class CollectorService {
       this.store.writable() ? 1 : 0,
     );
     this.#commitFailures = m.counter('bitville_store_commit_failures_total', 'Commits that failed for a storage reason (disk full, I/O error, database unreachable).');
+    m.gauge('bitville_store_limits_last_run_timestamp_seconds', 'When retention and the size cap were last enforced successfully (Unix time; 0 = not yet).', () => this.#limitsLastRunAt / 1000);
   }
 }
+
