@@ -129,8 +129,9 @@ test('re-delivery through the collector leaves the summary unchanged; a statemen
   assert.equal(spans.length, 18, 'both copies are stored (nothing acknowledged is dropped)');
   assert.equal(summariesOf(c.dbPath, r.correlationId).length, 1, 'no new summary for re-delivered spans');
 
-  // A statement a minute after the request, still carrying its id: a new summary that says so, same counts.
-  await postTraces(c.otlpUrl, querySpans(r, [{ sql: 'SELECT * FROM orders WHERE id = 9', atMs: 60_000, ms: 50 }]));
+  // A statement a minute after the request, still carrying its id, and the driver's DEALLOCATE:
+  // a new summary that says so, with the same count and DB time.
+  await postTraces(c.otlpUrl, querySpans(r, [{ sql: 'DEALLOCATE pdo_stmt_00000001', atMs: 530, ms: 0.2 }, { sql: 'SELECT * FROM orders WHERE id = 9', atMs: 60_000, ms: 50 }]));
   const all = await eventually(() => {
     const found = summariesOf(c.dbPath, r.correlationId);
     return found.length === 2 ? found : undefined;
@@ -140,11 +141,16 @@ test('re-delivery through the collector leaves the summary unchanged; a statemen
   assert.equal(a['bitville.db_time_ms'], first!.record.attributes['bitville.db_time_ms']);
   assert.equal(a['bitville.db_query_count'], 8);
   assert.equal(a['bitville.db_unattributed_count'], 1);
+  assert.equal(a['bitville.db_housekeeping_count'], 1);
 
   // The lookup shows it, as unattributed, and the waterfall is not stretched to a minute.
   const view = (await (await fetch(`${c.adminUrl}/api/requests/${r.correlationId}`)).json()) as { queryCount: number; extentMs: number; queries: { placement: string }[] };
   assert.equal(view.queryCount, 8);
   assert.equal(view.queries.filter((q) => q.placement === 'outside_window').length, 1);
   assert.ok(view.extentMs <= 600, `extent ${view.extentMs} ms`);
+  const page = await (await fetch(`${c.adminUrl}/requests/${r.correlationId}`)).text();
+  assert.match(page, /class="row query housekeeping" data-placement="housekeeping">.*housekeeping<\/span> DEALLOCATE pdo_stmt_00000001/);
+  assert.match(page, /<h2>Unattributed \(1\)<\/h2>/);
+  assert.match(page, /<li data-placement="outside_window">.*SELECT \* FROM orders WHERE id = 9/);
   await c.stop();
 });
