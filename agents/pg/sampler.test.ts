@@ -73,6 +73,12 @@ test('Parse, Bind and Execute of one statement (query_start restarts, same text)
   const [again] = s.observe([row({ query: sql, query_start_us: '1380000' })], 1_400_000n);
   assert.deepEqual([again!.startUs, again!.endPrecision], [1_300_000n, 'next_query']);
 
+  // Caught at Bind inside its implicit transaction; by the next poll the Execute has finished and
+  // the backend is idle (no transaction start to compare): one statement, ending at the state change.
+  s.observe([row({ query: sql, query_start_us: '1500000', xact_start_us: '1499900' })], 1_500_300n);
+  const [phased] = s.observe([row({ query: sql, query_start_us: '1500400', xact_start_us: null, state: 'idle', state_change_us: '1530000' })], 1_600_000n);
+  assert.deepEqual([phased!.startUs, phased!.endUs, phased!.endPrecision], [1_500_000n, 1_530_000n, 'state_change']);
+
   // Two autocommit executions 2 ms apart: each has its own transaction, so two statements.
   s.observe([row({ query: sql, query_start_us: '2000000', xact_start_us: '2000000' })], 2_000_500n);
   const [first] = s.observe([row({ query: sql, query_start_us: '2002000', xact_start_us: '2002000' })], 2_100_000n);

@@ -56,6 +56,21 @@ export interface SamplerOptions {
  * under this on OLTP statements; slower planning is reported as two statements.
  */
 const PHASE_GAP_US = 50_000n;
+/**
+ * An idle backend shows no transaction start (the implicit transaction ended with the
+ * statement), so it cannot be compared: then only a gap this small counts as the next phase.
+ */
+const PHASE_GAP_UNKNOWN_XACT_US = 5_000n;
+
+/** Whether the row shows the next protocol phase (Bind, Execute) of the followed statement. */
+function isNextPhase(followed: Followed, row: ActivityRow, startUs: bigint): boolean {
+  if (row.query !== followed.row.query || startUs <= followed.phaseStartUs) return false;
+  const gap = startUs - followed.phaseStartUs;
+  const a = row.xact_start_us ?? null;
+  const b = followed.row.xact_start_us ?? null;
+  if (a !== null && b !== null) return a === b && gap <= PHASE_GAP_US;
+  return gap <= PHASE_GAP_UNKNOWN_XACT_US;
+}
 
 interface Followed {
   /** The statement's start: query_start of its first phase seen. */
@@ -101,14 +116,9 @@ export class ActivitySampler {
       const active = row.state === 'active';
       let current = this.followed.get(row.pid);
       if (current && current.phaseStartUs !== startUs) {
-        if (
-          row.query === current.row.query &&
-          (row.xact_start_us ?? null) === (current.row.xact_start_us ?? null) &&
-          startUs > current.phaseStartUs &&
-          startUs - current.phaseStartUs <= PHASE_GAP_US
-        ) {
-          // The next protocol phase of the same statement.
+        if (isNextPhase(current, row, startUs)) {
           current.phaseStartUs = startUs;
+          current.row = row;
         } else {
           // It finished after the last poll that saw it running and before the next one started.
           done.push(this.finish(current, current.lastSeenUs, startUs, 'next_query', false));
