@@ -99,7 +99,7 @@ test('normalizeSql in one pass: casts, dollar quotes, prefixed strings, spaced I
 
 test('classifyStatement: driver and pooler housekeeping, transaction control, the application\'s queries', () => {
   const of = (sql: string) => classifyStatement(normalizeSql(sql));
-  for (const sql of ['DEALLOCATE pdo_stmt_00000001', 'RESET ALL', 'DISCARD ALL', "SET application_name = 'req:abc'", 'SET SESSION application_name TO DEFAULT', 'set client_encoding to \'UTF8\'', 'SELECT pg_advisory_unlock_all()']) {
+  for (const sql of ['DEALLOCATE pdo_stmt_00000001', 'RESET ALL', 'DISCARD ALL', "SET application_name = 'req:abc'", 'SET SESSION application_name TO DEFAULT', "SET application_name='req:abc'", 'set client_encoding to \'UTF8\'', 'SELECT pg_advisory_unlock_all()']) {
     assert.equal(of(sql), 'housekeeping', sql);
   }
   for (const sql of ['BEGIN', 'START TRANSACTION', 'COMMIT', 'ROLLBACK', 'SAVEPOINT a', 'RELEASE SAVEPOINT a', 'END']) assert.equal(of(sql), 'transaction', sql);

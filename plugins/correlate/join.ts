@@ -70,7 +70,8 @@ export function classifyStatement(normalized: string): StatementClass {
   const first = words[0] ?? '';
   if (first === 'deallocate' || first === 'discard' || first === 'reset') return 'housekeeping';
   if (first === 'set') {
-    const name = words[1] === 'session' || words[1] === 'local' ? words[2] : words[1];
+    // `SET [SESSION|LOCAL] name {=|TO} ...`, with or without spaces around `=`.
+    const name = (words[1] === 'session' || words[1] === 'local' ? words[2] : words[1])?.split('=')[0];
     return name !== undefined && POOLER_SETTINGS.has(name) ? 'housekeeping' : 'query';
   }
   // pgsql's persistent links release advisory locks when a request ends.
