@@ -19,7 +19,7 @@ test('config: defaults, and unknown keys refused with their path', () => {
   assert.equal(config.statements.top, 10);
   assert.throws(() => parseAgentConfig('pg.yaml', { project: 'shop', sampling: { poll_interval: '100ms', redact: false } }, pgAgentSchema), (err: BitvilleError) => {
     assert.equal(err.code, 'BV_CONFIG_INVALID');
-    assert.match(err.message, /pg\.yaml: sampling: .*redact/);
+    assert.match(err.message, /pg\.yaml: sampling\.redact: unknown key/);
     return true;
   });
 });
@@ -57,8 +57,14 @@ test('sampling: each statement of a request becomes one CLIENT span with its cor
     assert.equal(a['postgresql.pid'], pid);
     assert.equal(a['bitville.db.query_truncated'], false);
     assert.ok(!String(a['db.query.text']).includes('secret-value'), `literals redacted: ${a['db.query.text']}`);
+    // The true duration lies within the span's stated end uncertainty, which a poll interval bounds.
     const d = durationMs(span);
-    assert.ok(d >= statements[i]!.serverMs && d <= clientMs[i]! + POLL_MS, `span ${i} lasted ${d} ms; the server slept ${statements[i]!.serverMs} ms, the client waited ${clientMs[i]} ms`);
+    const u = a['bitville.end_uncertainty_ms'] as number;
+    assert.ok(u >= 0 && u <= POLL_MS / 2 + 5, `uncertainty ${u} ms`);
+    assert.ok(d + u >= statements[i]!.serverMs && d - u <= clientMs[i]!, `span ${i} lasted ${d} ± ${u} ms; the server slept ${statements[i]!.serverMs} ms, the client waited ${clientMs[i]} ms`);
+    assert.equal(a['client.address'], '127.0.0.1');
+    assert.equal(a['client.port'], (client as unknown as { connection: { stream: { localPort: number } } }).connection.stream.localPort);
+    assert.match(String(a['postgresql.backend_start']), /^\d{4}-\d\d-\d\dT/);
   });
   assert.equal(spans[1]!.attributes['db.operation.name'], 'INSERT');
   assert.equal(spans[1]!.attributes['db.collection.name'], table);
@@ -66,6 +72,7 @@ test('sampling: each statement of a request becomes one CLIENT span with its cor
   assert.ok((spans[0]!.attributes['postgresql.wait_events'] as string[]).includes('Timeout:PgSleep'));
   // The last statement ended with the backend going idle: the server's own timestamp.
   assert.equal(spans[2]!.attributes['bitville.db.end_precision'], 'state_change');
+  assert.equal(spans[2]!.attributes['bitville.end_uncertainty_ms'], 0);
 });
 
 test('sqlcommenter: a traceparent comment gives the exact parent span id; raw text when redaction is off', async (t) => {

@@ -121,6 +121,7 @@ export class PgAgent {
 
   private async poll(): Promise<void> {
     const sampler = this.sampler!;
+    const sentUs = BigInt(Date.now()) * 1000n;
     const stopTimer = this.metrics.pollSeconds.startTimer();
     let rows: ActivityRow[];
     try {
@@ -133,7 +134,7 @@ export class PgAgent {
       stopTimer();
     }
     const now = Date.now();
-    for (const obs of sampler.observe(rows, BigInt(now) * 1000n)) this.merger!.addSampled(obs, now);
+    for (const obs of sampler.observe(rows, BigInt(now) * 1000n, sentUs)) this.merger!.addSampled(obs, now);
     this.merger!.flush(now);
   }
 

@@ -18,6 +18,9 @@ export interface LogEntry {
   severity: string;
   message: string;
   queryId: string | undefined;
+  /** The client's address and port (TCP connections only). */
+  remoteHost?: string;
+  remotePort?: number;
 }
 
 /** `2024-05-01 12:00:00.123 UTC` (log_timezone should be UTC; numeric offsets and what Date.parse knows also work). */
@@ -49,18 +52,23 @@ export function parseJsonLogLine(line: string): LogEntry | undefined {
     message: rec.message,
     // A 64-bit number: JSON.parse rounds it, so take the digits from the text.
     queryId: /"query_id":(-?\d+)/.exec(line)?.[1],
+    ...(typeof rec.remote_host === 'string' && rec.remote_host !== '[local]' ? { remoteHost: rec.remote_host } : {}),
+    ...(typeof rec.remote_port === 'number' ? { remotePort: rec.remote_port } : {}),
   };
 }
 
 // csvlog columns (stable since 9.0 for these; query_id added in 14).
-const CSV = { time: 0, database: 2, pid: 3, severity: 11, message: 13, applicationName: 22, queryId: 25 } as const;
+const CSV = { time: 0, database: 2, pid: 3, connectionFrom: 4, severity: 11, message: 13, applicationName: 22, queryId: 25 } as const;
 
 export function csvLogEntry(fields: string[]): LogEntry | undefined {
   const timeUs = parseLogTime(fields[CSV.time] ?? '');
   const pid = Number(fields[CSV.pid]);
   if (timeUs === undefined || !Number.isInteger(pid) || fields[CSV.message] === undefined) return undefined;
   const queryId = fields[CSV.queryId];
+  // `host:port` for TCP, `[local]` for a Unix socket.
+  const from = /^(.*):(\d+)$/.exec(fields[CSV.connectionFrom] ?? '');
   return {
+    ...(from ? { remoteHost: from[1]!, remotePort: Number(from[2]) } : {}),
     timeUs,
     pid,
     database: fields[CSV.database] || null,
@@ -131,6 +139,10 @@ export function observationFromLog(entry: LogEntry): QueryObservation | undefine
     startUs: entry.timeUs - durationUs,
     endUs: entry.timeUs,
     endPrecision: 'millisecond',
+    // The log's time has millisecond resolution.
+    endUncertaintyUs: 1000n,
+    ...(entry.remoteHost !== undefined ? { clientAddress: entry.remoteHost } : {}),
+    ...(entry.remotePort !== undefined ? { clientPort: entry.remotePort } : {}),
     applicationName: entry.applicationName,
     query: m[3]!,
     database: entry.database,

@@ -10,6 +10,7 @@ const obs = (over: Partial<QueryObservation>): QueryObservation => ({
   startUs: 1_000_000n,
   endUs: 1_300_000n,
   endPrecision: 'state_change',
+  endUncertaintyUs: 0n,
   applicationName: 'req:abc',
   query: 'SELECT pg_sleep(0.3)',
   database: 'app',
@@ -38,4 +39,14 @@ test('without the log source, sampled observations pass straight through', () =>
   const out: QueryObservation[] = [];
   new QueryMerger((o) => out.push(o), 1000, false).addSampled(obs({}), 0);
   assert.equal(out.length, 1);
+});
+
+test('a statement sampled from its Bind phase pairs with the logged Execute; the end comes from the log', () => {
+  const out: QueryObservation[] = [];
+  const merger = new QueryMerger((o) => out.push(o), 1000, true);
+  // Seen at Bind (1.000 s) and Execute (1.004 s: planning took 4 ms, more than the pairing tolerance); ended between polls.
+  merger.addSampled(obs({ startUs: 1_000_000n, executeStartUs: 1_004_000n, endUs: 1_150_000n, endUncertaintyUs: 50_000n, endPrecision: 'poll' }), 0);
+  merger.addLogged(obs({ source: 'log', startUs: 1_004_200n, endUs: 1_120_200n, endPrecision: 'millisecond', endUncertaintyUs: 1000n }), 10);
+  assert.equal(out.length, 1);
+  assert.deepEqual([out[0]!.startUs, out[0]!.endUs, out[0]!.endUncertaintyUs, out[0]!.endPrecision], [1_000_000n, 1_004_000n + 116_000n, 0n, 'exact']);
 });

@@ -61,7 +61,7 @@ function takeClosest(list: Waiting[], obs: QueryObservation): QueryObservation |
   list.forEach((w, i) => {
     const [sampled, logged] = obs.source === 'log' ? [w.obs, obs] : [obs, w.obs];
     if (!samePair(sampled, logged)) return;
-    const gap = abs(sampled.startUs - logged.startUs);
+    const gap = abs(executeStart(sampled) - logged.startUs);
     if (gap < bestGap) (best = i), (bestGap = gap);
   });
   return best < 0 ? undefined : list.splice(best, 1)[0]!.obs;
@@ -75,21 +75,25 @@ const abs = (n: bigint) => (n < 0n ? -n : n);
  * the ends must agree as far as the sampled end is known.
  */
 function samePair(sampled: QueryObservation, logged: QueryObservation): boolean {
-  if (sampled.pid !== logged.pid || abs(sampled.startUs - logged.startUs) > TOLERANCE_US) return false;
+  if (sampled.pid !== logged.pid || abs(executeStart(sampled) - logged.startUs) > TOLERANCE_US) return false;
   const sameText = sampled.truncated ? logged.query.startsWith(sampled.query.slice(0, -1)) : logged.query === sampled.query;
   if (!sameText) return false;
-  const loggedDuration = logged.endUs - logged.startUs;
-  const sampledDuration = sampled.endUs - sampled.startUs;
-  // state_change is the server's own end: it must agree. Other sampled ends are upper bounds.
-  return sampled.endPrecision === 'state_change' ? abs(sampledDuration - loggedDuration) <= TOLERANCE_US : loggedDuration <= sampledDuration + TOLERANCE_US;
+  // The ends must agree within what each side says about its own end (state_change: exactly).
+  return abs(sampled.endUs - logged.endUs) <= sampled.endUncertaintyUs + logged.endUncertaintyUs + TOLERANCE_US;
+}
+
+/** The log times the Execute phase alone; a sample may have started at Parse or Bind. */
+function executeStart(sampled: QueryObservation): bigint {
+  return sampled.executeStartUs ?? sampled.startUs;
 }
 
 function merge(sampled: QueryObservation, logged: QueryObservation): QueryObservation {
   return {
     ...sampled,
     source: 'sampling+log',
-    endUs: sampled.startUs + (logged.endUs - logged.startUs),
+    endUs: executeStart(sampled) + (logged.endUs - logged.startUs),
     endPrecision: 'exact',
+    endUncertaintyUs: 0n,
     // The log holds the whole text; pg_stat_activity may have cut it short.
     query: sampled.truncated && !logged.truncated ? logged.query : sampled.query,
     truncated: sampled.truncated && logged.truncated,

@@ -6,8 +6,10 @@
  * - `exact`: start from pg_stat_activity, duration from the server log (microseconds).
  * - `state_change`: the server's own timestamp of the backend going idle (microseconds).
  * - `millisecond`: from the server log alone; log timestamps have millisecond resolution.
- * - `next_query`: the backend had started its next query when polled; the end is no later than that start.
+ * - `next_query`: the backend had started its next query when polled; the end lies between the
+ *   last poll that saw it running and that next start.
  * - `poll`: the backend was gone when polled; the end lies between the last poll that saw it running and this one.
+ * For the last two the end is the middle of those bounds and `endUncertaintyUs` half their width.
  */
 export type EndPrecision = 'exact' | 'state_change' | 'millisecond' | 'next_query' | 'poll';
 
@@ -18,6 +20,17 @@ export interface QueryObservation {
   startUs: bigint;
   endUs: bigint;
   endPrecision: EndPrecision;
+  /** The true end lies within endUs ± this (0 when the server said when it ended). */
+  endUncertaintyUs: bigint;
+  /**
+   * The query_start of the statement's last protocol phase, when it was seen in several
+   * (Parse, Bind, Execute each restart query_start): the server log times the Execute alone.
+   */
+  executeStartUs?: bigint;
+  /** The client end of the backend's connection (absent for Unix sockets), and when the backend started: which connection ran it. */
+  clientAddress?: string;
+  clientPort?: number;
+  backendStartUs?: bigint;
   applicationName: string | null;
   /** The statement text as the server showed it (may be cut short, see truncated). */
   query: string;

@@ -32,12 +32,18 @@ export function spanFor(obs: QueryObservation, ctx: SpanContext): AgentSpan | un
     'bitville.correlation_id': correlationId,
     'bitville.db.capture': obs.source,
     'bitville.db.end_precision': obs.endPrecision,
+    // How far the end may be off, in ms (the collector's join allows for it).
+    'bitville.end_uncertainty_ms': Number(obs.endUncertaintyUs) / 1000,
     'bitville.db.query_truncated': obs.truncated,
   };
   if (obs.database) attributes['db.namespace'] = obs.database;
   if (sql.operation) attributes['db.operation.name'] = sql.operation;
   if (sql.collection) attributes['db.collection.name'] = sql.collection;
   if (obs.queryId) attributes['postgresql.query_id'] = obs.queryId;
+  // Which connection ran it: a persistent connection outlives the request whose tag it carries.
+  if (obs.clientAddress) attributes['client.address'] = obs.clientAddress;
+  if (obs.clientPort) attributes['client.port'] = obs.clientPort;
+  if (obs.backendStartUs !== undefined) attributes['postgresql.backend_start'] = new Date(Number(obs.backendStartUs / 1000n)).toISOString();
   if (obs.waitEvents.length > 0) attributes['postgresql.wait_events'] = obs.waitEvents;
 
   const target = sql.collection ?? obs.database ?? undefined;

@@ -4,7 +4,12 @@ export const SUMMARY = {
   correlationId: 'bitville.correlation_id',
   requestSpanId: 'bitville.request_span_id',
   dbTimeMs: 'bitville.db_time_ms',
+  /** The application's statements inside the request's window (housekeeping and unattributed ones excluded). */
   dbQueryCount: 'bitville.db_query_count',
+  /** Driver and pooler statements (DEALLOCATE, RESET ALL, DISCARD, SET application_name) inside the window. */
+  dbHousekeepingCount: 'bitville.db_housekeeping_count',
+  /** DB spans carrying this request's id but outside its time window (a stale persistent-connection tag): not this request's. */
+  dbUnattributedCount: 'bitville.db_unattributed_count',
   slowestQueries: 'bitville.slowest_queries',
   nPlusOne: 'bitville.n_plus_one',
   nPlusOneQuery: 'bitville.n_plus_one_query',

@@ -19,6 +19,7 @@ export interface CorrelateConfig {
   n_plus_one_threshold: number;
   recovery_lookback: number;
   max_pending: number;
+  tolerance: number;
 }
 
 /** Ids summarized per commit. */
@@ -41,6 +42,12 @@ export const factory = defineProcessor<CorrelateConfig>({
       recovery_lookback: h.duration().default(3_600_000),
       /** Most ids waiting for their window at once; beyond it new ids wait for a restart. */
       max_pending: z.number().int().positive().default(100_000),
+      /**
+       * How far outside its request's time window a DB statement may start or end and still join
+       * it: the clock skew between the PHP and database hosts. Larger values risk giving a
+       * request the first statements of the next request on the same persistent connection.
+       */
+      tolerance: h.duration().default(2),
     }),
   create: (config, ctx) => new Correlator(config, ctx),
 });
@@ -65,6 +72,7 @@ class Correlator implements Processor {
   #work: Promise<void> = Promise.resolve();
   #working = false;
   #stopped = true;
+  readonly #joins;
   readonly #summaries;
   readonly #resummaries;
   readonly #incomplete;
@@ -74,8 +82,9 @@ class Correlator implements Processor {
   constructor(config: CorrelateConfig, ctx: ProcessorContext) {
     this.#config = config;
     this.#ctx = ctx;
-    this.#options = { slowestQueries: config.slowest_queries, nPlusOneThreshold: config.n_plus_one_threshold };
+    this.#options = { slowestQueries: config.slowest_queries, nPlusOneThreshold: config.n_plus_one_threshold, toleranceMs: config.tolerance };
     const m = ctx.metrics;
+    this.#joins = m.counter('bitville_correlate_joins_total', 'Ids joined (read back from the store), whether or not a summary came of it.');
     this.#summaries = m.counter('bitville_correlate_summaries_total', 'Request summaries emitted.');
     this.#resummaries = m.counter('bitville_correlate_resummaries_total', 'Summaries that supersede an earlier one (late spans).');
     this.#incomplete = m.counter('bitville_correlate_incomplete_total', 'Ids whose window passed with no request (SERVER) span stored.');
@@ -97,7 +106,7 @@ class Correlator implements Processor {
 
   /** The request pages and their JSON API (web.ts). */
   adminRoutes(): AdminRoute[] {
-    return requestRoutes(this.#ctx.reader, this.#config.window);
+    return requestRoutes(this.#ctx.reader, this.#config.window, this.#options);
   }
 
   async shutdown(): Promise<void> {
@@ -201,6 +210,7 @@ class Correlator implements Processor {
         for (const [id] of batch) this.#pending.set(id, Math.max(retryAt, this.#pending.get(id) ?? 0));
         throw err;
       }
+      this.#joins.inc(batch.length);
       this.#summaries.inc(summaries.length);
       this.#resummaries.inc(superseding);
       this.#incomplete.inc(incomplete);

@@ -7,10 +7,10 @@ import type { FlatRecord } from '../../collector/core/api.js';
 import { SqliteStore } from '../../collector/store/sqlite.js';
 import { tempDir } from '../../test/env.js';
 import { flattenTraces } from '../otlp/decode.js';
-import { buildSummary, joinRecords, normalizeSql, summaryIdOf } from './join.js';
+import { buildSummary, classifyStatement, joinRecords, normalizeSql, summaryIdOf } from './join.js';
 import { querySpans, requestSpans, sampleRequest } from './traces.fixture.js';
 
-const options = { slowestQueries: 3, nPlusOneThreshold: 5 };
+const options = { slowestQueries: 3, nPlusOneThreshold: 5, toleranceMs: 2 };
 
 async function storeWith(t: TestContext) {
   const store = new SqliteStore({ path: join(tempDir(t), 's.db'), retentionMs: 1e12, maxSizeBytes: 1e12, synchronous: 'NORMAL' });
@@ -88,4 +88,118 @@ test('a late DB span yields a superseding summary; an up-to-date join yields non
   assert.equal(second.attributes['bitville.summary.revision'], 2);
   assert.equal(second.attributes['bitville.summary.supersedes'], first.spanId);
   assert.notEqual(second.spanId, first.spanId);
+});
+
+test('normalizeSql in one pass: casts, dollar quotes, prefixed strings, spaced IN lists, trailing semicolons', () => {
+  assert.equal(normalizeSql("SELECT x::int FROM t WHERE a = E'\\n' AND b = $$it's$$ AND c IN ( 1 , 2 )  ;"), 'select x::int from t where a = ? and b = ? and c in (?)');
+  assert.equal(normalizeSql('SELECT f(1, a) FROM t WHERE id IN (?, ?, ?)'), 'select f(?, a) from t where id in (?)');
+  assert.equal(normalizeSql('SELECT 1.5e3, .5, -- c\n "Mixed"  /* a /* nested */ b */ FROM t'), 'select ?, ?, "mixed" from t');
+  assert.equal(normalizeSql(''), '');
+});
+
+test('classifyStatement: driver and pooler housekeeping, transaction control, the application\'s queries', () => {
+  const of = (sql: string) => classifyStatement(normalizeSql(sql));
+  for (const sql of ['DEALLOCATE pdo_stmt_00000001', 'RESET ALL', 'DISCARD ALL', "SET application_name = 'req:abc'", 'SET SESSION application_name TO DEFAULT', "SET application_name='req:abc'", 'set client_encoding to \'UTF8\'', 'SELECT pg_advisory_unlock_all()']) {
+    assert.equal(of(sql), 'housekeeping', sql);
+  }
+  for (const sql of ['BEGIN', 'START TRANSACTION', 'COMMIT', 'ROLLBACK', 'SAVEPOINT a', 'RELEASE SAVEPOINT a', 'END']) assert.equal(of(sql), 'transaction', sql);
+  for (const sql of ['SELECT 1', 'SET search_path TO app', 'PREPARE q AS SELECT 1', 'UPDATE t SET application_name = 1']) assert.equal(of(sql), 'query', sql);
+});
+
+test('re-delivered spans (same span ids stored twice) change nothing: no new summary, same counts and DB time', async (t) => {
+  const store = await storeWith(t);
+  const r = sampleRequest();
+  r.queries.forEach((q, i) => (q.spanId = `${'d'.repeat(14)}${String(i).padStart(2, '0')}`));
+  const body = [...flat(requestSpans(r)), ...flat(querySpans(r))];
+  await store.append(body);
+  const first = buildSummary(joinRecords(r.correlationId, await store.byCorrelationId(r.correlationId), options), options)!;
+  await store.append([first]);
+  // An agent retries the whole batch: every span stored a second time.
+  await store.append([...flat(requestSpans(r)), ...flat(querySpans(r))]);
+  const again = joinRecords(r.correlationId, await store.byCorrelationId(r.correlationId), options);
+  assert.equal(buildSummary(again, options), undefined, 'nothing new: no superseding summary');
+  assert.equal(again.counted.length, 8);
+  assert.equal(again.dbTimeMs, first.attributes['bitville.db_time_ms']);
+  // Even joined from scratch (no summary yet), the copies count once.
+  const fresh = buildSummary({ ...again, summaries: [] }, options)!;
+  assert.equal(fresh.attributes['bitville.db_query_count'], 8);
+  assert.equal(fresh.attributes['bitville.db_time_ms'], 12 + 6 * 10 + 380);
+  assert.equal(fresh.spanId, first.spanId, 'the same records covered: the same summary id');
+});
+
+test('only statements inside the request window count; DB time is the union, never more than the request', async (t) => {
+  const store = await storeWith(t);
+  const r = sampleRequest({ durationMs: 300 }, 0);
+  r.queries = [
+    // Two overlapping statements (two connections of one request): 100 ms of DB time, not 150.
+    { sql: 'SELECT * FROM a WHERE id = 1', atMs: 10, ms: 100 },
+    { sql: 'SELECT * FROM b WHERE id = 1', atMs: 60, ms: 50 },
+    // 1 ms before the request: clock skew within the tolerance; clipped to the request.
+    { sql: 'SELECT 1', atMs: -1, ms: 3 },
+    // Driver housekeeping: shown, not counted.
+    { sql: 'DEALLOCATE pdo_stmt_00000001', atMs: 120, ms: 1 },
+    // A sampled end 30 ms late, with the agent saying so: still inside.
+    { sql: 'SELECT * FROM c', atMs: 250, ms: 70, attributes: { 'bitville.end_uncertainty_ms': 25 } },
+    // A minute after the request, carrying its tag (a persistent connection): not this request's.
+    { sql: 'SELECT * FROM a WHERE id = 2', atMs: 60_000, ms: 400 },
+    // Starts inside but ends well after the request, beyond the agent's uncertainty.
+    { sql: 'SELECT * FROM d', atMs: 290, ms: 200, attributes: { 'bitville.end_uncertainty_ms': 5 } },
+  ];
+  await store.append([...flat(requestSpans(r)), ...flat(querySpans(r))]);
+  const j = joinRecords(r.correlationId, await store.byCorrelationId(r.correlationId), options);
+  const placement = Object.fromEntries(j.queries.map((q) => [q.text, q.placement]));
+  assert.deepEqual(placement, {
+    'SELECT 1': 'counted',
+    'SELECT * FROM a WHERE id = 1': 'counted',
+    'SELECT * FROM b WHERE id = 1': 'counted',
+    'DEALLOCATE pdo_stmt_00000001': 'housekeeping',
+    'SELECT * FROM c': 'counted',
+    'SELECT * FROM d': 'outside_window',
+    'SELECT * FROM a WHERE id = 2': 'outside_window',
+  });
+  const s = buildSummary(j, options)!;
+  assert.equal(s.attributes['bitville.db_query_count'], 4);
+  assert.equal(s.attributes['bitville.db_housekeeping_count'], 1);
+  assert.equal(s.attributes['bitville.db_unattributed_count'], 2);
+  // [0,2) clipped + [10,110) + [250,300) clipped to the request's end.
+  assert.equal(s.attributes['bitville.db_time_ms'], 2 + 100 + 50);
+  assert.ok((s.attributes['bitville.db_time_ms'] as number) <= s.durationMs);
+});
+
+test('N+1 ignores housekeeping and transaction control: pdo_pgsql\'s DEALLOCATE after each statement is not doubled', async (t) => {
+  const store = await storeWith(t);
+  const r = sampleRequest({}, 0);
+  r.queries = [];
+  for (let i = 0; i < 6; i++) {
+    r.queries.push({ sql: 'BEGIN', atMs: 10 + i * 50, ms: 1 });
+    r.queries.push({ sql: `SELECT * FROM items WHERE id = ${i}`, atMs: 12 + i * 50, ms: 5 });
+    r.queries.push({ sql: `DEALLOCATE pdo_stmt_0000000${i}`, atMs: 18 + i * 50, ms: 1 });
+    r.queries.push({ sql: 'COMMIT', atMs: 20 + i * 50, ms: 2 });
+  }
+  await store.append([...flat(requestSpans(r)), ...flat(querySpans(r))]);
+  const s = buildSummary(joinRecords(r.correlationId, await store.byCorrelationId(r.correlationId), options), options)!;
+  assert.equal(s.attributes['bitville.db_query_count'], 18, '6 SELECTs, 6 BEGINs, 6 COMMITs');
+  assert.equal(s.attributes['bitville.db_housekeeping_count'], 6);
+  assert.equal(s.attributes['bitville.db_time_ms'], 6 * (1 + 5 + 2));
+  assert.deepEqual(s.attributes['bitville.repeated_queries'], [{ query: 'select * from items where id = ?', count: 6, total_ms: 30 }]);
+});
+
+test('a persistent connection still tagged with an ended request: the next request\'s statements stay unattributed', async (t) => {
+  const store = await storeWith(t);
+  // Request A opened the connection (PGAPPNAME = req:A) and ran two statements; the worker's
+  // next request reused it 8 ms after A ended, and its statements still carry A's tag.
+  const a = sampleRequest({ durationMs: 200 }, 0);
+  a.queries = [
+    { sql: 'SELECT * FROM users WHERE id = 1', atMs: 20, ms: 30 },
+    { sql: 'SELECT * FROM carts WHERE user_id = 1', atMs: 80, ms: 40 },
+    { sql: 'RESET ALL', atMs: 208, ms: 0.1 },
+    { sql: 'SELECT * FROM users WHERE id = 2', atMs: 210, ms: 300 },
+    { sql: 'SELECT * FROM orders WHERE user_id = 2', atMs: 520, ms: 80 },
+  ];
+  await store.append([...flat(requestSpans(a)), ...flat(querySpans(a))]);
+  const s = buildSummary(joinRecords(a.correlationId, await store.byCorrelationId(a.correlationId), options), options)!;
+  assert.equal(s.attributes['bitville.db_query_count'], 2);
+  assert.equal(s.attributes['bitville.db_time_ms'], 70);
+  assert.equal(s.attributes['bitville.db_unattributed_count'], 3);
+  assert.equal(s.attributes['bitville.n_plus_one'], false);
 });

@@ -4,7 +4,8 @@
 import { BitvilleError, parseDuration, projectOf, z } from '../../collector/core/api.js';
 import type { AttributeValue, DerivedRecord, RecordReader, StoredRecord } from '../../collector/core/api.js';
 import { HTTP, SUMMARY } from './attributes.js';
-import { DEFAULT_JOIN_OPTIONS, joinRecords, type Joined } from './join.js';
+import { END_UNCERTAINTY } from './join.js';
+import { DEFAULT_JOIN_OPTIONS, joinRecords, type JoinOptions, type Joined, type Placement } from './join.js';
 import { recentRequests } from './queries.js';
 
 const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
@@ -109,6 +110,14 @@ export interface WaterfallQuery {
   /** Part of an N+1 pattern. */
   nPlusOne: boolean;
   error: boolean;
+  /**
+   * `counted`; `housekeeping` (a driver's or pooler's own statement, not counted);
+   * `outside_window` (carries this id but ran outside the request: unattributed, not counted);
+   * `no_request` (no request span stored yet).
+   */
+  placement: Placement;
+  /** How far the agent's end time may be off (ms), when it said. */
+  endUncertaintyMs: number | null;
 }
 
 export interface TraceView {
@@ -117,10 +126,13 @@ export interface TraceView {
   /** The newest summary, absent until the join window has passed. */
   summary: RequestRow | null;
   request: { name: string; spanId: string; offsetMs: number; durationMs: number; method: string | null; url: string | null; status: number | null; error: boolean } | null;
-  /** Waterfall start (ISO 8601) and extent: from the first span start to the last span end. */
+  /** Waterfall start (ISO 8601) and extent: from the first span start to the last span end (unattributed statements left out). */
   start: string | null;
   extentMs: number;
   dbTimeMs: number;
+  /** The application's statements the request is charged with. */
+  queryCount: number;
+  /** Every DB span of the id, by start: counted, housekeeping and unattributed alike (see placement). */
   queries: WaterfallQuery[];
   /** Statements repeated at least the N+1 threshold, most frequent first. */
   nPlusOne: { query: string; count: number; totalMs: number }[];
@@ -129,10 +141,10 @@ export interface TraceView {
 }
 
 /** One request's waterfall, or undefined when the store holds nothing for the id. */
-export async function traceOf(reader: RecordReader, correlationId: string): Promise<TraceView | undefined> {
+export async function traceOf(reader: RecordReader, correlationId: string, options: JoinOptions = DEFAULT_JOIN_OPTIONS): Promise<TraceView | undefined> {
   const records = await reader.byCorrelationId(correlationId);
   if (records.length === 0) return undefined;
-  const joined = joinRecords(correlationId, records, DEFAULT_JOIN_OPTIONS);
+  const joined = joinRecords(correlationId, records, options);
   return viewOf(joined, records);
 }
 
@@ -143,15 +155,19 @@ function viewOf(j: Joined, records: StoredRecord[]): TraceView {
   const flagged = newest
     ? new Set(arr(newest.attributes[SUMMARY.repeatedQueries]).map((g) => str((g as Record<string, AttributeValue>)?.query)))
     : new Set(j.repeated.filter((g) => g.nPlusOne).map((g) => g.normalized));
-  const spans = [...(j.request ? [j.request] : []), ...j.queries.map((q) => q.span)];
+  // A statement outside the window would stretch the waterfall to minutes: it is listed, not scaled.
+  const spans = [...(j.request ? [j.request] : []), ...j.queries.filter((q) => q.placement !== 'outside_window').map((q) => q.span)];
   const startNs = spans.length ? spans.map((s) => BigInt(s.startTimeUnixNano)).reduce((a, b) => (b < a ? b : a)) : 0n;
   const endNs = spans.length ? spans.map((s) => BigInt(s.endTimeUnixNano)).reduce((a, b) => (b > a ? b : a)) : 0n;
   const offset = (ns: string) => Number(BigInt(ns) - startNs) / 1e6;
   const counts = new Map<string, number>();
-  for (const q of j.queries) counts.set(q.normalized, (counts.get(q.normalized) ?? 0) + 1);
+  for (const q of j.counted) counts.set(q.normalized, (counts.get(q.normalized) ?? 0) + 1);
+  const counted = new Set(j.counted);
   const r = j.request;
   const project = r ? projectOf(r) : records[0] ? projectOf(records[0]) : '';
-  const related = new Set<StoredRecord>([...spans, ...j.summaries]);
+  // Re-delivered copies of a span are the span itself, not other records.
+  const spanKeys = new Set([...spans, ...j.queries.map((q) => q.span)].map((s) => `${s.traceId}/${s.spanId}`));
+  const related = (x: StoredRecord) => x.kind === 'summary' || (x.kind === 'span' && spanKeys.has(`${x.traceId}/${x.spanId}`));
   return {
     correlationId: j.correlationId,
     project,
@@ -171,6 +187,7 @@ function viewOf(j: Joined, records: StoredRecord[]): TraceView {
     start: spans.length ? isoOf(startNs.toString()) : null,
     extentMs: Number(endNs - startNs) / 1e6,
     dbTimeMs: j.dbTimeMs,
+    queryCount: j.counted.length,
     queries: j.queries.map((q) => ({
       spanId: q.span.spanId,
       text: q.text,
@@ -178,11 +195,13 @@ function viewOf(j: Joined, records: StoredRecord[]): TraceView {
       offsetMs: offset(q.span.startTimeUnixNano),
       durationMs: q.span.durationMs,
       repeats: counts.get(q.normalized) ?? 1,
-      nPlusOne: flagged.has(q.normalized),
+      nPlusOne: counted.has(q) && q.statement === 'query' && flagged.has(q.normalized),
       error: q.span.status.code === 2,
+      placement: q.placement,
+      endUncertaintyMs: num(q.span.attributes[END_UNCERTAINTY]),
     })),
     nPlusOne: j.repeated.filter((g) => flagged.has(g.normalized)).map((g) => ({ query: g.normalized, count: g.count, totalMs: Math.round(g.totalMs * 1000) / 1000 })),
-    otherRecords: records.filter((x) => !related.has(x)).length,
+    otherRecords: records.filter((x) => !related(x)).length,
   };
 }
 
@@ -202,15 +221,21 @@ export function formatWaterfall(view: TraceView, width = 50): string {
   if (r) lines.push(`  ${[r.method, r.url, r.status].filter((x) => x !== null).join(' ')}${r.error ? '  [error]' : ''}`);
   else lines.push('  (no request span stored yet: only DB spans)');
   lines.push(
-    `  started ${view.start ?? '-'}, ${r ? `${r.durationMs.toFixed(1)} ms total, ` : ''}DB ${view.dbTimeMs.toFixed(1)} ms in ${view.queries.length} queries` +
+    `  started ${view.start ?? '-'}, ${r ? `${r.durationMs.toFixed(1)} ms total, ` : ''}DB ${view.dbTimeMs.toFixed(1)} ms in ${view.queryCount} queries` +
       (s ? (s.revision > 1 ? ` (summary revision ${s.revision})` : '') : ' (not summarized yet: join window open)'),
   );
   for (const g of view.nPlusOne) lines.push(`  N+1: ${g.count}x ${g.query} (${g.totalMs.toFixed(1)} ms)`);
   lines.push('');
   if (r) lines.push(`${bar(r.offsetMs, r.durationMs, '=')} ${ms(r.durationMs)}  ${r.name}`);
   for (const q of view.queries) {
-    const mark = q.nPlusOne ? ` [N+1 x${q.repeats}]` : '';
-    lines.push(`${bar(q.offsetMs, q.durationMs, q.nPlusOne ? '#' : '-')} ${ms(q.durationMs)}  ${oneLine(q.text, 100)}${mark}${q.error ? ' [error]' : ''}`);
+    if (q.placement === 'outside_window') continue;
+    const mark = q.nPlusOne ? ` [N+1 x${q.repeats}]` : q.placement === 'housekeeping' ? ' [housekeeping]' : '';
+    lines.push(`${bar(q.offsetMs, q.durationMs, q.nPlusOne ? '#' : q.placement === 'housekeeping' ? '.' : '-')} ${ms(q.durationMs)}  ${oneLine(q.text, 100)}${mark}${q.error ? ' [error]' : ''}`);
+  }
+  const outside = view.queries.filter((q) => q.placement === 'outside_window');
+  if (outside.length > 0) {
+    lines.push('', `unattributed: ${outside.length} statements carry this id but ran outside the request's window (a persistent connection still tagged with it); not counted`);
+    for (const q of outside) lines.push(`  ${`${q.offsetMs >= 0 ? '+' : ''}${q.offsetMs.toFixed(1)} ms`.padStart(14)} ${ms(q.durationMs)}  ${oneLine(q.text, 100)}`);
   }
   if (view.otherRecords > 0) lines.push(`(${view.otherRecords} other records carry this id)`);
   return lines.join('\n') + '\n';

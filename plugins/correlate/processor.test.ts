@@ -103,3 +103,54 @@ test('DB spans without their request span: no summary, judged once; the request 
   assert.equal(await metric('bitville_correlate_summaries_total'), 1);
   await c.stop();
 });
+
+test('re-delivery through the collector leaves the summary unchanged; a statement a minute later is not counted', async (t) => {
+  const c = await startCollector(t, { config: withCorrelate('200ms') });
+  const metric = async (name: string) => {
+    const text = await (await fetch(`${c.adminUrl}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
+    return line ? Number(line.split(' ').pop()) : 0;
+  };
+  const r = sampleRequest();
+  r.queries.forEach((q, i) => (q.spanId = `${'e'.repeat(14)}${String(i).padStart(2, '0')}`));
+  await postTraces(c.otlpUrl, requestSpans(r));
+  await postTraces(c.otlpUrl, querySpans(r));
+  const [first] = await eventually(() => {
+    const found = summariesOf(c.dbPath, r.correlationId);
+    return found.length === 1 ? found : undefined;
+  }, 10_000, 'the first summary');
+  const joins = await metric('bitville_correlate_joins_total');
+
+  // The agent retries both batches (at-least-once delivery): every span is stored twice.
+  await postTraces(c.otlpUrl, requestSpans(r));
+  await postTraces(c.otlpUrl, querySpans(r));
+  await eventually(async () => ((await metric('bitville_correlate_joins_total')) > joins ? true : undefined), 10_000, 'the join of the re-delivered spans');
+  const spans = readStore(c.dbPath).filter((x) => x.kind === 'span' && x.correlation_id === r.correlationId);
+  assert.equal(spans.length, 18, 'both copies are stored (nothing acknowledged is dropped)');
+  assert.equal(summariesOf(c.dbPath, r.correlationId).length, 1, 'no new summary for re-delivered spans');
+
+  // A statement a minute after the request, still carrying its id, and the driver's DEALLOCATE:
+  // a new summary that says so, with the same count and DB time.
+  await postTraces(c.otlpUrl, querySpans(r, [{ sql: 'DEALLOCATE pdo_stmt_00000001', atMs: 530, ms: 0.2 }, { sql: 'SELECT * FROM orders WHERE id = 9', atMs: 60_000, ms: 50 }]));
+  const all = await eventually(() => {
+    const found = summariesOf(c.dbPath, r.correlationId);
+    return found.length === 2 ? found : undefined;
+  }, 10_000, 'the summary after the late statement');
+  const a = all[1]!.record.attributes;
+  assert.equal(a['bitville.db_query_count'], first!.record.attributes['bitville.db_query_count']);
+  assert.equal(a['bitville.db_time_ms'], first!.record.attributes['bitville.db_time_ms']);
+  assert.equal(a['bitville.db_query_count'], 8);
+  assert.equal(a['bitville.db_unattributed_count'], 1);
+  assert.equal(a['bitville.db_housekeeping_count'], 1);
+
+  // The lookup shows it, as unattributed, and the waterfall is not stretched to a minute.
+  const view = (await (await fetch(`${c.adminUrl}/api/requests/${r.correlationId}`)).json()) as { queryCount: number; extentMs: number; queries: { placement: string }[] };
+  assert.equal(view.queryCount, 8);
+  assert.equal(view.queries.filter((q) => q.placement === 'outside_window').length, 1);
+  assert.ok(view.extentMs <= 600, `extent ${view.extentMs} ms`);
+  const page = await (await fetch(`${c.adminUrl}/requests/${r.correlationId}`)).text();
+  assert.match(page, /class="row query housekeeping" data-placement="housekeeping">.*housekeeping<\/span> DEALLOCATE pdo_stmt_00000001/);
+  assert.match(page, /<h2>Unattributed \(1\)<\/h2>/);
+  assert.match(page, /<li data-placement="outside_window">.*SELECT \* FROM orders WHERE id = 9/);
+  await c.stop();
+});

@@ -7,6 +7,10 @@ export interface FixtureQuery {
   /** Offset from the request start and duration, in ms. */
   atMs: number;
   ms: number;
+  /** Fixed span id (a re-delivered span keeps its id); random when absent. */
+  spanId?: string;
+  /** Extra span attributes (the pg-agent's bitville.end_uncertainty_ms, postgresql.pid, ...). */
+  attributes?: Record<string, string | number | boolean>;
 }
 
 export interface FixtureRequest {
@@ -91,12 +95,17 @@ export function querySpans(r: FixtureRequest, queries = r.queries) {
             scope: { name: 'bitville.pg' },
             spans: queries.map((q) => ({
               traceId: r.correlationId,
-              spanId: randomBytes(8).toString('hex'),
+              spanId: q.spanId ?? randomBytes(8).toString('hex'),
               name: q.sql.split(' ')[0],
               kind: 3,
               startTimeUnixNano: nanos(r.startMs + q.atMs),
               endTimeUnixNano: nanos(r.startMs + q.atMs + q.ms),
-              attributes: [attr('bitville.correlation_id', r.correlationId), attr('db.system.name', 'postgresql'), attr('db.query.text', q.sql)],
+              attributes: [
+                attr('bitville.correlation_id', r.correlationId),
+                attr('db.system.name', 'postgresql'),
+                attr('db.query.text', q.sql),
+                ...Object.entries(q.attributes ?? {}).map(([k, v]) => attr(k, v)),
+              ],
             })),
           },
         ],

@@ -4,6 +4,7 @@
 // fragments built by the tag itself pass through unescaped.
 import { BitvilleError, formatDuration } from '../../collector/core/api.js';
 import type { AdminResponse, AdminRoute, RecordReader } from '../../collector/core/api.js';
+import { DEFAULT_JOIN_OPTIONS, type JoinOptions } from './join.js';
 import { listRequests, parseRequestFilters, traceOf, type RequestFilters, type RequestRow, type TraceView } from './lookup.js';
 
 class Html {
@@ -34,7 +35,7 @@ const json = (body: unknown, status = 200): AdminResponse => ({ status, contentT
 const htmlPage = (title: string, body: Html, status = 200): AdminResponse => ({ status, contentType: 'text/html; charset=utf-8', body: page(title, body).text });
 
 /** `/`, `/requests/:id`, `/api/requests` and `/api/requests/:id`, reading from `reader`. */
-export function requestRoutes(reader: RecordReader, windowMs: number): AdminRoute[] {
+export function requestRoutes(reader: RecordReader, windowMs: number, options: JoinOptions = DEFAULT_JOIN_OPTIONS): AdminRoute[] {
   const filtersOf = (query: Record<string, string>): { filters?: RequestFilters; error?: string } => {
     try {
       return { filters: parseRequestFilters(query) };
@@ -55,7 +56,7 @@ export function requestRoutes(reader: RecordReader, windowMs: number): AdminRout
     {
       path: '/api/requests/:id',
       async handle({ params }) {
-        const view = await traceOf(reader, params.id!);
+        const view = await traceOf(reader, params.id!, options);
         return view ? json(view) : json({ error: `no records with correlation id ${params.id}` }, 404);
       },
     },
@@ -70,7 +71,7 @@ export function requestRoutes(reader: RecordReader, windowMs: number): AdminRout
     {
       path: '/requests/:id',
       async handle({ params }) {
-        const view = await traceOf(reader, params.id!);
+        const view = await traceOf(reader, params.id!, options);
         if (!view) return htmlPage('Not found', html`<p class="empty">No records with correlation id <code>${params.id}</code>.</p>`, 404);
         return htmlPage(`Request ${view.correlationId}`, tracePage(view));
       },
@@ -111,6 +112,8 @@ a{color:#2f6fb3}
 .wf{background:#fff;border:1px solid #dde2e8;border-radius:6px;padding:8px 0}
 .wf .row{display:grid;grid-template-columns:minmax(260px,38%) 1fr 84px;gap:10px;align-items:center;padding:2px 14px;height:24px}
 .wf .badge{font-size:10px;line-height:15px;margin:0 2px 0 0}
+.badge.hk{background:#868e96}
+.row.housekeeping .bar{opacity:.4}
 .wf .row:hover{background:#f1f5fa}
 .wf .label{overflow:hidden;text-overflow:ellipsis;white-space:nowrap;font:12px/1.6 ui-monospace,SFMono-Regular,Menlo,monospace}
 .wf .track{position:relative;height:14px;background:repeating-linear-gradient(90deg,transparent 0 calc(25% - 1px),#eef1f4 calc(25% - 1px) 25%)}
@@ -179,11 +182,12 @@ function tracePage(v: TraceView): Html {
   const pos = (offsetMs: number, durationMs: number) =>
     `left:${((offsetMs / extent) * 100).toFixed(3)}%;width:${((durationMs / extent) * 100).toFixed(3)}%`;
   const s = v.summary;
+  const unattributed = v.queries.filter((q) => q.placement === 'outside_window');
   return html`<h1>${r ? `${r.method ?? ''} ${r.url ?? r.name}` : 'Request'}</h1>
 <div class="facts">
   <div><b>Duration</b><span>${r ? `${fmt(r.durationMs)} ms` : '-'}</span></div>
   <div><b>DB time</b><span>${fmt(v.dbTimeMs)} ms</span></div>
-  <div><b>Queries</b><span>${v.queries.length}</span></div>
+  <div><b>Queries</b><span>${v.queryCount}</span></div>
   <div><b>Status</b><span class="${r?.error ? 'err' : ''}">${r?.status ?? '-'}</span></div>
   <div><b>Project</b><span>${v.project || '-'}</span></div>
   <div><b>Started (UTC)</b><span>${v.start ? v.start.replace('T', ' ').slice(0, 23) : '-'}</span></div>
@@ -195,10 +199,15 @@ ${v.nPlusOne.map((g) => html`<div class="nplus-note"><b>N+1 pattern:</b> ${g.cou
 <div class="wf" id="waterfall">
   <div class="axis"><span></span><span class="ticks"><span>0</span><span>${fmt(extent / 4)}</span><span>${fmt(extent / 2)}</span><span>${fmt((extent * 3) / 4)}</span><span>${fmt(extent)} ms</span></span><span></span></div>
   ${r ? html`<div class="row request"><div class="label" title="${r.name}">${r.name}</div><div class="track"><div class="bar" style="${pos(r.offsetMs, r.durationMs)}"></div></div><div class="dur">${fmt(r.durationMs)} ms</div></div>` : ''}
-  ${v.queries.map(
-    (q) => html`<div class="row query${q.nPlusOne ? ' nplus' : ''}${q.error ? ' error' : ''}"><div class="label" title="${q.text}">${q.nPlusOne ? html`<span class="badge">N+1 ×${q.repeats}</span> ` : ''}${q.text}</div><div class="track"><div class="bar" style="${pos(q.offsetMs, q.durationMs)}"></div></div><div class="dur">${fmt(q.durationMs)} ms</div></div>`,
+  ${v.queries.filter((q) => q.placement !== 'outside_window').map(
+    (q) => html`<div class="row query${q.nPlusOne ? ' nplus' : ''}${q.placement === 'housekeeping' ? ' housekeeping' : ''}${q.error ? ' error' : ''}" data-placement="${q.placement}"><div class="label" title="${q.text}">${q.nPlusOne ? html`<span class="badge">N+1 ×${q.repeats}</span> ` : ''}${q.placement === 'housekeeping' ? html`<span class="badge hk" title="run by the driver or pooler: not counted">housekeeping</span> ` : ''}${q.text}</div><div class="track"><div class="bar" style="${pos(q.offsetMs, q.durationMs)}"></div></div><div class="dur">${fmt(q.durationMs)} ms</div></div>`,
   )}
 </div>
+${unattributed.length > 0
+  ? html`<div id="unattributed"><h2>Unattributed (${unattributed.length})</h2><p>These statements carry this request's id but ran outside its time window, typically on a persistent connection still tagged with it: they belong to a later request and are not counted here.</p><ul>${unattributed.map(
+      (q) => html`<li data-placement="${q.placement}"><span class="num">${q.offsetMs >= 0 ? '+' : ''}${fmt(q.offsetMs)} ms</span> · ${fmt(q.durationMs)} ms · <code>${q.text}</code></li>`,
+    )}</ul></div>`
+  : ''}
 ${v.otherRecords > 0 ? html`<p>${v.otherRecords} other records carry this id.</p>` : ''}
 <p><a href="/">← all requests</a> · <a href="/api/requests/${encodeURIComponent(v.correlationId)}">JSON</a></p>`;
 }
