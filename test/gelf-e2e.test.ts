@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import Database from 'better-sqlite3';
 import { test } from 'node:test';
-import { TcpReceiver } from '../plugins/gelf/test-receivers.js';
+import { TcpReceiver } from '../plugins/gelf/receivers.fixture.js';
 import { eventually, readStore, startCollector } from './collector.js';
 import { tempDir } from './env.js';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { fieldName, fieldValue, serialize, toGelf, truncate, validate, TRUNCATION_MARKER, type GelfMessage } from './serializer.js';
-import { logRecord, spanRecord } from './test-support.js';
+import { logRecord, spanRecord } from './exporter.fixture.js';
 import type { StoredRecord } from '../../collector/api.js';
 
 const options = { defaultHost: 'collector-host', maxFieldBytes: 32_000, maxFullMessageBytes: 256 * 1024 };

@@ -7,8 +7,8 @@ import { test } from 'node:test';
 import type { StoredRecord } from '../../collector/api.js';
 import { GelfExporter } from './exporter.js';
 import { TRUNCATION_MARKER } from './serializer.js';
-import { exporterContext, gelfConfig, logRecord, spanRecord, tempDir } from './test-support.js';
-import { HttpReceiver, TcpReceiver, TEST_CERT_FILE, UdpReceiver } from './test-receivers.js';
+import { exporterContext, gelfConfig, logRecord, spanRecord, tempDir } from './exporter.fixture.js';
+import { HttpReceiver, TcpReceiver, TEST_CERT_FILE, UdpReceiver } from './receivers.fixture.js';
 import type { TestContext } from 'node:test';
 
 async function startExporter(t: TestContext, config: Record<string, unknown>) {

@@ -1,4 +1,4 @@
-// Test helpers: sample stored records as the OTLP receiver produces them, and an exporter
+// Test fixture: sample stored records as the OTLP receiver produces them, and an exporter
 // context with a real pino logger whose lines the test can read.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
