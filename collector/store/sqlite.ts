@@ -190,7 +190,7 @@ export class SqliteStore implements Store {
       this.#db.exec(`CREATE INDEX IF NOT EXISTS records_pending_${bit} ON records(id) WHERE ${where}`);
       this.#queues.set(id, {
         mask: 2 ** bit,
-        pending: this.#db.prepare(`SELECT id, received_at_ms, body FROM records WHERE ${where} AND id > ${after} ORDER BY id LIMIT ?`),
+        pending: this.#db.prepare(`SELECT id, received_at_ms, body FROM records WHERE ${where} AND id > ${after} AND id > ? ORDER BY id LIMIT ?`),
         backlog: this.#db.prepare(`SELECT count(*) AS n FROM records WHERE ${where} AND id > ${after}`),
       });
     }
@@ -203,8 +203,8 @@ export class SqliteStore implements Store {
     this.#events.emit('commit');
   }
 
-  async pending(exporterId: string, limit: number): Promise<StoredRecord[]> {
-    const rows = this.#queue(exporterId).pending.all(limit) as { id: number; received_at_ms: number; body: string }[];
+  async pending(exporterId: string, limit: number, afterId = 0): Promise<StoredRecord[]> {
+    const rows = this.#queue(exporterId).pending.all(afterId, limit) as { id: number; received_at_ms: number; body: string }[];
     return rows.map(toStored);
   }
 

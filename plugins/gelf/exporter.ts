@@ -2,7 +2,7 @@
 // reports exactly what was sent. The collector marks `forwarded_to_graylog` from that report.
 import { hostname } from 'node:os';
 import type { ExportResult, Exporter, ExporterContext, StoredRecord } from '../../collector/api.js';
-import { BrokenCircuitError, PersistedBreaker, STATE_VALUES } from './breaker.js';
+import { BrokenCircuitError, PersistedBreaker, SameIncidentError, STATE_VALUES } from './breaker.js';
 import { compressionOf, parseEndpoint, type GelfConfig } from './config.js';
 import { HttpTransport } from './http.js';
 import { fitTo, serialize, type SerializerOptions } from './serializer.js';
@@ -56,10 +56,14 @@ const MAX_POSSIBLY_DELIVERED = 100_000;
 
 export class GelfExporter implements Exporter {
   readonly batchSize: number;
+  /** TCP/TLS: batches whose confirmation windows run at once (see tcp.ts); others send one at a time. */
+  readonly maxBatchesInFlight: number;
   private transport: Transport | undefined;
   private breaker: PersistedBreaker | undefined;
   private readonly serializerOptions: SerializerOptions;
-  private inFlight: Promise<ExportResult> | undefined;
+  private readonly inFlight = new Set<Promise<ExportResult>>();
+  /** Aborted at each counted send failure: the batches in flight behind it then fail with it, uncounted. */
+  private incident = new AbortController();
   private stopping = false;
   /** Recent sends as [time, records], for the throughput gauge. */
   private recent: [number, number][] = [];
@@ -72,6 +76,8 @@ export class GelfExporter implements Exporter {
     private readonly context: ExporterContext,
   ) {
     this.batchSize = config.batch_size;
+    const scheme = parseEndpoint(config.endpoint).scheme;
+    this.maxBatchesInFlight = scheme === 'tcp' || scheme === 'tls' ? config.max_batches_in_flight : 1;
     this.serializerOptions = {
       defaultHost: hostname(),
       maxFieldBytes: config.max_field_bytes,
@@ -111,9 +117,9 @@ export class GelfExporter implements Exporter {
 
   async shutdown(): Promise<void> {
     this.stopping = true;
-    // The in-flight batch either finishes (and is reported) or fails by its write timeout;
-    // nothing is reported as sent that was not.
-    await this.inFlight?.catch(() => undefined);
+    // The batches in flight either finish (and are reported) or fail by their write timeout
+    // or confirmation window; nothing is reported as sent that was not.
+    await Promise.allSettled([...this.inFlight]);
     await this.breaker?.close(); // the last transition is saved before the store closes
     await this.transport?.close();
     this.transport = undefined;
@@ -122,10 +128,8 @@ export class GelfExporter implements Exporter {
 
   export(batch: StoredRecord[]): Promise<ExportResult> {
     const run = this.exportBatch(batch);
-    this.inFlight = run;
-    return run.finally(() => {
-      if (this.inFlight === run) this.inFlight = undefined;
-    });
+    this.inFlight.add(run);
+    return run.finally(() => this.inFlight.delete(run));
   }
 
   private async exportBatch(batch: StoredRecord[]): Promise<ExportResult> {
@@ -134,6 +138,7 @@ export class GelfExporter implements Exporter {
     if (this.stopping || !transport || !breaker) {
       return { kind: 'retryable', error: new Error('the gelf exporter is not running') };
     }
+    const incident = this.incident.signal;
     // While open: no send attempt at all; the batch waits in the store.
     const wait = breaker.msUntilHalfOpen();
     if (wait > 0) return { kind: 'retryable', error: new BrokenCircuitError(), retryAfterMs: wait };
@@ -167,14 +172,15 @@ export class GelfExporter implements Exporter {
 
     const started = performance.now();
     try {
-      await breaker.execute(() => transport.send(wire));
-    } catch (err) {
-      if (!(err instanceof BrokenCircuitError)) this.metrics.failedSends.inc();
+      await breaker.execute(() => this.send(transport, wire, incident));
+    } catch (thrown) {
+      const err = thrown instanceof SameIncidentError ? (thrown.cause as Error) : (thrown as Error);
+      if (!(thrown instanceof BrokenCircuitError) && !(thrown instanceof SameIncidentError)) this.metrics.failedSends.inc();
       if (err instanceof UnconfirmedError) this.notePossiblyDelivered(batch);
       const untilProbe = breaker.msUntilHalfOpen();
       return {
         kind: 'retryable',
-        error: err as Error,
+        error: err,
         retryAfterMs: untilProbe > 0 ? untilProbe : this.config.retry_delay,
       };
     }
@@ -186,6 +192,19 @@ export class GelfExporter implements Exporter {
     }
     this.noteSent(wire.length);
     return rejected.length > 0 ? { kind: 'success', rejected } : { kind: 'success' };
+  }
+
+  /** One send; its failure is counted by the breaker unless an earlier batch in flight already failed. */
+  private async send(transport: Transport, wire: Encoded[], incident: AbortSignal): Promise<void> {
+    try {
+      await transport.send(wire, incident);
+    } catch (err) {
+      // Half-open lets one probe through; its failure always counts.
+      if (incident.aborted && this.breaker?.state === 'closed') throw new SameIncidentError(err);
+      this.incident.abort(err);
+      this.incident = new AbortController();
+      throw err;
+    }
   }
 
   /** Logs, counts and reports a record that can never be sent. */

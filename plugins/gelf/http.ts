@@ -60,7 +60,8 @@ export class HttpTransport implements Transport {
   }
 
   /** Up to maxInFlight requests at once; the first failure stops new ones and is thrown. */
-  async send(messages: Encoded[]): Promise<void> {
+  async send(messages: Encoded[], signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
     const bodies = this.options.bulk ? this.pack(messages as Buffer[]) : (messages as Buffer[]);
     let next = 0;
     let acknowledged = 0;

@@ -37,6 +37,8 @@ export class TcpTransport implements Transport {
   readonly maxMessageBytes = TCP_MAX_MESSAGE_BYTES;
   private connection: Connection | undefined;
   private connecting: Promise<Connection> | undefined;
+  /** The last write's turn: each write waits for the one before it. */
+  private writes: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: TcpOptions) {}
 
@@ -45,32 +47,50 @@ export class TcpTransport implements Transport {
     return json;
   }
 
-  async send(messages: Encoded[]): Promise<void> {
+  /**
+   * Several sends may be outstanding (the exporter keeps batches in flight while their windows
+   * run): writes go out one after the other in call order, and the windows overlap, so a
+   * healthy connection pays the window once, not once per batch. A send whose `signal` was
+   * aborted (an earlier batch failed) before its turn writes nothing.
+   */
+  async send(messages: Encoded[], signal?: AbortSignal): Promise<void> {
     if (messages.length === 0) return;
-    const conn = await this.connect();
-    const { socket } = conn;
-    const { writeTimeoutMs, confirmWindowMs } = this.options;
     // One write per batch (the frames joined into one string, encoded to UTF-8 once) is far
-    // cheaper than one per message, and awaiting its callback before the next batch is the
+    // cheaper than one per message, and awaiting its callback before the next write is the
     // backpressure.
     const frame = (messages as string[]).join('\0') + '\0';
+    const written = this.writes.then(() => this.write(frame, signal));
+    this.writes = written.then(
+      () => undefined,
+      () => undefined,
+    );
+    const conn = await written;
+    // The peer's FIN or RST for these bytes arrives within a round trip of its close; the
+    // window covers that and the time a proxy takes to give up on a missing backend.
+    if (conn.ended) throw this.unconfirmed(conn.ended);
+    let timer: NodeJS.Timeout | undefined;
+    const survived = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), this.options.confirmWindowMs)));
+    const ended = await Promise.race([survived, conn.end]).finally(() => clearTimeout(timer));
+    if (ended || conn.ended) throw this.unconfirmed(ended ?? conn.ended!);
+  }
+
+  /** Writes one batch's frames and waits until the kernel took them; the connection it went on. */
+  private async write(frame: string, signal: AbortSignal | undefined): Promise<Connection> {
+    signal?.throwIfAborted();
+    const conn = await this.connect();
+    const { socket } = conn;
+    const { writeTimeoutMs } = this.options;
     const flushed = new Promise<void>((resolve, reject) => {
       socket.write(frame, (err) => (err ? reject(err) : resolve()));
     });
     try {
-      await withTimeout(flushed, writeTimeoutMs, `GELF TCP write not flushed within ${writeTimeoutMs} ms`, () => socket.destroy());
+      await withTimeout(flushed, writeTimeoutMs, `GELF ${this.kind} write not flushed within ${writeTimeoutMs} ms`, () => socket.destroy());
     } catch (err) {
       // Part of the batch may have reached the peer: report it as unconfirmed, so the
       // exporter counts the re-send as a possible duplicate.
       throw new UnconfirmedError(`GELF ${this.kind} write failed: ${(err as Error).message}`);
     }
-    // The peer's FIN or RST for these bytes arrives within a round trip of its close; the
-    // window covers that and the time a proxy takes to give up on a missing backend.
-    if (conn.ended) throw this.unconfirmed(conn.ended);
-    let timer: NodeJS.Timeout | undefined;
-    const survived = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), confirmWindowMs)));
-    const ended = await Promise.race([survived, conn.end]).finally(() => clearTimeout(timer));
-    if (ended || conn.ended) throw this.unconfirmed(ended ?? conn.ended!);
+    return conn;
   }
 
   async close(): Promise<void> {

@@ -16,9 +16,10 @@ export interface Transport {
    * Sends the messages in order. Resolves only once they count as sent: TCP/TLS once the
    * connection outlived the batch by the confirmation window, UDP once every datagram was
    * handed to the kernel, HTTP once every request was answered 2xx. Rejects otherwise, and
-   * then none of them may be assumed delivered.
+   * then none of them may be assumed delivered. Sends may overlap (TCP); once `signal` is
+   * aborted a send that has not started writing fails without writing.
    */
-  send(messages: Encoded[]): Promise<void>;
+  send(messages: Encoded[], signal?: AbortSignal): Promise<void>;
   /** Closes connections; a later send() reconnects. */
   close(): Promise<void>;
 }
