@@ -199,8 +199,9 @@ export class GelfExporter implements Exporter {
     try {
       await transport.send(wire, incident);
     } catch (err) {
-      // Half-open lets one probe through; its failure always counts.
-      if (incident.aborted && this.breaker?.state === 'closed') throw new SameIncidentError(err);
+      // Half-open lets one probe through; its failure always counts (and an uncounted error
+      // there would close the breaker).
+      if (incident.aborted && this.breaker?.state !== 'half-open') throw new SameIncidentError(err);
       this.incident.abort(err);
       this.incident = new AbortController();
       throw err;
