@@ -8,7 +8,8 @@ import { Writable } from 'node:stream';
 import type { TestContext } from 'node:test';
 import { pino } from 'pino';
 import { z } from 'zod';
-import { parseDuration, type ComponentMetrics, type ComponentState, type ExporterContext, type StoredRecord } from '../../collector/api.js';
+import { type ComponentMetrics, type ComponentState, type ExporterContext, type StoredRecord } from '../../collector/api.js';
+import { schemaHelpers } from '../../collector/config-helpers.js';
 import { gelfConfigSchema, type GelfConfig } from './config.js';
 
 const T0 = 1_714_564_800_123_456_789n; // 2024-05-01T12:00:00.123456789Z
@@ -68,12 +69,7 @@ export function logRecord(id: number, overrides: Partial<StoredRecord> = {}): St
 
 /** The config with defaults applied, overlaid with `overrides` (as a YAML section would be). */
 export function gelfConfig(overrides: Record<string, unknown> = {}): GelfConfig {
-  const helpers = {
-    duration: () => z.union([z.string(), z.number()]).transform((v) => parseDuration(v)),
-    size: () => z.union([z.string(), z.number()]).transform((v) => Number(v)),
-    hostPort: () => z.string(),
-  };
-  return gelfConfigSchema(z, helpers as never).parse(overrides);
+  return gelfConfigSchema(z, schemaHelpers).parse(overrides);
 }
 
 export interface TestExporterContext {
