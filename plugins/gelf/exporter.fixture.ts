@@ -8,8 +8,7 @@ import { Writable } from 'node:stream';
 import type { TestContext } from 'node:test';
 import { pino } from 'pino';
 import { z } from 'zod';
-import { type ComponentMetrics, type ComponentState, type ExporterContext, type StoredRecord } from '../../collector/api.js';
-import { schemaHelpers } from '../../collector/config-helpers.js';
+import { parseDuration, parseSize, type ComponentMetrics, type ComponentState, type ExporterContext, type StoredRecord } from '../../collector/api.js';
 import { gelfConfigSchema, type GelfConfig } from './config.js';
 
 const T0 = 1_714_564_800_123_456_789n; // 2024-05-01T12:00:00.123456789Z
@@ -69,7 +68,13 @@ export function logRecord(id: number, overrides: Partial<StoredRecord> = {}): St
 
 /** The config with defaults applied, overlaid with `overrides` (as a YAML section would be). */
 export function gelfConfig(overrides: Record<string, unknown> = {}): GelfConfig {
-  return gelfConfigSchema(z, schemaHelpers).parse(overrides);
+  // The collector's helpers, rebuilt from the public API (plugins import nothing else).
+  const helpers = {
+    duration: () => z.union([z.string(), z.number()]).transform((v) => parseDuration(v)),
+    size: () => z.union([z.string(), z.number()]).transform((v) => parseSize(v)),
+    hostPort: () => z.string(),
+  };
+  return gelfConfigSchema(z, helpers as never).parse(overrides);
 }
 
 export interface TestExporterContext {
