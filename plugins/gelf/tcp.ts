@@ -29,8 +29,8 @@ interface Connection {
   socket: Socket;
   /** Set once the peer closed it or it failed: the reason. */
   ended: Error | undefined;
-  /** Resolves with the reason when the connection ends (never rejects). */
-  end: Promise<Error>;
+  /** Sends in their confirmation window, told when the connection ends. */
+  waiting: Set<(reason: Error) => void>;
 }
 
 export class TcpTransport implements Transport {
@@ -67,11 +67,18 @@ export class TcpTransport implements Transport {
     const conn = await written;
     // The peer's FIN or RST for these bytes arrives within a round trip of its close; the
     // window covers that and the time a proxy takes to give up on a missing backend.
-    if (conn.ended) throw this.unconfirmed(conn.ended);
-    let timer: NodeJS.Timeout | undefined;
-    const survived = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), this.options.confirmWindowMs)));
-    const ended = await Promise.race([survived, conn.end]).finally(() => clearTimeout(timer));
-    if (ended || conn.ended) throw this.unconfirmed(ended ?? conn.ended!);
+    await new Promise<void>((resolve, reject) => {
+      if (conn.ended) return reject(this.unconfirmed(conn.ended));
+      const ended = (reason: Error) => {
+        clearTimeout(timer);
+        reject(this.unconfirmed(reason));
+      };
+      const timer = setTimeout(() => {
+        conn.waiting.delete(ended);
+        resolve();
+      }, this.options.confirmWindowMs);
+      conn.waiting.add(ended);
+    });
   }
 
   /** Writes one batch's frames and waits until the kernel took them; the connection it went on. */
@@ -146,11 +153,11 @@ export class TcpTransport implements Transport {
     });
     socket.setNoDelay(true);
     if (keepaliveMs > 0) socket.setKeepAlive(true, keepaliveMs);
-    let ended!: (reason: Error) => void;
-    const conn: Connection = { socket, ended: undefined, end: new Promise<Error>((resolve) => (ended = resolve)) };
+    const conn: Connection = { socket, ended: undefined, waiting: new Set() };
     const finish = (reason: Error) => {
       conn.ended ??= reason;
-      ended(conn.ended);
+      for (const ended of conn.waiting) ended(conn.ended);
+      conn.waiting.clear();
       if (this.connection === conn) this.connection = undefined;
     };
     // Errors surface through write callbacks and the end of the connection.
