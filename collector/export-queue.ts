@@ -1,7 +1,7 @@
 // Feeds one exporter from the store. Woken by each commit (an event, no polling while idle);
 // reads the exporter's oldest undelivered records, hands them over a batch at a time (or
-// several, up to the exporter's maxBatchesInFlight), and marks exactly what the exporter
-// reports as sent. After a retryable failure it waits (the
+// several, up to the exporter's maxBatchesInFlight, results handled in order), and marks
+// exactly what the exporter reports as sent. After a retryable failure it waits (the
 // exporter's retryAfterMs, else a doubling backoff) before offering the same batch again.
 import type { Logger } from 'pino';
 import type { ComponentMetrics, ExportResult, Exporter } from './api.js';

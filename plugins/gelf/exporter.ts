@@ -202,7 +202,8 @@ export class GelfExporter implements Exporter {
       // Half-open lets one probe through; its failure always counts (and an uncounted error
       // there would close the breaker).
       if (incident.aborted && this.breaker?.state !== 'half-open') throw new SameIncidentError(err);
-      this.incident.abort(err);
+      // Its own reason, so that batches stopped before writing are not taken as possibly delivered.
+      this.incident.abort(new Error(`an earlier batch in flight failed: ${(err as Error).message}`));
       this.incident = new AbortController();
       throw err;
     }
