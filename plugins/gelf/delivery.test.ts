@@ -9,17 +9,21 @@ import { test, type TestContext } from 'node:test';
 import type { StoredRecord } from '../../collector/api.js';
 import { ExportQueue } from '../../collector/export-queue.js';
 import type { FlatRecord } from '../../collector/model.js';
+import { PostgresStore } from '../../collector/store/postgres.js';
 import { SqliteStore } from '../../collector/store/sqlite.js';
+import type { Store } from '../../collector/store/store.js';
+import { PG_DSN, skipWithoutPostgres } from '../../test/env.js';
+import { freshSchema } from '../../test/pg.js';
 import { GelfExporter } from './exporter.js';
 import { exporterContext, gelfConfig, spanRecord, tempDir } from './exporter.fixture.js';
 import { TcpReceiver, TEST_CERT_FILE, type Received } from './receivers.fixture.js';
 
 const ID = 'gelf';
 
-/** A store holding `count` spans for the exporter, a gelf exporter and its queue (not started). */
-async function pipeline(t: TestContext, count: number, config: Record<string, unknown>) {
+/** A store (SQLite unless given) holding `count` spans for the exporter, a gelf exporter and its queue (not started). */
+async function pipeline(t: TestContext, count: number, config: Record<string, unknown>, given?: Store) {
   const dir = tempDir(t);
-  const store = new SqliteStore({ path: join(dir, 'bitville.db'), retentionMs: 86_400_000, maxSizeBytes: 1024 ** 3, synchronous: 'NORMAL' });
+  const store = given ?? new SqliteStore({ path: join(dir, 'bitville.db'), retentionMs: 86_400_000, maxSizeBytes: 1024 ** 3, synchronous: 'NORMAL' });
   t.after(() => store.close());
   await store.configureExporters([{ id: ID, signals: ['traces', 'logs'] }]);
   const flat = (n: number): FlatRecord => {
@@ -120,4 +124,20 @@ test('TCP: on a healthy connection the window overlaps: 20 batches take far less
   assert.equal(await p.store.backlog(ID), 0);
   assert.equal(receiver.messages.length, 2000, 'no duplicates on a healthy connection');
   assert.ok(elapsed < 10 * 300, `took ${Math.round(elapsed)} ms; one window per batch would be ${20 * 300} ms`);
+});
+
+test('TCP with the PostgreSQL store: batches read past those in flight, every record delivered and marked once', async (t) => {
+  if (await skipWithoutPostgres(t)) return;
+  const store = new PostgresStore({ dsn: PG_DSN, schema: freshSchema(t), poolSize: 2, claimTimeoutMs: 30_000, retentionMs: 86_400_000, maxSizeBytes: 1024 ** 3, partitionsAhead: 1 });
+  const receiver = await TcpReceiver.start();
+  t.after(() => receiver.close());
+  receiver.closeAfter = 450;
+  receiver.once('connection', () => (receiver.closeAfter = undefined));
+  const p = await pipeline(t, 1000, { endpoint: `tcp://127.0.0.1:${receiver.port}`, batch_size: 100 }, store);
+  p.queue.start();
+  await everyId(receiver, 1000);
+  await p.queue.shutdown();
+  assert.equal(await store.backlog(ID), 0);
+  assert.equal(p.counters.get('otelcol_exporter_sent_spans'), 1000);
+  assert.equal(p.counters.get('bitville_gelf_send_failures'), 1);
 });
