@@ -1,6 +1,7 @@
 // The gelf exporter inside a real collector process: the OpenTelemetry JS SDK sends spans
 // and logs over OTLP/HTTP, the collector stores them and forwards them to a loopback GELF
-// receiver. Covers the mapping, an outage with the persisted breaker, and kill -9 mid-replay.
+// receiver. Covers the mapping, an outage with the persisted breaker, kill -9 mid-replay, and a
+// peer that accepts and drops every connection (nothing may count as sent).
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { SeverityNumber } from '@opentelemetry/api-logs';
 import { OTLPLogExporter } from '@opentelemetry/exporter-logs-otlp-http';
@@ -314,4 +315,25 @@ test('kill -9 in the middle of a replay loses nothing and marks nothing unsent',
   assert.deepEqual(rows.filter((r) => !received.has(r.id)).map((r) => r.id), [], 'nothing lost');
   const duplicates = receiver.messages.length - received.size;
   t.diagnostic(`killed with ${markedAtKill.length} marked, ${seen.size} received; ${duplicates} sent twice after the restart (at-least-once)`);
+});
+
+test('a GELF peer that accepts and drops every connection: nothing marked sent, sent counter 0, breaker open after 5', async (t) => {
+  // A load balancer with no healthy Graylog behind it: TCP accept, then close.
+  const receiver = await TcpReceiver.start();
+  t.after(() => receiver.close());
+  receiver.closeAfter = 0;
+  const collector = await startCollector(t, {
+    config: { exporters: { gelf: { endpoint: `tcp://127.0.0.1:${receiver.port}`, retry_delay: '20ms' } }, ...gelfPipelines },
+  });
+  await postSpans(collector.otlpUrl, 1, 600);
+  await collector.waitForLog((l) => /circuit breaker opened/.test(l.msg));
+  const metrics = await (await fetch(`${collector.adminUrl}/metrics`)).text();
+  assert.doesNotMatch(metrics, /otelcol_exporter_sent_spans\{exporter="gelf"\} [1-9]/, 'nothing counted sent');
+  assert.match(metrics, /bitville_gelf_send_failures\{exporter="gelf"\} 5/);
+  assert.match(metrics, /bitville_gelf_circuit_breaker_state\{exporter="gelf"\} 1/);
+  const rows = readStore(collector.dbPath);
+  assert.equal(rows.length, 600);
+  assert.deepEqual(rows.filter((r) => r.forwarded_to_graylog !== 0), [], 'nothing marked forwarded');
+  assert.equal(receiver.messages.length, 0);
+  assert.ok(receiver.connections >= 5);
 });
