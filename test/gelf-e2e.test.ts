@@ -244,7 +244,9 @@ test('outage: breaker opens after 5 failures, no attempt until half-open, state 
   const second = await startCollector(t, { dir, config });
   await second.waitForLog((l) => l.msg === 'GELF circuit breaker state restored' && l.breaker === 'open');
   await postSpans(second.otlpUrl, 201, 100);
-  assert.equal(receiver.connections, 0, 'no connection attempt while open');
+  // On a loaded machine the restart can outlast the open period; the first connection's time,
+  // checked below, is what proves no attempt was made before the half-open time.
+  if (Date.now() - openedAt < RESET_MS - 100) assert.equal(receiver.connections, 0, 'no connection attempt while open');
   const stillOpen = await (await fetch(`${second.adminUrl}/metrics`)).text();
   assert.doesNotMatch(stillOpen, /bitville_gelf_send_failures\{exporter="gelf"\} [1-9]/, 'no send tried after the restart');
 
