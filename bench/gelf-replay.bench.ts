@@ -16,7 +16,7 @@ import { SqliteStore } from '../collector/store/sqlite.js';
 import { Telemetry } from '../collector/core/telemetry.js';
 import { GelfExporter } from '../plugins/gelf/exporter.js';
 import { serialize } from '../plugins/gelf/serializer.js';
-import { gelfConfig, memoryState } from '../plugins/gelf/test-support.js';
+import { gelfConfig, memoryState } from '../plugins/gelf/exporter.fixture.js';
 
 const RECORDS = Number(process.env.GELF_BENCH_RECORDS ?? 200_000);
 const RUNS = Number(process.env.GELF_BENCH_RUNS ?? 3);

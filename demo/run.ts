@@ -6,7 +6,7 @@
 // Environment: BITVILLE_DEMO_PG (default postgres://postgres@127.0.0.1:5432/test).
 import { rmSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import type { Received } from '../plugins/gelf/test-receivers.js';
+import type { Received } from './gelf-receiver.js';
 import { REPO_ROOT, stackMissing, startStack } from './stack.js';
 
 const PG_DSN = process.env.BITVILLE_DEMO_PG ?? 'postgres://postgres@127.0.0.1:5432/test';

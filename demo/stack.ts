@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { stringify } from 'yaml';
-import { TcpReceiver } from '../plugins/gelf/test-receivers.js';
+import { GelfReceiver } from './gelf-receiver.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = join(REPO_ROOT, 'dist', 'collector', 'app', 'cli.js');
@@ -34,7 +34,7 @@ export interface Stack {
   adminUrl: string;
   otlpUrl: string;
   collectorConfig: string;
-  gelf: TcpReceiver;
+  gelf: GelfReceiver;
   /** Whether the pg-agent reads the server log (exact durations, every statement). */
   logSource: boolean;
   stop(): Promise<void>;
@@ -68,7 +68,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   mkdirSync(dir, { recursive: true });
   const logSource = await prepareDatabase(pgDsn);
   const running: Running[] = [];
-  const gelf = await TcpReceiver.start();
+  const gelf = await GelfReceiver.start();
   const stop = async () => {
     for (const r of [...running].reverse()) {
       r.child.kill('SIGTERM');

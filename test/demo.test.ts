@@ -5,7 +5,7 @@
 // them, and flag the N+1 pattern.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Received } from '../plugins/gelf/test-receivers.js';
+import type { Received } from '../demo/gelf-receiver.js';
 import { stackMissing, startStack, type Stack } from '../demo/stack.js';
 import { PG_DSN, skipWithoutPhp, skipWithoutPostgres, tempDir } from './env.js';
 

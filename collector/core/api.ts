@@ -206,6 +206,12 @@ export interface Exporter extends Component {
   export(batch: StoredRecord[]): Promise<ExportResult>;
   /** Largest batch to offer at once (default 500). */
   readonly batchSize?: number;
+  /**
+   * Batches that may be in export() at once (default 1). Above 1 the collector offers the
+   * batches that follow in store order before earlier ones resolved, and handles the results
+   * in order: an exporter that learns of delivery late (GELF over TCP) keeps its throughput.
+   */
+  readonly maxBatchesInFlight?: number;
 }
 
 export type SchemaHelpers = typeof schemaHelpers;

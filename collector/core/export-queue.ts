@@ -1,9 +1,10 @@
 // Feeds one exporter from the store. Woken by each commit (an event, no polling while idle);
-// reads the exporter's oldest undelivered records, hands them over a batch at a time, and
-// marks exactly what the exporter reports as sent. After a retryable failure it waits (the
+// reads the exporter's oldest undelivered records, hands them over a batch at a time (or
+// several, up to the exporter's maxBatchesInFlight, results handled in order), and marks
+// exactly what the exporter reports as sent. After a retryable failure it waits (the
 // exporter's retryAfterMs, else a doubling backoff) before offering the same batch again.
 import type { Logger } from 'pino';
-import type { ComponentMetrics, Exporter } from './api.js';
+import type { ComponentMetrics, ExportResult, Exporter } from './api.js';
 import type { Store } from './store.js';
 import type { StoredRecord } from './model.js';
 
@@ -21,8 +22,8 @@ export class ExportQueue {
   readonly #sent: { spans: ReturnType<ComponentMetrics['counter']>; logs: ReturnType<ComponentMetrics['counter']> };
   readonly #failed: { spans: ReturnType<ComponentMetrics['counter']>; logs: ReturnType<ComponentMetrics['counter']> };
   readonly #dropped: ReturnType<ComponentMetrics['counter']>;
-  /** Ids of the failing batch already counted as failed: a retried record counts once, not per attempt. */
-  #countedFailed = new Set<number>();
+  /** Ids of failed records already counted: a retried record counts once, not per attempt. */
+  readonly #countedFailed = new Set<number>();
 
   constructor(
     readonly id: string,
@@ -76,39 +77,72 @@ export class ExportQueue {
 
   async #drain(): Promise<void> {
     const size = this.exporter.batchSize ?? DEFAULT_BATCH;
-    while (!this.#stopping) {
-      const batch = await this.store.pending(this.id, size);
-      if (batch.length === 0) return;
-      let result;
-      try {
-        result = await this.exporter.export(batch);
-      } catch (err) {
-        result = { kind: 'retryable' as const, error: err as Error };
-      }
-      if (result.kind === 'retryable') {
-        const fresh = batch.filter((r) => !this.#countedFailed.has(r.id));
-        for (const r of fresh) this.#countedFailed.add(r.id);
-        this.#count(this.#failed, fresh);
+    const depth = Math.max(1, this.exporter.maxBatchesInFlight ?? 1);
+    // Batches handed over and not yet settled, oldest first; later ones are read past them.
+    const inFlight: { batch: StoredRecord[]; result: Promise<ExportResult> }[] = [];
+    try {
+      while (inFlight.length > 0 || !this.#stopping) {
+        if (!this.#stopping && inFlight.length < depth) {
+          const last = inFlight.at(-1)?.batch.at(-1)?.id;
+          const batch = await this.store.pending(this.id, size, last);
+          if (batch.length > 0) {
+            inFlight.push({ batch, result: this.#export(batch) });
+            continue;
+          }
+        }
+        const head = inFlight.shift();
+        if (!head) return;
+        const result = await head.result;
+        if (result.kind !== 'retryable') {
+          await this.#settle(head.batch, result);
+          continue;
+        }
+        this.#countFailed(head.batch);
         const delay = result.retryAfterMs ?? this.#backoff;
         this.#backoff = Math.min(this.#backoff * 2, BACKOFF_MAX_MS);
-        this.logger.warn({ err: result.error.message, batch: batch.length, retryInMs: delay }, 'export failed; will retry');
+        this.logger.warn({ err: result.error.message, batch: head.batch.length, retryInMs: delay }, 'export failed; will retry');
+        // Later batches were handed over too: keep what they delivered, offer the rest again.
+        while (inFlight.length > 0) {
+          const next = inFlight.shift()!;
+          const r = await next.result;
+          if (r.kind === 'retryable') this.#countFailed(next.batch);
+          else await this.#settle(next.batch, r);
+        }
         this.#retryLater(delay);
         return;
       }
-      this.#backoff = BACKOFF_START_MS;
-      this.#countedFailed.clear(); // the failing batch is settled; the queue moves past it
-      if (result.kind === 'permanent') {
-        this.#dropped.inc(batch.length);
-        this.logger.error({ err: result.error.message, batch: batch.length }, 'export failed permanently; batch dropped');
-        await this.store.markDelivered(this.id, batch.map((r) => r.id));
-        continue;
-      }
-      const rejected = new Set((result.rejected ?? []).map((r) => r.id));
-      for (const r of result.rejected ?? []) this.logger.error({ recordId: r.id, reason: r.reason }, 'record cannot be exported; skipped');
-      this.#dropped.inc(rejected.size);
-      await this.store.markDelivered(this.id, batch.map((r) => r.id));
-      this.#count(this.#sent, batch.filter((r) => !rejected.has(r.id)));
+    } finally {
+      // Only when the store failed: let the exporter finish what it holds before a retry re-reads it.
+      await Promise.allSettled(inFlight.map((f) => f.result));
     }
+  }
+
+  #export(batch: StoredRecord[]): Promise<ExportResult> {
+    return this.exporter.export(batch).catch((err: unknown) => ({ kind: 'retryable' as const, error: err as Error }));
+  }
+
+  /** Marks a batch that succeeded or failed for good, and counts it. */
+  async #settle(batch: StoredRecord[], result: Exclude<ExportResult, { kind: 'retryable' }>): Promise<void> {
+    this.#backoff = BACKOFF_START_MS;
+    for (const r of batch) this.#countedFailed.delete(r.id);
+    if (result.kind === 'permanent') {
+      this.#dropped.inc(batch.length);
+      this.logger.error({ err: result.error.message, batch: batch.length }, 'export failed permanently; batch dropped');
+      await this.store.markDelivered(this.id, batch.map((r) => r.id));
+      return;
+    }
+    const rejected = new Set((result.rejected ?? []).map((r) => r.id));
+    for (const r of result.rejected ?? []) this.logger.error({ recordId: r.id, reason: r.reason }, 'record cannot be exported; skipped');
+    this.#dropped.inc(rejected.size);
+    await this.store.markDelivered(this.id, batch.map((r) => r.id));
+    this.#count(this.#sent, batch.filter((r) => !rejected.has(r.id)));
+  }
+
+  /** A record retried after a failure counts as failed once, not once per attempt. */
+  #countFailed(batch: StoredRecord[]): void {
+    const fresh = batch.filter((r) => !this.#countedFailed.has(r.id));
+    for (const r of fresh) this.#countedFailed.add(r.id);
+    this.#count(this.#failed, fresh);
   }
 
   #retryLater(delay: number): void {

@@ -31,8 +31,11 @@ export interface RecordQueue {
   configureExporters(routes: readonly ExporterRoute[]): Promise<void>;
   /** Commits the records in one transaction; resolves after the commit. */
   append(records: readonly FlatRecord[]): Promise<void>;
-  /** The exporter's oldest undelivered records, at most `limit`. */
-  pending(exporterId: string, limit: number): Promise<StoredRecord[]>;
+  /**
+   * The exporter's oldest undelivered records, at most `limit`; with `afterId`, only records
+   * with a larger id (those after the batches still in flight).
+   */
+  pending(exporterId: string, limit: number, afterId?: number): Promise<StoredRecord[]>;
   /** Marks exactly these records delivered for the exporter. */
   markDelivered(exporterId: string, ids: readonly number[]): Promise<void>;
   /** Number of records waiting for the exporter. */

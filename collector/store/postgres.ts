@@ -102,9 +102,9 @@ export class PostgresStore implements Store {
     this.#db.events.emit('commit');
   }
 
-  async pending(exporterId: string, limit: number): Promise<StoredRecord[]> {
+  async pending(exporterId: string, limit: number, afterId?: number): Promise<StoredRecord[]> {
     await this.#db.ready;
-    return this.#queue.pending(exporterId, limit);
+    return this.#queue.pending(exporterId, limit, afterId);
   }
 
   async markDelivered(exporterId: string, ids: readonly number[]): Promise<void> {

@@ -111,8 +111,8 @@ export class SqliteStore implements Store {
     this.#events.emit('commit');
   }
 
-  async pending(exporterId: string, limit: number): Promise<StoredRecord[]> {
-    return this.#writer().queue.pending(exporterId, limit);
+  async pending(exporterId: string, limit: number, afterId?: number): Promise<StoredRecord[]> {
+    return this.#writer().queue.pending(exporterId, limit, afterId);
   }
 
   async markDelivered(exporterId: string, ids: readonly number[]): Promise<void> {

@@ -11,8 +11,8 @@ import { componentState } from '../../collector/core/component-state.js';
 import { PG_DSN, skipWithoutPostgres } from '../../test/env.js';
 import { freshSchema } from '../../test/pg.js';
 import { GelfExporter } from './exporter.js';
-import { exporterContext, gelfConfig, memoryState, spanRecord, tempDir } from './test-support.js';
-import { TcpReceiver } from './test-receivers.js';
+import { exporterContext, gelfConfig, memoryState, spanRecord, tempDir } from './exporter.fixture.js';
+import { TcpReceiver } from './receivers.fixture.js';
 
 const RESET_MS = 600;
 const ID = 'gelf/primary';

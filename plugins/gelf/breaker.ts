@@ -2,7 +2,7 @@
 // saved in the store's component state at every transition and read back at start, so a
 // restart while Graylog is down does not hammer it again. With a shared PostgreSQL store the
 // instances also adopt each other's transitions, so they open, half-open and close together.
-import { BrokenCircuitError, CircuitState, ConsecutiveBreaker, circuitBreaker, handleAll, type CircuitBreakerPolicy } from 'cockatiel';
+import { BrokenCircuitError, CircuitState, ConsecutiveBreaker, circuitBreaker, handleWhen, type CircuitBreakerPolicy } from 'cockatiel';
 import type { Logger } from 'pino';
 import type { ComponentState } from '../../collector/core/api.js';
 
@@ -54,6 +54,16 @@ function parseSaved(text: string): Saved {
 
 export { BrokenCircuitError };
 
+/**
+ * A failed send that the breaker must not count again: a batch that was in flight behind one
+ * whose failure was counted, and failed with it (one dropped connection is one failure).
+ */
+export class SameIncidentError extends Error {
+  constructor(override readonly cause: unknown) {
+    super((cause as Error)?.message ?? String(cause));
+  }
+}
+
 export class PersistedBreaker {
   private policy!: CircuitBreakerPolicy;
   private policyListener: { dispose(): void } | undefined;
@@ -103,7 +113,7 @@ export class PersistedBreaker {
   private rebuild(snapshot: unknown): void {
     // A send still running on the old policy ends there, unheard: the adopted state wins.
     this.policyListener?.dispose();
-    this.policy = circuitBreaker(handleAll, {
+    this.policy = circuitBreaker(handleWhen((err) => !(err instanceof SameIncidentError)), {
       halfOpenAfter: this.options.resetTimeoutMs,
       breaker: new ConsecutiveBreaker(this.options.failureThreshold),
       initialState: snapshot,

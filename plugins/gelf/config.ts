@@ -17,19 +17,23 @@ export interface Endpoint {
 
 const DEFAULT_PORTS: Record<Scheme, number> = { tcp: 12201, tls: 12201, udp: 12201, http: 12201, https: 12201 };
 
-/** Parses `tcp://host:port`, `tls://...`, `udp://...`, `http(s)://host:port/gelf`. */
+const ENDPOINT_FORMS = 'tcp://host:port, tls://host:port, udp://host:port or http(s)://host:port/path';
+
+/** Parses `tcp://host:port`, `tls://...`, `udp://...`, `http(s)://host:port/gelf`; throws with the reason. */
 export function parseEndpoint(text: string): Endpoint {
-  let url: URL;
+  let url: URL | undefined;
   try {
-    url = new URL(text);
+    // A bare host:port parses as a URL whose scheme is the host; only a known scheme with "//" counts.
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) url = new URL(text);
   } catch {
-    throw new Error(`"${text}" is not an endpoint; write it like tcp://127.0.0.1:12201`);
+    url = undefined;
   }
+  if (!url) throw new Error(`"${text}" is not an endpoint: it must be ${ENDPOINT_FORMS}`);
   const scheme = url.protocol.slice(0, -1) as Scheme;
   if (!(scheme in DEFAULT_PORTS)) {
-    throw new Error(`endpoint scheme "${scheme}" is not supported; use tcp, tls, udp, http or https`);
+    throw new Error(`scheme "${scheme}" is not supported: the endpoint must be ${ENDPOINT_FORMS}`);
   }
-  if (url.hostname === '') throw new Error(`endpoint "${text}" has no host`);
+  if (url.hostname === '') throw new Error(`"${text}" has no host: the endpoint must be ${ENDPOINT_FORMS}`);
   const isHttp = scheme === 'http' || scheme === 'https';
   if (!isHttp && url.pathname !== '' && url.pathname !== '/') {
     throw new Error(`endpoint "${text}": a ${scheme} endpoint takes no path`);
@@ -73,6 +77,13 @@ export function gelfConfigSchema(z: typeof Zod, helpers: SchemaHelpers) {
       write_timeout: helpers.duration().default(10_000),
       /** TCP keepalive probe delay on the persistent connection (0 turns keepalive off). */
       keepalive: helpers.duration().default(30_000),
+      /**
+       * TCP/TLS: how long the connection must stay open after a batch was flushed for the batch
+       * to count as sent (a peer that drops the connection within it gets the batch again).
+       */
+      confirm_window: helpers.duration().default(200),
+      /** TCP/TLS: batches in flight at once while their confirmation windows run. */
+      max_batches_in_flight: z.number().int().min(1).max(256).default(32),
       udp: z
         .strictObject({
           /** Largest datagram, 12-byte chunk header included: 1420 fits WAN paths, 8154 is usual on a LAN. */
@@ -81,12 +92,16 @@ export function gelfConfigSchema(z: typeof Zod, helpers: SchemaHelpers) {
         .default({ chunk_size: 1420 }),
       http: z
         .strictObject({
-          /** Requests in flight at once (one message per request). */
+          /** Requests in flight at once. */
           max_in_flight: z.number().int().min(1).max(64).default(4),
+          /** Several newline-separated messages per request (Graylog 6+, input with bulk receiving enabled). */
+          bulk: z.boolean().default(false),
+          /** Largest request body before compression: Graylog's max_chunk_size (default 64 KiB). Also the largest message. */
+          max_body_size: helpers.size().default(64 * 1024),
           /** Extra request headers (for example an Authorization header of a proxy). */
           headers: z.record(z.string(), z.string()).default({}),
         })
-        .default({ max_in_flight: 4, headers: {} }),
+        .default({ max_in_flight: 4, bulk: false, max_body_size: 64 * 1024, headers: {} }),
       /** Records offered per export call. */
       batch_size: z.number().int().min(1).max(10_000).default(500),
       /** Longest value of any field but full_message, in UTF-8 bytes (OpenSearch refuses longer keyword terms). */
@@ -105,7 +120,9 @@ export function gelfConfigSchema(z: typeof Zod, helpers: SchemaHelpers) {
         .default({ failure_threshold: 5, reset_timeout: 60_000 }),
     })
     .superRefine((config, ctx) => {
-      const { scheme } = parseEndpoint(config.endpoint);
+      // A bad endpoint is already reported by its own check; the checks below need its scheme.
+      const scheme = schemeOf(config.endpoint);
+      if (scheme === undefined) return;
       if ((scheme === 'tcp' || scheme === 'tls') && config.compression && config.compression !== 'none') {
         ctx.addIssue({
           code: 'custom',
@@ -121,10 +138,21 @@ export function gelfConfigSchema(z: typeof Zod, helpers: SchemaHelpers) {
       if (config.max_field_bytes < 64) {
         ctx.addIssue({ code: 'custom', path: ['max_field_bytes'], message: 'must be at least 64 bytes' });
       }
+      if (config.http.max_body_size < 1024) {
+        ctx.addIssue({ code: 'custom', path: ['http', 'max_body_size'], message: 'must be at least 1 KiB' });
+      }
       if (config.max_full_message_bytes < 64) {
         ctx.addIssue({ code: 'custom', path: ['max_full_message_bytes'], message: 'must be at least 64 bytes' });
       }
     });
+}
+
+function schemeOf(endpoint: string): Scheme | undefined {
+  try {
+    return parseEndpoint(endpoint).scheme;
+  } catch {
+    return undefined;
+  }
 }
 
 export type GelfConfig = Zod.output<ReturnType<typeof gelfConfigSchema>>;

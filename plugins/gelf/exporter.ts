@@ -2,13 +2,13 @@
 // reports exactly what was sent. The collector marks `forwarded_to_graylog` from that report.
 import { hostname } from 'node:os';
 import type { ExportResult, Exporter, ExporterContext, StoredRecord } from '../../collector/core/api.js';
-import { BrokenCircuitError, PersistedBreaker, STATE_VALUES } from './breaker.js';
+import { BrokenCircuitError, PersistedBreaker, SameIncidentError, STATE_VALUES } from './breaker.js';
 import { compressionOf, parseEndpoint, type GelfConfig } from './config.js';
 import { HttpTransport } from './http.js';
-import { encode, serialize, truncate, type GelfMessage, type SerializerOptions } from './serializer.js';
+import { fitTo, serialize, type SerializerOptions } from './serializer.js';
 import { TcpTransport } from './tcp.js';
 import { tlsOptions } from './tls-options.js';
-import type { Encoded, Transport } from './transport.js';
+import { UnconfirmedError, type Encoded, type Transport } from './transport.js';
 import { UdpTransport } from './udp.js';
 
 /** Builds the transport the endpoint names. */
@@ -25,6 +25,7 @@ export function createTransport(config: GelfConfig): Transport {
         connectTimeoutMs: config.connect_timeout,
         writeTimeoutMs: config.write_timeout,
         keepaliveMs: config.keepalive,
+        confirmWindowMs: config.confirm_window,
       });
     case 'udp':
       return new UdpTransport({ host, port, chunkSize: config.udp.chunk_size, compression: compressionOf(config) });
@@ -36,6 +37,8 @@ export function createTransport(config: GelfConfig): Transport {
         path: endpoint.path,
         tls: endpoint.scheme === 'https' ? tlsOptions(config.tls, host) : undefined,
         gzip: compressionOf(config) === 'gzip',
+        bulk: config.http.bulk,
+        maxBodyBytes: config.http.max_body_size,
         headers: config.http.headers,
         maxInFlight: config.http.max_in_flight,
         connectTimeoutMs: config.connect_timeout,
@@ -48,15 +51,24 @@ export function createTransport(config: GelfConfig): Transport {
 /** Window over which the throughput gauge is measured. */
 const THROUGHPUT_WINDOW_MS = 10_000;
 
+/** Ids remembered as possibly delivered; past this the oldest are forgotten (only the metric suffers). */
+const MAX_POSSIBLY_DELIVERED = 100_000;
+
 export class GelfExporter implements Exporter {
   readonly batchSize: number;
+  /** TCP/TLS: batches whose confirmation windows run at once (see tcp.ts); others send one at a time. */
+  readonly maxBatchesInFlight: number;
   private transport: Transport | undefined;
   private breaker: PersistedBreaker | undefined;
   private readonly serializerOptions: SerializerOptions;
-  private inFlight: Promise<ExportResult> | undefined;
+  private readonly inFlight = new Set<Promise<ExportResult>>();
+  /** Aborted at each counted send failure: the batches in flight behind it then fail with it, uncounted. */
+  private incident = new AbortController();
   private stopping = false;
   /** Recent sends as [time, records], for the throughput gauge. */
   private recent: [number, number][] = [];
+  /** Records of batches that failed after they may have reached the receiver: a re-send may duplicate them. */
+  private readonly possiblyDelivered = new Set<number>();
   private readonly metrics;
 
   constructor(
@@ -64,6 +76,8 @@ export class GelfExporter implements Exporter {
     private readonly context: ExporterContext,
   ) {
     this.batchSize = config.batch_size;
+    const scheme = parseEndpoint(config.endpoint).scheme;
+    this.maxBatchesInFlight = scheme === 'tcp' || scheme === 'tls' ? config.max_batches_in_flight : 1;
     this.serializerOptions = {
       defaultHost: hostname(),
       maxFieldBytes: config.max_field_bytes,
@@ -72,6 +86,10 @@ export class GelfExporter implements Exporter {
     const m = context.metrics;
     this.metrics = {
       sentBytes: m.counter('bitville_gelf_sent_bytes', 'Bytes of GELF messages handed to the transport and confirmed sent.'),
+      resent: m.counter(
+        'bitville_gelf_resent_records',
+        'Records sent again after a send that may have reached the receiver failed (TCP connection ended within the confirmation window, HTTP batch partly acknowledged): possible duplicates, spotted by _record_id.',
+      ),
       failedSends: m.counter('bitville_gelf_send_failures', 'Batches whose send failed (each counts toward opening the breaker).'),
       rejected: m.counter('bitville_gelf_serialization_failures', 'Records that cannot be written as valid GELF; logged and dropped.'),
       transitions: m.counter('bitville_gelf_circuit_breaker_transitions', 'Circuit breaker state changes.'),
@@ -99,9 +117,9 @@ export class GelfExporter implements Exporter {
 
   async shutdown(): Promise<void> {
     this.stopping = true;
-    // The in-flight batch either finishes (and is reported) or fails by its write timeout;
-    // nothing is reported as sent that was not.
-    await this.inFlight?.catch(() => undefined);
+    // The batches in flight either finish (and are reported) or fail by their write timeout
+    // or confirmation window; nothing is reported as sent that was not.
+    await Promise.allSettled([...this.inFlight]);
     await this.breaker?.close(); // the last transition is saved before the store closes
     await this.transport?.close();
     this.transport = undefined;
@@ -110,10 +128,8 @@ export class GelfExporter implements Exporter {
 
   export(batch: StoredRecord[]): Promise<ExportResult> {
     const run = this.exportBatch(batch);
-    this.inFlight = run;
-    return run.finally(() => {
-      if (this.inFlight === run) this.inFlight = undefined;
-    });
+    this.inFlight.add(run);
+    return run.finally(() => this.inFlight.delete(run));
   }
 
   private async exportBatch(batch: StoredRecord[]): Promise<ExportResult> {
@@ -122,6 +138,7 @@ export class GelfExporter implements Exporter {
     if (this.stopping || !transport || !breaker) {
       return { kind: 'retryable', error: new Error('the gelf exporter is not running') };
     }
+    const incident = this.incident.signal;
     // While open: no send attempt at all; the batch waits in the store.
     const wait = breaker.msUntilHalfOpen();
     if (wait > 0) return { kind: 'retryable', error: new BrokenCircuitError(), retryAfterMs: wait };
@@ -135,69 +152,73 @@ export class GelfExporter implements Exporter {
         this.reject(rejected, record.id, serialized.error);
         continue;
       }
-      // Fast path (TCP): the transport encodes synchronously and the message fits.
-      const direct = transport.encode(serialized.json);
-      const encoded =
-        direct !== null && !(direct instanceof Promise)
-          ? { wire: direct, size: Buffer.byteLength(serialized.json) }
-          : await this.fit(serialized.id, serialized.message, serialized.json, await direct, transport);
-      if ('error' in encoded) {
-        this.reject(rejected, record.id, encoded.error);
-        continue;
+      let json: string | undefined = serialized.json;
+      let size = Buffer.byteLength(json);
+      if (size > transport.maxMessageBytes) {
+        // Too large for the transport (UDP: 128 chunks; HTTP: the body limit): cut full_message.
+        json = fitTo(serialized.message, transport.maxMessageBytes);
+        if (json === undefined) {
+          this.reject(rejected, record.id, `too large for the transport (${transport.maxMessageBytes} bytes) even with full_message cut to 64 bytes`);
+          continue;
+        }
+        size = Buffer.byteLength(json);
       }
-      wire.push(encoded.wire);
-      bytes += encoded.size;
+      wire.push(transport.encode(json));
+      bytes += size;
     }
     if (wire.length === 0) return { kind: 'success', rejected };
+    let resent = 0;
+    for (const record of batch) if (this.possiblyDelivered.has(record.id)) resent++;
 
     const started = performance.now();
     try {
-      await breaker.execute(() => transport.send(wire));
-    } catch (err) {
-      if (!(err instanceof BrokenCircuitError)) this.metrics.failedSends.inc();
+      await breaker.execute(() => this.send(transport, wire, incident));
+    } catch (thrown) {
+      const err = thrown instanceof SameIncidentError ? (thrown.cause as Error) : (thrown as Error);
+      if (!(thrown instanceof BrokenCircuitError) && !(thrown instanceof SameIncidentError)) this.metrics.failedSends.inc();
+      if (err instanceof UnconfirmedError) this.notePossiblyDelivered(batch);
       const untilProbe = breaker.msUntilHalfOpen();
       return {
         kind: 'retryable',
-        error: err as Error,
+        error: err,
         retryAfterMs: untilProbe > 0 ? untilProbe : this.config.retry_delay,
       };
     }
     this.metrics.sendDuration.observe((performance.now() - started) / 1000);
     this.metrics.sentBytes.inc(bytes);
+    if (resent > 0) {
+      this.metrics.resent.inc(resent);
+      for (const record of batch) this.possiblyDelivered.delete(record.id);
+    }
     this.noteSent(wire.length);
     return rejected.length > 0 ? { kind: 'success', rejected } : { kind: 'success' };
   }
 
-  /**
-   * The wire form of a message; when the transport cannot carry it (UDP: over 128 chunks),
-   * full_message is cut shorter until it fits. Never drops a record silently.
-   */
+  /** One send; its failure is counted by the breaker unless an earlier batch in flight already failed. */
+  private async send(transport: Transport, wire: Encoded[], incident: AbortSignal): Promise<void> {
+    try {
+      await transport.send(wire, incident);
+    } catch (err) {
+      // Half-open lets one probe through; its failure always counts (and an uncounted error
+      // there would close the breaker).
+      if (incident.aborted && this.breaker?.state !== 'half-open') throw new SameIncidentError(err);
+      // Its own reason, so that batches stopped before writing are not taken as possibly delivered.
+      this.incident.abort(new Error(`an earlier batch in flight failed: ${(err as Error).message}`));
+      this.incident = new AbortController();
+      throw err;
+    }
+  }
+
+  /** Logs, counts and reports a record that can never be sent. */
   private reject(rejected: { id: number; reason: string }[], id: number, reason: string): void {
     rejected.push({ id, reason });
     this.metrics.rejected.inc();
     this.context.logger.warn({ record_id: id, reason }, 'record cannot be sent as GELF; dropped');
   }
 
-  /**
-   * The wire form of a message that the transport could not carry as it is (UDP: over 128
-   * chunks): full_message is cut shorter until it fits. Never drops a record silently.
-   */
-  private async fit(
-    id: number,
-    message: GelfMessage,
-    json: string,
-    wire: Encoded | null,
-    transport: Transport,
-  ): Promise<{ wire: Encoded; size: number } | { error: string }> {
-    let limit = Buffer.byteLength(message.full_message ?? '');
-    while (wire === null && limit > 64) {
-      limit = Math.max(64, Math.floor(limit / 2));
-      const shrunk = { ...message, full_message: truncate(message.full_message ?? '', limit) };
-      json = encode(shrunk);
-      wire = await transport.encode(json);
-    }
-    if (wire === null) return { error: `record ${id} is too large for the transport even with full_message cut to 64 bytes` };
-    return { wire, size: Buffer.byteLength(json) };
+  private notePossiblyDelivered(batch: StoredRecord[]): void {
+    if (this.possiblyDelivered.size + batch.length > MAX_POSSIBLY_DELIVERED) this.possiblyDelivered.clear();
+    for (const record of batch) this.possiblyDelivered.add(record.id);
   }
 
   private noteSent(records: number): void {

@@ -1,13 +1,15 @@
-// GELF over HTTP(S): `POST <path>` with one message per request (Graylog keeps only the
-// first document of a request unless bulk receiving is enabled), on keep-alive connections.
-// 2xx is success, anything else a failure. Graylog answers 202 before it parses the body,
-// so the exporter validates every message before it gets here.
+// GELF over HTTP(S): `POST <path>` on keep-alive connections. By default one message per
+// request (Graylog keeps only the first document of a request unless bulk receiving is
+// enabled on the input); with `bulk`, as many newline-separated messages per request as fit in
+// the body limit (Graylog 6+ with bulk receiving on). 2xx acknowledges every message of the
+// request, anything else fails the batch. Graylog answers 202 before it parses the body, so
+// the exporter validates every message before it gets here.
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { ConnectionOptions } from 'node:tls';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
-import { withTimeout, type Encoded, type Transport } from './transport.js';
+import { UnconfirmedError, withTimeout, type Encoded, type Transport } from './transport.js';
 
 const gzipAsync = promisify(gzip);
 
@@ -18,6 +20,10 @@ export interface HttpOptions {
   /** TLS client options for https; undefined for http. */
   tls?: ConnectionOptions;
   gzip: boolean;
+  /** Several newline-separated messages per request. */
+  bulk: boolean;
+  /** Largest request body before compression (Graylog's max_chunk_size); also the largest message. */
+  maxBodyBytes: number;
   headers: Record<string, string>;
   maxInFlight: number;
   connectTimeoutMs: number;
@@ -32,10 +38,14 @@ export class HttpStatusError extends Error {
   }
 }
 
+const NEWLINE = Buffer.from('\n');
+
 export class HttpTransport implements Transport {
+  readonly maxMessageBytes: number;
   private readonly agent: HttpAgent;
 
   constructor(private readonly options: HttpOptions) {
+    this.maxMessageBytes = options.maxBodyBytes;
     const agentOptions = {
       keepAlive: true,
       keepAliveMsecs: options.keepaliveMs || 1000,
@@ -45,27 +55,55 @@ export class HttpTransport implements Transport {
     this.agent = options.tls ? new HttpsAgent({ ...agentOptions, ...options.tls }) : new HttpAgent(agentOptions);
   }
 
-  async encode(json: string): Promise<Buffer> {
-    const body = Buffer.from(json);
-    return this.options.gzip ? gzipAsync(body) : body;
+  encode(json: string): Encoded {
+    return Buffer.from(json);
   }
 
   /** Up to maxInFlight requests at once; the first failure stops new ones and is thrown. */
-  async send(messages: Encoded[]): Promise<void> {
+  async send(messages: Encoded[], signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    const bodies = this.options.bulk ? this.pack(messages as Buffer[]) : (messages as Buffer[]);
     let next = 0;
+    let acknowledged = 0;
     let failure: unknown;
     const worker = async () => {
-      while (failure === undefined && next < messages.length) {
-        const body = messages[next++] as Buffer;
+      while (failure === undefined && next < bodies.length) {
+        const body = bodies[next++]!;
         try {
-          await this.post(body);
+          await this.post(this.options.gzip ? await gzipAsync(body) : body);
+          acknowledged++;
         } catch (err) {
           failure ??= err;
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.options.maxInFlight, messages.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(this.options.maxInFlight, bodies.length) }, worker));
+    if (failure !== undefined && acknowledged > 0) {
+      throw new UnconfirmedError(`${(failure as Error).message} (${acknowledged} of ${bodies.length} requests of the batch were acknowledged)`);
+    }
     if (failure !== undefined) throw failure;
+  }
+
+  /** Bulk bodies: messages in order, newline-separated, each body within maxBodyBytes. */
+  private pack(messages: Buffer[]): Buffer[] {
+    const bodies: Buffer[] = [];
+    let parts: Buffer[] = [];
+    let size = 0;
+    for (const m of messages) {
+      if (parts.length > 0 && size + 1 + m.length > this.options.maxBodyBytes) {
+        bodies.push(Buffer.concat(parts));
+        parts = [];
+        size = 0;
+      }
+      if (parts.length > 0) {
+        parts.push(NEWLINE);
+        size++;
+      }
+      parts.push(m);
+      size += m.length;
+    }
+    if (parts.length > 0) bodies.push(Buffer.concat(parts));
+    return bodies;
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { fieldName, fieldValue, serialize, toGelf, truncate, validate, TRUNCATION_MARKER, type GelfMessage } from './serializer.js';
-import { logRecord, spanRecord } from './test-support.js';
+import { fieldName, fieldValue, fitTo, serialize, toGelf, truncate, validate, TRUNCATION_MARKER, type GelfMessage } from './serializer.js';
+import { logRecord, spanRecord } from './exporter.fixture.js';
 import type { StoredRecord } from '../../collector/core/api.js';
 
 const options = { defaultHost: 'collector-host', maxFieldBytes: 32_000, maxFullMessageBytes: 256 * 1024 };
@@ -177,4 +177,22 @@ test('validation refuses what Graylog would drop; serialize never throws', () =>
   assert.ok('error' in result && result.id === 5, 'a malformed record yields an error, not an exception');
   const ok = serialize(spanRecord(6), options);
   assert.ok('json' in ok && JSON.parse(ok.json).short_message === 'php_agent - shop');
+});
+
+test('fitTo cuts full_message until the JSON fits a transport limit, escapes and multi-byte text included', () => {
+  const options = { defaultHost: 'collector-1', maxFieldBytes: 32_000, maxFullMessageBytes: 1024 * 1024 };
+  // Quotes and newlines double in JSON; "é" is two UTF-8 bytes: the cut must account for both.
+  const text = 'é"\n'.repeat(20_000);
+  const message = toGelf(spanRecord(1, { attributes: { note: 'x' } } as Partial<StoredRecord>), options);
+  message.full_message = text;
+  for (const limit of [64 * 1024, 10_000, 2_000]) {
+    const json = fitTo(message, limit)!;
+    assert.ok(Buffer.byteLength(json) <= limit, `${Buffer.byteLength(json)} <= ${limit}`);
+    const back = JSON.parse(json) as GelfMessage;
+    assert.ok(back.full_message!.endsWith(TRUNCATION_MARKER));
+    assert.equal(back._record_id, 1, 'every other field kept');
+  }
+  const small = toGelf(spanRecord(2), options);
+  assert.equal(fitTo(small, 1_000_000), JSON.stringify(small), 'a message that fits is left alone');
+  assert.equal(fitTo(small, 200), undefined, 'too large even with full_message at 64 bytes');
 });

@@ -253,6 +253,25 @@ export function encode(message: GelfMessage): string {
   return JSON.stringify(message);
 }
 
+/**
+ * The JSON of `message` within `maxBytes` UTF-8 bytes, full_message cut as far as needed (to
+ * 64 bytes at least); undefined when even that is too large.
+ */
+export function fitTo(message: GelfMessage, maxBytes: number): string | undefined {
+  let json = encode(message);
+  let size = Buffer.byteLength(json);
+  let full = message.full_message ?? '';
+  while (size > maxBytes) {
+    const fullBytes = Buffer.byteLength(full);
+    if (fullBytes <= 64) return undefined;
+    // Escaping makes the JSON of full_message longer than its text: cut by the excess, then check again.
+    full = truncate(full, Math.max(64, fullBytes - (size - maxBytes) - 16));
+    json = encode({ ...message, full_message: full });
+    size = Buffer.byteLength(json);
+  }
+  return json;
+}
+
 export type Serialized = { id: number; message: GelfMessage; json: string } | { id: number; error: string };
 
 /** Maps, validates and encodes one record; never throws. */

@@ -7,8 +7,8 @@ import { test } from 'node:test';
 import type { StoredRecord } from '../../collector/core/api.js';
 import { GelfExporter } from './exporter.js';
 import { TRUNCATION_MARKER } from './serializer.js';
-import { exporterContext, gelfConfig, logRecord, spanRecord, tempDir } from './test-support.js';
-import { HttpReceiver, TcpReceiver, TEST_CERT_FILE, UdpReceiver } from './test-receivers.js';
+import { exporterContext, gelfConfig, logRecord, spanRecord, tempDir } from './exporter.fixture.js';
+import { HttpReceiver, TcpReceiver, TEST_CERT_FILE, UdpReceiver } from './receivers.fixture.js';
 import type { TestContext } from 'node:test';
 
 async function startExporter(t: TestContext, config: Record<string, unknown>) {
@@ -172,6 +172,48 @@ test('HTTP: gzip bodies; HTTPS with a trusted CA; a non-2xx answer is a failure 
   const result = await exporter.export(records(3, 100));
   assert.equal(result.kind, 'retryable');
   assert.match(result.kind === 'retryable' ? result.error.message : '', /503/);
+});
+
+test('HTTP bulk: newline-separated messages, one POST per body limit, 2xx acknowledges them all', async (t) => {
+  const receiver = await HttpReceiver.start({ bulk: true });
+  t.after(() => receiver.close());
+  const { exporter } = await startExporter(t, {
+    endpoint: `http://127.0.0.1:${receiver.port}/gelf`,
+    http: { bulk: true, max_body_size: '8KiB', max_in_flight: 1 },
+  });
+  assert.deepEqual(await exporter.export(records(60)), { kind: 'success' });
+  assert.deepEqual(receiver.messages.map((m) => m._record_id), Array.from({ length: 60 }, (_, i) => i + 1), 'all, in order');
+  assert.deepEqual(receiver.invalid, []);
+  assert.ok(receiver.requests > 1 && receiver.requests < 60, `${receiver.requests} requests for 60 messages`);
+  assert.ok(receiver.bodySizes.every((n) => n <= 8 * 1024), `bodies within the limit: ${receiver.bodySizes.join(', ')}`);
+
+  // A message larger than the body limit is cut to fit (full_message), not refused by Graylog.
+  const events = Array.from({ length: 100 }, (_, i) => ({ timeUnixNano: '1', name: `event ${i} ${'x'.repeat(200)}`, attributes: {} }));
+  assert.deepEqual(await exporter.export([spanRecord(61, { events } as Partial<StoredRecord>)]), { kind: 'success' });
+  const big = receiver.messages.at(-1)!;
+  assert.equal(big._record_id, 61);
+  assert.ok((big.full_message as string).endsWith(TRUNCATION_MARKER));
+  assert.ok(receiver.bodySizes.at(-1)! <= 8 * 1024);
+});
+
+test('HTTP bulk with gzip; a refused request fails the whole batch', async (t) => {
+  const receiver = await HttpReceiver.start({ bulk: true });
+  t.after(() => receiver.close());
+  const { exporter, counters } = await startExporter(t, {
+    endpoint: `http://127.0.0.1:${receiver.port}/gelf`,
+    compression: 'gzip',
+    http: { bulk: true },
+  });
+  assert.deepEqual(await exporter.export(records(200)), { kind: 'success' });
+  assert.equal(receiver.messages.length, 200);
+  assert.equal(receiver.headers[0]!['content-encoding'], 'gzip');
+  assert.ok(receiver.requests < 20, `${receiver.requests} requests for 200 messages`);
+
+  receiver.status = 503;
+  const result = await exporter.export(records(10, 201));
+  assert.equal(result.kind, 'retryable');
+  assert.match(result.kind === 'retryable' ? result.error.message : '', /503/);
+  assert.equal(counters.get('bitville_gelf_send_failures'), 1);
 });
 
 test('a record that cannot be serialized is reported rejected and logged; the rest are sent', async (t) => {

@@ -6,13 +6,9 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { randomBytes } from 'node:crypto';
-import { promisify } from 'node:util';
-import { gzip, deflate } from 'node:zlib';
+import { deflateSync, gzipSync } from 'node:zlib';
 import type { Compression } from './config.js';
 import type { Encoded, Transport } from './transport.js';
-
-const gzipAsync = promisify(gzip);
-const deflateAsync = promisify(deflate);
 
 export const CHUNK_HEADER_BYTES = 12;
 export const MAX_CHUNKS = 128;
@@ -26,21 +22,33 @@ export interface UdpOptions {
 }
 
 export class UdpTransport implements Transport {
+  /**
+   * 128 chunks of the configured size. Stated for the JSON before compression, so a message
+   * fits whatever compression makes of it (compression never makes JSON of this size larger
+   * than a few bytes, well within the room the last chunk leaves on average).
+   */
+  readonly maxMessageBytes: number;
   private socket: Promise<Socket> | undefined;
   /** Message ids: a random prefix per transport plus a counter, unique without a syscall each. */
   private readonly idPrefix = randomBytes(4);
   private idCounter = 0;
 
-  constructor(private readonly options: UdpOptions) {}
+  constructor(private readonly options: UdpOptions) {
+    // Room for the compression header and an incompressible payload's growth (deflate adds
+    // 5 bytes per 16 KiB stored block, gzip 18 bytes in all).
+    const room = MAX_CHUNKS * (options.chunkSize - CHUNK_HEADER_BYTES);
+    this.maxMessageBytes = options.compression === 'none' ? room : Math.floor(room * 0.99) - 64;
+  }
 
-  async encode(text: string): Promise<Encoded | null> {
+  encode(text: string): Encoded {
     const { compression, chunkSize } = this.options;
     const json = Buffer.from(text);
-    const payload = compression === 'gzip' ? await gzipAsync(json) : compression === 'zlib' ? await deflateAsync(json) : json;
+    const payload = compression === 'gzip' ? gzipSync(json) : compression === 'zlib' ? deflateSync(json) : json;
     if (payload.length <= chunkSize) return payload;
     const room = chunkSize - CHUNK_HEADER_BYTES;
     const count = Math.ceil(payload.length / room);
-    if (count > MAX_CHUNKS) return null;
+    // The exporter keeps messages within maxMessageBytes, so this is a bug, not bad input.
+    if (count > MAX_CHUNKS) throw new Error(`a GELF message of ${json.length} bytes needs ${count} chunks (at most ${MAX_CHUNKS})`);
     const id = Buffer.alloc(8);
     this.idPrefix.copy(id, 0);
     id.writeUInt32BE(this.idCounter++ >>> 0, 4);

@@ -107,13 +107,13 @@ export class PostgresQueue {
     }
   }
 
-  async pending(exporterId: string, limit: number): Promise<StoredRecord[]> {
+  async pending(exporterId: string, limit: number, afterId = 0): Promise<StoredRecord[]> {
     const { db } = this;
     const exporter = this.#num(exporterId);
     const { rows } = await db.pool.query<{ id: string; received_at_ms: string; body: string }>(
       `WITH next AS (
          SELECT record_id FROM ${db.s}.deliveries
-         WHERE exporter = $1 AND (claimed_until IS NULL OR claimed_until < now() OR claimed_by = $2)
+         WHERE exporter = $1 AND record_id > $5 AND (claimed_until IS NULL OR claimed_until < now() OR claimed_by = $2)
          ORDER BY record_id LIMIT $3
          FOR UPDATE SKIP LOCKED
        ), claimed AS (
@@ -122,7 +122,7 @@ export class PostgresQueue {
          RETURNING d.record_id
        )
        SELECT r.id, r.received_at_ms, r.body FROM ${db.s}.records r JOIN claimed ON r.id = claimed.record_id ORDER BY r.id`,
-      [exporter, db.instanceId, limit, db.options.claimTimeoutMs],
+      [exporter, db.instanceId, limit, db.options.claimTimeoutMs, afterId],
     );
     if (rows.length < limit) await this.#wakeWhenClaimsExpire(exporterId, exporter);
     return rows.map(toStored);

@@ -54,7 +54,7 @@ export class SqliteQueue {
     this.#queueRows = db.prepare('INSERT INTO deliveries (exporter, record_id) SELECT ?, value FROM json_each(?)');
     // CROSS JOIN: walk the exporter's queue rows in order, then look each record up.
     this.#pending = db.prepare(
-      'SELECT r.id, r.received_at_ms, r.body FROM deliveries d CROSS JOIN records r ON r.id = d.record_id WHERE d.exporter = ? ORDER BY d.record_id LIMIT ?',
+      'SELECT r.id, r.received_at_ms, r.body FROM deliveries d CROSS JOIN records r ON r.id = d.record_id WHERE d.exporter = ? AND d.record_id > ? ORDER BY d.record_id LIMIT ?',
     );
     this.#delivered = db.prepare('DELETE FROM deliveries WHERE exporter = ? AND record_id IN (SELECT value FROM json_each(?))');
     this.#backlog = db.prepare('SELECT count(*) AS n FROM deliveries WHERE exporter = ?');
@@ -125,8 +125,8 @@ export class SqliteQueue {
     this.#appendTx(records);
   }
 
-  pending(exporterId: string, limit: number): StoredRecord[] {
-    return (this.#pending.all(this.#queue(exporterId).num, limit) as Row[]).map(toStored);
+  pending(exporterId: string, limit: number, afterId = 0): StoredRecord[] {
+    return (this.#pending.all(this.#queue(exporterId).num, afterId, limit) as Row[]).map(toStored);
   }
 
   markDelivered(exporterId: string, ids: readonly number[]): void {

@@ -1,5 +1,6 @@
-// Test helpers: sample stored records as the OTLP receiver produces them, and an exporter
+// Test fixture: sample stored records as the OTLP receiver produces them, and an exporter
 // context with a real pino logger whose lines the test can read.
+import { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +8,7 @@ import { Writable } from 'node:stream';
 import type { TestContext } from 'node:test';
 import { pino } from 'pino';
 import { z } from 'zod';
-import { parseDuration, type ComponentMetrics, type ComponentState, type ExporterContext, type StoredRecord } from '../../collector/core/api.js';
+import { parseDuration, parseSize, type ComponentMetrics, type ComponentState, type ExporterContext, type StoredRecord } from '../../collector/core/api.js';
 import { gelfConfigSchema, type GelfConfig } from './config.js';
 
 const T0 = 1_714_564_800_123_456_789n; // 2024-05-01T12:00:00.123456789Z
@@ -67,9 +68,10 @@ export function logRecord(id: number, overrides: Partial<StoredRecord> = {}): St
 
 /** The config with defaults applied, overlaid with `overrides` (as a YAML section would be). */
 export function gelfConfig(overrides: Record<string, unknown> = {}): GelfConfig {
+  // The collector's helpers, rebuilt from the public API (plugins import nothing else).
   const helpers = {
     duration: () => z.union([z.string(), z.number()]).transform((v) => parseDuration(v)),
-    size: () => z.union([z.string(), z.number()]).transform((v) => Number(v)),
+    size: () => z.union([z.string(), z.number()]).transform((v) => parseSize(v)),
     hostPort: () => z.string(),
   };
   return gelfConfigSchema(z, helpers as never).parse(overrides);
@@ -79,6 +81,8 @@ export interface TestExporterContext {
   context: ExporterContext;
   /** Every log line written, parsed. */
   logs: Record<string, unknown>[];
+  /** Emits 'log' with each line as it is written. */
+  events: EventEmitter;
   /** Gauge readers and counter totals by metric name. */
   counters: Map<string, number>;
   gauges: Map<string, () => number>;
@@ -94,11 +98,17 @@ export function tempDir(t: TestContext): string {
 /** A context like the collector's: real pino logger, metrics recorded in maps. */
 export function exporterContext(dataDir: string, id = 'gelf/primary'): TestExporterContext {
   const logs: Record<string, unknown>[] = [];
+  const events = new EventEmitter();
   const counters = new Map<string, number>();
   const gauges = new Map<string, () => number>();
   const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line));
+      for (const line of chunk.toString().split('\n')) {
+        if (!line) continue;
+        const parsed = JSON.parse(line) as Record<string, unknown>;
+        logs.push(parsed);
+        events.emit('log', parsed);
+      }
       done();
     },
   });
@@ -112,7 +122,7 @@ export function exporterContext(dataDir: string, id = 'gelf/primary'): TestExpor
     histogram: () => ({ observe: () => {} }),
   };
   const logger = pino({ base: { exporter: id } }, sink);
-  return { context: { id, logger, metrics, dataDir, signals: ['traces', 'logs'], state: memoryState() }, logs, counters, gauges, dataDir };
+  return { context: { id, logger, metrics, dataDir, signals: ['traces', 'logs'], state: memoryState() }, logs, events, counters, gauges, dataDir };
 }
 
 /** Component state for one test process (the store's table plays this part in a collector). */

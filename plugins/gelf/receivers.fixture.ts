@@ -1,6 +1,6 @@
-// Loopback GELF receivers for tests, parsing what arrives the way Graylog's inputs do:
+// Test fixture: loopback GELF receivers, parsing what arrives the way Graylog's inputs do:
 // TCP/TLS split on null bytes, UDP reassembles chunks and inflates gzip/zlib, HTTP takes
-// one JSON document per POST. Each keeps the decoded messages in arrival order.
+// one JSON document per POST (newline-separated documents in bulk mode). Each keeps the decoded messages in arrival order.
 import { EventEmitter, once } from 'node:events';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
@@ -52,6 +52,12 @@ abstract class Receiver extends EventEmitter {
 /** GELF TCP (or TLS) input: null-byte framed JSON. Counts connections as they are accepted. */
 export class TcpReceiver extends Receiver {
   connections = 0;
+  /**
+   * Each connection accepted while this is set takes this many messages, then is dropped and
+   * the rest of what came with them is lost (a proxy or input failing mid-stream); 0 drops
+   * every connection right after accept.
+   */
+  closeAfter: number | undefined;
   private server: NetServer | undefined;
   private readonly sockets = new Set<Socket>();
 
@@ -75,19 +81,26 @@ export class TcpReceiver extends Receiver {
   private handle(socket: Socket): void {
     this.connections++;
     this.sockets.add(socket);
+    socket.on('error', () => {});
+    socket.on('close', () => this.sockets.delete(socket));
+    const limit = this.closeAfter;
     this.emit('connection', socket);
+    if (limit === 0) return void socket.destroy();
+    let taken = 0;
     let pending: Buffer = Buffer.alloc(0);
     socket.on('data', (data: Buffer) => {
+      if (socket.destroyed) return;
       pending = pending.length ? Buffer.concat([pending, data]) : data;
       let start = 0;
       for (let nul = pending.indexOf(0, start); nul !== -1; nul = pending.indexOf(0, start)) {
-        if (nul > start) this.accept(pending.toString('utf8', start, nul), socket);
+        if (nul > start) {
+          this.accept(pending.toString('utf8', start, nul), socket);
+          if (limit !== undefined && ++taken >= limit) return void socket.destroy();
+        }
         start = nul + 1;
       }
       pending = pending.subarray(start);
     });
-    socket.on('error', () => {});
-    socket.on('close', () => this.sockets.delete(socket));
   }
 
   /** Stops listening and drops every connection (Graylog going away). */
@@ -156,16 +169,21 @@ export class UdpReceiver extends Receiver {
   }
 }
 
-/** GELF HTTP input: POST /gelf, one JSON document (optionally gzip) per request, 202 answer. */
+/**
+ * GELF HTTP input: POST /gelf, one JSON document (optionally gzip) per request, 202 answer;
+ * with `bulk`, newline-separated documents (Graylog 6 with bulk receiving enabled).
+ */
 export class HttpReceiver extends Receiver {
   requests = 0;
+  /** Size of each request body as received (before gunzip). */
+  readonly bodySizes: number[] = [];
   /** Status to answer with; set to 503 to play a refusing Graylog. */
   status = 202;
   readonly paths: string[] = [];
   readonly headers: Record<string, string | string[] | undefined>[] = [];
   private server: HttpServer | undefined;
 
-  static async start(options: { tls?: boolean } = {}): Promise<HttpReceiver> {
+  static async start(options: { tls?: boolean; bulk?: boolean } = {}): Promise<HttpReceiver> {
     const receiver = new HttpReceiver();
     const server = options.tls
       ? (await import('node:https')).createServer({ cert: readFileSync(TEST_CERT_FILE), key: readFileSync(TEST_KEY_FILE) })
@@ -181,8 +199,10 @@ export class HttpReceiver extends Receiver {
         res.writeHead(status).end();
         if (status < 200 || status >= 300) return;
         let body = Buffer.concat(parts);
+        receiver.bodySizes.push(body.length);
         if (req.headers['content-encoding'] === 'gzip') body = gunzipSync(body);
-        receiver.accept(body.toString('utf8'));
+        const text = body.toString('utf8');
+        for (const document of options.bulk ? text.split('\n') : [text]) receiver.accept(document);
       });
     });
     server.listen(0, '127.0.0.1');
