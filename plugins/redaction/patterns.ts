@@ -26,11 +26,13 @@ export function luhn(digits: string): boolean {
   return sum % 10 === 0;
 }
 
-function regexMasker(kind: string, source: string, accept?: (found: string) => boolean, keepPrefix?: RegExp): Masker {
+function regexMasker(kind: string, source: string, accept?: (found: string) => boolean, keepPrefix?: RegExp, hint?: (text: string) => boolean): Masker {
   const re = new RegExp(source, 'g');
   return {
     kind,
     mask(text, replacement) {
+      // A cheap test first: most values cannot hold the pattern at all.
+      if (hint && !hint(text)) return { text, count: 0 };
       re.lastIndex = 0;
       if (!re.test(text)) return { text, count: 0 };
       let count = 0;
@@ -47,14 +49,14 @@ function regexMasker(kind: string, source: string, accept?: (found: string) => b
 }
 
 export const BUILTIN = {
-  email: () => regexMasker('email', String.raw`[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}`),
+  email: () => regexMasker('email', String.raw`[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}`, undefined, undefined, (t) => t.includes('@')),
   // 13 to 19 digits, optionally grouped by spaces or dashes; masked only when the Luhn check passes.
   credit_card: () =>
     regexMasker('credit_card', String.raw`(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])`, (found) => {
       const digits = found.replace(/[ -]/g, '');
       return digits.length >= 13 && digits.length <= 19 && luhn(digits);
-    }),
-  bearer_token: () => regexMasker('bearer_token', String.raw`\b[Bb]earer\s+[A-Za-z0-9\-._~+/]+=*`, undefined, /^[Bb]earer\s+/),
+    }, undefined, (t) => t.length >= 13 && /\d{4}/.test(t)),
+  bearer_token: () => regexMasker('bearer_token', String.raw`\b[Bb]earer\s+[A-Za-z0-9\-._~+/]+=*`, undefined, /^[Bb]earer\s+/, (t) => t.includes('earer')),
 } as const;
 
 export type BuiltinName = keyof typeof BUILTIN;
