@@ -127,3 +127,13 @@ test('held records are kept at shutdown (their verdict is unknown; nothing ackno
   assert.deepEqual(h.emitted.map((r) => r.spanId), ['q1']);
   assert.equal((await h.store.byCorrelationId('q')).length, 1);
 });
+
+test('config errors name the key', async (t) => {
+  const err = await buildProcessor(t, { sampler: { sampling_percentage: 150, slow_threshold: 'slow', rate: 1 } }, 'sampler').then(
+    () => assert.fail('should not load'),
+    (e: Error) => e.message,
+  );
+  assert.match(err, /processors\.sampler\.sampling_percentage: /);
+  assert.match(err, /processors\.sampler\.slow_threshold: "slow" is not a duration/);
+  assert.match(err, /processors\.sampler\.rate: unknown key/);
+});
