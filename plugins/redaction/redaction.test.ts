@@ -20,6 +20,7 @@ test('SQL literals become ? and nothing else changes', () => {
     ['SELECT $tag$ a \'b\' $tag$, $$c$$', 'SELECT ?, ?', 2],
     ['DEALLOCATE pdo_stmt_00000001', 'DEALLOCATE pdo_stmt_00000001', 0],
     ["SELECT 'unterminated", 'SELECT ?', 1],
+    ["SELECT E'it\\'s', 'a\\' , 3", "SELECT ?, ? , ?", 3],
   ];
   for (const [sql, want, count] of cases) assert.deepEqual(sanitizeSql(sql), { text: want, count }, sql);
 });

@@ -43,10 +43,10 @@ export function sanitizeSql(sql: string): { text: string; count: number } {
     // 'string', with an optional E / B / X / N / U& prefix glued to it
     if (c === 39) {
       let start = i;
-      const prev = sql.charCodeAt(i - 1);
-      const backslash = prev === 69 || prev === 101; // E'...' understands \'
       if (i > 0 && /[EeBbXxNn]/.test(sql[i - 1]!) && (i === 1 || !isWord(sql.charCodeAt(i - 2)))) start = i - 1;
       else if (i > 1 && sql[i - 1] === '&' && /[Uu]/.test(sql[i - 2]!) && (i === 2 || !isWord(sql.charCodeAt(i - 3)))) start = i - 2;
+      // Only an E'...' string understands \' (a word ending in e before a quote is not one).
+      const backslash = start === i - 1 && (sql[start] === 'E' || sql[start] === 'e');
       let j = i + 1;
       while (j < n) {
         const d = sql.charCodeAt(j);
