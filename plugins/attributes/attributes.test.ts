@@ -4,17 +4,13 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { buildProcessor, span } from '../../test/processors.fixture.js';
+import { buildProcessor, runGolden, span } from '../../test/processors.fixture.js';
 import { repoRoot } from '../../test/env.js';
 
-test('attributes: actions and exclude (golden)', (t) => runGoldenFile(t, 'attributes.golden.yaml'));
-test('attributes: include by regexp, ${env:} values (golden)', (t) => runGoldenFile(t, 'include.golden.yaml'));
-test('resource then enrich (golden)', (t) => runGoldenFile(t, 'resource.golden.yaml'));
-
-async function runGoldenFile(t: import('node:test').TestContext, name: string) {
-  const { runGolden } = await import('../../test/processors.fixture.js');
-  await runGolden(t, join('plugins', 'attributes', 'testdata', name));
-}
+const golden = (name: string) => join('plugins', 'attributes', 'testdata', name);
+test('attributes: actions and exclude (golden)', (t) => runGolden(t, golden('attributes.golden.yaml')));
+test('attributes: include by regexp, ${env:} values (golden)', (t) => runGolden(t, golden('include.golden.yaml')));
+test('resource then enrich (golden)', (t) => runGolden(t, golden('resource.golden.yaml')));
 
 test('a resource shared by a batch is hashed once and the sender object is not changed', async (t) => {
   const h = await buildProcessor(t, { resource: { attributes: [{ key: 'host.name', action: 'hash' }] } }, 'resource');
