@@ -5,5 +5,20 @@ import { factory as otlpReceiver } from '../../plugins/otlp/index.js';
 import { factory as debugExporter } from '../../plugins/debug/index.js';
 import { factory as correlateProcessor } from '../../plugins/correlate/index.js';
 import { factory as gelfExporter } from '../../plugins/gelf/index.js';
+import { factory as samplerProcessor } from '../../plugins/sampler/index.js';
+import { factory as filterProcessor } from '../../plugins/filter/index.js';
+import { factory as redactionProcessor } from '../../plugins/redaction/index.js';
+import { factory as attributesProcessor, resourceFactory as resourceProcessor, enrichFactory as enrichProcessor } from '../../plugins/attributes/index.js';
 
-export const builtinFactories: readonly Factory[] = [otlpReceiver, correlateProcessor, debugExporter, gelfExporter];
+export const builtinFactories: readonly Factory[] = [
+  otlpReceiver,
+  correlateProcessor,
+  attributesProcessor,
+  resourceProcessor,
+  enrichProcessor,
+  redactionProcessor,
+  filterProcessor,
+  samplerProcessor,
+  debugExporter,
+  gelfExporter,
+];
