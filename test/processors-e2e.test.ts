@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parse } from 'yaml';
-import { TcpReceiver } from '../plugins/gelf/test-receivers.js';
+import { TcpReceiver } from '../plugins/gelf/receivers.fixture.js';
 import { readStore, startCollector } from './collector.js';
 import { repoRoot } from './env.js';
 
