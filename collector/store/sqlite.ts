@@ -72,7 +72,7 @@ export class SqliteStore implements Store {
   readonly #now: () => number;
   readonly #events = new EventEmitter();
   #bits = new Map<string, number>();
-  #initialMask: Record<Signal, number> = { traces: 0, logs: 0 };
+  #initialMask: Record<Signal, number> = { traces: 0, logs: 0, metrics: 0 };
   #dropped = { retention: 0, size: 0 };
   #insert: Database.Statement;
   readonly #checkpointer: Checkpointer | undefined;
@@ -175,7 +175,7 @@ export class SqliteStore implements Store {
     })();
     // Bits of exporters that are not configured (now or any more) start set: nobody reads them.
     const allBits = [...used].reduce((mask, bit) => mask | 2 ** bit, 0);
-    for (const signal of ['traces', 'logs'] as const) {
+    for (const signal of ['traces', 'logs', 'metrics'] as const) {
       const wanted = routes.filter((r) => r.signals.includes(signal)).reduce((m, r) => m | 2 ** this.#bits.get(r.id)!, 0);
       this.#initialMask[signal] = allBits - wanted;
     }

@@ -7,16 +7,19 @@ import { ConsumerError } from '../../collector/core/api.js';
 import type { Signal } from '../../collector/core/api.js';
 import { opentelemetry } from '../../proto/generated/otlp.js';
 import { flattenLogs, flattenTraces, type Flattened } from './decode.js';
+import { flattenMetrics } from './metrics-decode.js';
 
 const { ExportTraceServiceRequest } = opentelemetry.proto.collector.trace.v1;
 const { ExportLogsServiceRequest } = opentelemetry.proto.collector.logs.v1;
+const { ExportMetricsServiceRequest } = opentelemetry.proto.collector.metrics.v1;
+const REQUESTS = { traces: ExportTraceServiceRequest, logs: ExportLogsServiceRequest, metrics: ExportMetricsServiceRequest };
 
 /** Decodes one request body into flat records; throws ConsumerError (BV_BAD_DATA) when malformed. */
 export function decodeBody(signal: Signal, body: Uint8Array, protobuf: boolean): Flattened<any> {
   let message: object;
   try {
     if (protobuf) {
-      message = (signal === 'traces' ? ExportTraceServiceRequest : ExportLogsServiceRequest).decode(body);
+      message = REQUESTS[signal].decode(body);
     } else {
       message = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.length).toString('utf8'));
       if (typeof message !== 'object' || message === null || Array.isArray(message)) throw new Error('the body is not a JSON object');
@@ -24,7 +27,7 @@ export function decodeBody(signal: Signal, body: Uint8Array, protobuf: boolean):
   } catch (err) {
     throw new ConsumerError('BV_BAD_DATA', `malformed ${protobuf ? 'protobuf' : 'JSON'} ${signal} request: ${(err as Error).message}`);
   }
-  return signal === 'traces' ? flattenTraces(message) : flattenLogs(message);
+  return signal === 'traces' ? flattenTraces(message) : signal === 'logs' ? flattenLogs(message) : flattenMetrics(message);
 }
 
 interface Job {
