@@ -5,5 +5,6 @@ import { factory as otlpReceiver } from '../../plugins/otlp/index.js';
 import { factory as debugExporter } from '../../plugins/debug/index.js';
 import { factory as correlateProcessor } from '../../plugins/correlate/index.js';
 import { factory as gelfExporter } from '../../plugins/gelf/index.js';
+import { factory as prometheusExporter } from '../../plugins/prometheus/index.js';
 
-export const builtinFactories: readonly Factory[] = [otlpReceiver, correlateProcessor, debugExporter, gelfExporter];
+export const builtinFactories: readonly Factory[] = [otlpReceiver, correlateProcessor, debugExporter, gelfExporter, prometheusExporter];
