@@ -70,21 +70,23 @@ const IDENTIFYING = new Set(['service.name', 'service.namespace', 'service.insta
 
 /** Classic buckets from an exponential histogram point: bounds ascending, counts per bucket. */
 function exponentialAsClassic(r: MetricRecord): { bounds: number[]; counts: number[] } {
-  const base = 2 ** (2 ** -(r.scale ?? 0));
+  // 2^(index / 2^scale) rather than base^index, so bounds at powers of two come out exact.
+  const perPowerOfTwo = 2 ** (r.scale ?? 0);
+  const bound = (index: number) => 2 ** (index / perPowerOfTwo);
   const bounds: number[] = [];
   const counts: number[] = [];
   const negative = r.negative ?? { offset: 0, bucketCounts: [] };
   const positive = r.positive ?? { offset: 0, bucketCounts: [] };
   // Negative bucket i holds values in [-base^(i+1), -base^i): most negative (highest i) first.
   for (let k = negative.bucketCounts.length - 1; k >= 0; k--) {
-    bounds.push(-(base ** (negative.offset + k)));
+    bounds.push(-bound(negative.offset + k));
     counts.push(negative.bucketCounts[k]!);
   }
   bounds.push(r.zeroThreshold ?? 0);
   counts.push(r.zeroCount ?? 0);
   // Positive bucket i holds values in (base^i, base^(i+1)].
   for (let k = 0; k < positive.bucketCounts.length; k++) {
-    bounds.push(base ** (positive.offset + k + 1));
+    bounds.push(bound(positive.offset + k + 1));
     counts.push(positive.bucketCounts[k]!);
   }
   counts.push(0); // +Inf
