@@ -3,8 +3,15 @@
 import * as grpc from '@grpc/grpc-js';
 import { google } from '../proto/generated/otlp.js';
 
-export function grpcCall(address: string, path: string, body: Buffer, metadata: Record<string, string>, credentials = grpc.credentials.createInsecure()): Promise<Buffer> {
-  const client = new grpc.Client(address, credentials);
+export function grpcCall(
+  address: string,
+  path: string,
+  body: Buffer,
+  metadata: Record<string, string>,
+  credentials = grpc.credentials.createInsecure(),
+  options: grpc.ChannelOptions = {},
+): Promise<Buffer> {
+  const client = new grpc.Client(address, credentials, options);
   const md = new grpc.Metadata();
   for (const [k, v] of Object.entries(metadata)) md.set(k, v);
   return new Promise<Buffer>((resolve, reject) => {
@@ -25,9 +32,9 @@ export function grpcCall(address: string, path: string, body: Buffer, metadata: 
 }
 
 /** The call's error; fails when the call succeeds. */
-export async function grpcError(address: string, path: string, body: Buffer, metadata: Record<string, string>): Promise<grpc.ServiceError> {
+export async function grpcError(address: string, path: string, body: Buffer, metadata: Record<string, string>, options: grpc.ChannelOptions = {}): Promise<grpc.ServiceError> {
   try {
-    await grpcCall(address, path, body, metadata);
+    await grpcCall(address, path, body, metadata, undefined, options);
   } catch (err) {
     return err as grpc.ServiceError;
   }

@@ -156,3 +156,27 @@ test('a store that cannot commit answers UNAVAILABLE with RetryInfo; nothing is 
   await grpcCall(c.grpcAddress, TRACES, spanRequest('5b8efff798038103d269b633813fc60c'), {});
   assert.deepEqual(readStore(c.dbPath).map((r) => r.record.name), ['raw 0']);
 });
+
+test('gRPC messages past the size limit get RESOURCE_EXHAUSTED, compressed or not; gzip messages within it are stored', async (t) => {
+  const c = await startWithGrpc(t, {
+    config: { receivers: { otlp: { protocols: { http: { max_request_body_size: '64KiB' }, grpc: { endpoint: '127.0.0.1:0' } } } } },
+  });
+  const big = (name: string) =>
+    Buffer.from(
+      ExportTraceServiceRequest.encode({
+        resourceSpans: [{ scopeSpans: [{ spans: [{ traceId: Buffer.alloc(16, 1), spanId: Buffer.alloc(8, 2), name, startTimeUnixNano: 1, endTimeUnixNano: 2 }] }] }],
+      }).finish(),
+    );
+  const gzip = { 'grpc.default_compression_algorithm': grpc.compressionAlgorithms.gzip };
+
+  const plain = await grpcError(c.grpcAddress, TRACES, big('x'.repeat(70 * 1024)), {});
+  assert.equal(plain.code, grpc.status.RESOURCE_EXHAUSTED, 'the HTTP body limit applies to gRPC messages');
+  // 200 KiB of one letter gzips to a few hundred bytes: the limit holds after decompression.
+  const bomb = await grpcError(c.grpcAddress, TRACES, big('x'.repeat(200 * 1024)), {}, gzip);
+  assert.equal(bomb.code, grpc.status.RESOURCE_EXHAUSTED);
+  assert.match(bomb.details, /decompresses to a size larger than/);
+  assert.equal(readStore(c.dbPath).length, 0);
+
+  await grpcCall(c.grpcAddress, TRACES, big('y'.repeat(30 * 1024)), {}, undefined, gzip);
+  assert.equal(readStore(c.dbPath)[0]!.record.name.length, 30 * 1024);
+});
