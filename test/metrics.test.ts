@@ -154,7 +154,7 @@ test('OTLP/JSON summaries and delta sums: quantiles served, deltas added up, bad
   assert.equal(readStore(c.dbPath).length, 3);
 });
 
-test('a raw gRPC metrics call with a protobuf body gets its partial_success, and the store holds the good point', async (t) => {
+test('protobuf metrics over gRPC and over HTTP get their partial_success, and the store holds the good points', async (t) => {
   const c = await startMetricsCollector(t);
   const { ExportMetricsServiceRequest, ExportMetricsServiceResponse } = opentelemetry.proto.collector.metrics.v1;
   const body = Buffer.from(
@@ -176,8 +176,13 @@ test('a raw gRPC metrics call with a protobuf body gets its partial_success, and
   const reply = ExportMetricsServiceResponse.decode(await grpcCall(c.grpcAddress, '/opentelemetry.proto.collector.metrics.v1.MetricsService/Export', body, {}));
   assert.equal(Number(reply.partialSuccess?.rejectedDataPoints), 1);
   assert.match(reply.partialSuccess?.errorMessage ?? '', /bucket counts/);
+  const res = await fetch(`${c.otlpUrl}/v1/metrics`, { method: 'POST', body, headers: { 'content-type': 'application/x-protobuf' } });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('content-type'), 'application/x-protobuf');
+  const overHttp = ExportMetricsServiceResponse.decode(Buffer.from(await res.arrayBuffer()));
+  assert.equal(Number(overHttp.partialSuccess?.rejectedDataPoints), 1);
   const rows = readStore(c.dbPath);
-  assert.deepEqual(rows.map((r) => [r.record.name, r.record.value]), [['temp', 21.5]]);
+  assert.deepEqual(rows.map((r) => [r.record.name, r.record.value, r.record.unit]), [['temp', 21.5, 'Cel'], ['temp', 21.5, 'Cel']]);
   const e = await c.scrape((x) => x.family('temp_celsius') !== undefined, 'gauge scraped');
   assert.equal(e.value('temp_celsius'), '21.5');
 });
