@@ -1,13 +1,14 @@
 // The metrics signal end to end: the OpenTelemetry JS SDK's metrics exporters (OTLP/HTTP JSON
 // and OTLP/gRPC) send to a real collector, every data point is stored as a `metric` record, and
 // the `prometheus` exporter serves the series, checked by scraping it and parsing the text with
-// a Prometheus text parser.
+// a Prometheus text parser. GELF forwards metric points only from the metrics pipeline.
 import { OTLPMetricExporter as MetricsGrpc } from '@opentelemetry/exporter-metrics-otlp-grpc';
 import { OTLPMetricExporter as MetricsHttp } from '@opentelemetry/exporter-metrics-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { AggregationType, MeterProvider, PeriodicExportingMetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
+import { TcpReceiver } from '../plugins/gelf/test-receivers.js';
 import { opentelemetry } from '../proto/generated/otlp.js';
 import { eventually, readStore, startCollector } from './collector.js';
 import { grpcCall } from './grpc.fixture.js';
@@ -185,4 +186,36 @@ test('protobuf metrics over gRPC and over HTTP get their partial_success, and th
   assert.deepEqual(rows.map((r) => [r.record.name, r.record.value, r.record.unit]), [['temp', 21.5, 'Cel'], ['temp', 21.5, 'Cel']]);
   const e = await c.scrape((x) => x.family('temp_celsius') !== undefined, 'gauge scraped');
   assert.equal(e.value('temp_celsius'), '21.5');
+});
+
+test('GELF gets metric points only from a GELF exporter named in the metrics pipeline', async (t) => {
+  const graylog = await TcpReceiver.start();
+  const graylogMetrics = await TcpReceiver.start();
+  t.after(() => Promise.all([graylog.close(), graylogMetrics.close()]));
+  const c = await startCollector(t, {
+    config: {
+      exporters: { gelf: { endpoint: `tcp://127.0.0.1:${graylog.port}` }, 'gelf/metrics': { endpoint: `tcp://127.0.0.1:${graylogMetrics.port}` } },
+      service: {
+        pipelines: { traces: { exporters: ['gelf'] }, logs: { exporters: ['gelf'] }, metrics: { receivers: ['otlp'], exporters: ['gelf/metrics'] } },
+      },
+    },
+  });
+  const post = async (path: string, body: object) => {
+    const res = await fetch(`${c.otlpUrl}${path}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+    assert.equal(res.status, 200);
+  };
+  await post('/v1/metrics', metricsRequest([{ name: 'queue.depth', gauge: { dataPoints: [{ timeUnixNano: T(1), asInt: '4' }] } }], 'shop'));
+  const span = { traceId: '5b8efff798038103d269b633813fc60c', spanId: 'eee19b7ec3c1b174', name: 'GET /cart', startTimeUnixNano: T(2), endTimeUnixNano: T(3) };
+  await post('/v1/traces', { resourceSpans: [{ resource: { attributes: [{ key: 'service.name', value: { stringValue: 'shop' } }] }, scopeSpans: [{ spans: [span] }] }] });
+
+  const [metric] = await graylogMetrics.waitFor(1);
+  assert.equal(metric!._kind, 'metric');
+  assert.equal(metric!._name, 'queue.depth');
+  assert.equal(JSON.parse(String(metric!.full_message)).value, 4);
+  // The span was committed after the metric point and GELF replays oldest first: had the
+  // traces-and-logs exporter been handed the point, it would have arrived before the span.
+  const [first] = await graylog.waitFor(1);
+  assert.equal(first!._kind, 'span');
+  assert.equal(graylog.messages.length, 1);
+  assert.equal(graylogMetrics.messages.length, 1);
 });
