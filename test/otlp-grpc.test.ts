@@ -110,7 +110,8 @@ test('the JS SDK gRPC exporters deliver spans and log records (gzip, bearer toke
 
 test('raw gRPC calls: malformed data INVALID_ARGUMENT, wrong or missing token UNAUTHENTICATED, partial_success, no pipeline UNIMPLEMENTED', async (t) => {
   const c = await startWithGrpc(t, {
-    config: { receivers: { otlp: { protocols: { grpc: { endpoint: '127.0.0.1:0', auth: { bearer_token: TOKEN } } } } } },
+    // Decoding on a worker thread, so errors and partial results are known to cross it.
+    config: { receivers: { otlp: { protocols: { http: { decode_workers: 1 }, grpc: { endpoint: '127.0.0.1:0', auth: { bearer_token: TOKEN } } } } } },
   });
   const auth = { authorization: `Bearer ${TOKEN}` };
 

@@ -13,7 +13,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ConsumerError, parseHostPort } from '../../collector/core/api.js';
 import type { ReceiverContext, Receiver, SchemaHelpers, Signal, z as Z } from '../../collector/core/api.js';
-import { decodeBody } from './decode-pool.js';
+import { DecodePool } from './decode-pool.js';
 import { encodeExportResponse, encodeStatus } from './grpc-responses.js';
 
 /** The `protocols.grpc` section: absent means off, `grpc:` alone means on with the defaults. */
@@ -46,6 +46,8 @@ export type GrpcConfig = NonNullable<Z.infer<ReturnType<typeof grpcConfigSchema>
 /** What the gRPC side takes over from the HTTP side when it does not set its own. */
 export interface HttpShared {
   max_request_body_size: number;
+  /** Decoding threads, shared setting: gRPC messages decode as HTTP bodies do. */
+  decode_workers: number;
   auth?: { bearer_token: string } | undefined;
 }
 
@@ -73,6 +75,8 @@ export class OtlpGrpcReceiver implements Receiver {
   readonly #ctx: ReceiverContext;
   readonly #server: grpc.Server;
   readonly #tokenDigest: Buffer | undefined;
+  readonly #decodeWorkers: number;
+  #pool: DecodePool | undefined;
   #inFlight = 0;
   readonly #accepted: Record<Signal, { inc(n?: number): void }>;
   readonly #refused: Record<Signal, { inc(n?: number): void }>;
@@ -83,6 +87,7 @@ export class OtlpGrpcReceiver implements Receiver {
     this.#ctx = ctx;
     const token = config.auth?.bearer_token ?? http?.auth?.bearer_token;
     this.#tokenDigest = token === undefined ? undefined : digest(token);
+    this.#decodeWorkers = http?.decode_workers ?? 0;
     const limit = config.max_recv_msg_size_mib !== undefined ? Math.floor(config.max_recv_msg_size_mib * 1024 * 1024) : (http?.max_request_body_size ?? 4 * 1024 * 1024);
 
     // The same series as the HTTP side (one receiver id): the counts cover both transports.
@@ -116,6 +121,7 @@ export class OtlpGrpcReceiver implements Receiver {
   }
 
   async start(): Promise<void> {
+    this.#pool = new DecodePool(this.#decodeWorkers);
     const { host, port } = parseHostPort(this.#config.endpoint);
     const credentials = this.#config.tls
       ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: readFileSync(this.#config.tls.cert_file), private_key: readFileSync(this.#config.tls.key_file) }], false)
@@ -136,6 +142,7 @@ export class OtlpGrpcReceiver implements Receiver {
     } finally {
       signal.removeEventListener('abort', force);
     }
+    await this.#pool?.close();
   }
 
   async #export(signal: Signal, call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>): Promise<void> {
@@ -160,7 +167,7 @@ export class OtlpGrpcReceiver implements Receiver {
     }
     this.#inFlight++;
     try {
-      const flat = decodeBody(signal, call.request, true);
+      const flat = await this.#pool!.decode(signal, call.request, true);
       await this.#ctx.consumer.consume(signal, flat.records);
       this.#accepted[signal].inc(flat.records.length);
       if (flat.rejected) this.#refused[signal].inc(flat.rejected);
