@@ -87,3 +87,22 @@ test('with TLS configured the gRPC receiver serves TLS only', async (t) => {
   const plain = await grpcError(r.address, TRACES, body, {});
   assert.equal(plain.code, grpc.status.UNAVAILABLE, 'a plaintext client cannot talk to the TLS port');
 });
+
+test('protocols are enabled by naming them, as in the OpenTelemetry Collector; none named means HTTP', () => {
+  const parse = (value: unknown) => {
+    const result = factory.configSchema(z, schemaHelpers)['~standard'].validate(value) as { value?: any; issues?: unknown };
+    assert.equal(result.issues, undefined, JSON.stringify(result.issues));
+    return result.value.protocols;
+  };
+  const httpOnly = parse({});
+  assert.equal(httpOnly.http.endpoint, '0.0.0.0:4318');
+  assert.equal(httpOnly.grpc, undefined);
+  const grpcOnly = parse({ protocols: { grpc: null } }); // `grpc:` with nothing under it, as YAML gives it
+  assert.equal(grpcOnly.http, undefined);
+  assert.equal(grpcOnly.grpc.endpoint, '0.0.0.0:4317');
+  assert.equal(grpcOnly.grpc.max_recv_msg_size_mib, undefined, 'defaults to the HTTP body limit');
+  const both = parse({ protocols: { http: null, grpc: { endpoint: '127.0.0.1:14317' } } });
+  assert.deepEqual([both.http.endpoint, both.grpc.endpoint], ['0.0.0.0:4318', '127.0.0.1:14317']);
+  const refused = factory.configSchema(z, schemaHelpers)['~standard'].validate({ protocols: { grpc: { keepalive: {} } } }) as { issues?: { path: PropertyKey[] }[] };
+  assert.deepEqual(refused.issues?.[0]?.path, ['protocols', 'grpc']);
+});
