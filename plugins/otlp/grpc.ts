@@ -108,6 +108,8 @@ export class OtlpGrpcReceiver implements Receiver {
     this.#server = new grpc.Server({
       'grpc.max_receive_message_length': limit,
       'grpc.max_concurrent_streams': config.max_concurrent_streams,
+      // The token is checked on the call's metadata, so a refused call's message is never read.
+      interceptors: this.#tokenDigest ? [(_method, call) => this.#checkToken(call)] : [],
     });
     for (const [signal, path] of SERVICES) {
       this.#server.register<Buffer, Buffer>(
@@ -155,10 +157,6 @@ export class OtlpGrpcReceiver implements Receiver {
       callback({ code: s.code, details: s.message, metadata });
     };
 
-    if (this.#tokenDigest && !this.#authorized(call.metadata.get('authorization'))) {
-      this.#rejectedCalls.inc();
-      return callback({ code: grpc.status.UNAUTHENTICATED, details: 'missing or wrong bearer token (metadata authorization: Bearer <token>)' });
-    }
     if (!this.#ctx.signals.includes(signal)) {
       return fail(new ConsumerError('BV_NO_PIPELINE', `this collector has no ${signal} pipeline using this receiver`));
     }
@@ -177,6 +175,17 @@ export class OtlpGrpcReceiver implements Receiver {
     } finally {
       this.#inFlight--;
     }
+  }
+
+  #checkToken(call: grpc.ServerInterceptingCallInterface): grpc.ServerInterceptingCall {
+    const listener = new grpc.ServerListenerBuilder()
+      .withOnReceiveMetadata((metadata, next) => {
+        if (this.#authorized(metadata.get('authorization'))) return next(metadata);
+        this.#rejectedCalls.inc();
+        call.sendStatus({ code: grpc.status.UNAUTHENTICATED, details: 'missing or wrong bearer token (metadata authorization: Bearer <token>)' });
+      })
+      .build();
+    return new grpc.ServerInterceptingCall(call, new grpc.ResponderBuilder().withStart((next) => next(listener)).build());
   }
 
   #authorized(values: grpc.MetadataValue[]): boolean {
