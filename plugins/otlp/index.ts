@@ -17,7 +17,6 @@ import { DecodePool } from './decode-pool.js';
 import { defaultProtocols, grpcConfigSchema, nullAsEmpty, OtlpGrpcReceiver, ReceiverGroup } from './grpc.js';
 import { exportResponse, encodeExportResponse } from './grpc-responses.js';
 
-
 export const factory = defineReceiver({
   kind: 'receiver',
   type: 'otlp',
