@@ -26,7 +26,7 @@ export function grpcConfigSchema(z: typeof Z, h: SchemaHelpers) {
         endpoint: h.hostPort().default('0.0.0.0:4317'),
         /** Largest message accepted, compressed and decompressed alike (MiB); defaults to the HTTP body limit. */
         max_recv_msg_size_mib: z.number().positive().optional(),
-        /** Calls processed at once; past it, RESOURCE_EXHAUSTED with RetryInfo. */
+        /** Calls in progress at once; past it, RESOURCE_EXHAUSTED with RetryInfo, before the message is read. */
         max_concurrent_requests: z.number().int().positive().default(16),
         /** Concurrent calls one connection may open (HTTP/2 streams). */
         max_concurrent_streams: z.number().int().positive().default(100),
@@ -108,8 +108,9 @@ export class OtlpGrpcReceiver implements Receiver {
     this.#server = new grpc.Server({
       'grpc.max_receive_message_length': limit,
       'grpc.max_concurrent_streams': config.max_concurrent_streams,
-      // The token is checked on the call's metadata, so a refused call's message is never read.
-      interceptors: this.#tokenDigest ? [(_method, call) => this.#checkToken(call)] : [],
+      // Admission (token, in-flight bound) is decided on the call's metadata, before its message
+      // is read: a refused call costs no buffer, and at most max_concurrent_requests are held.
+      interceptors: [(_method, call) => this.#admit(call)],
     });
     for (const [signal, path] of SERVICES) {
       this.#server.register<Buffer, Buffer>(
@@ -160,10 +161,6 @@ export class OtlpGrpcReceiver implements Receiver {
     if (!this.#ctx.signals.includes(signal)) {
       return fail(new ConsumerError('BV_NO_PIPELINE', `this collector has no ${signal} pipeline using this receiver`));
     }
-    if (this.#inFlight >= this.#config.max_concurrent_requests) {
-      return fail(new ConsumerError('BV_OVERLOADED', `too many calls in flight (${this.#inFlight}); retry later`));
-    }
-    this.#inFlight++;
     try {
       const flat = await this.#pool!.decode(signal, call.request, true);
       await this.#ctx.consumer.consume(signal, flat.records);
@@ -172,20 +169,43 @@ export class OtlpGrpcReceiver implements Receiver {
       callback(null, encodeExportResponse(signal, flat));
     } catch (err) {
       fail(err);
-    } finally {
-      this.#inFlight--;
     }
   }
 
-  #checkToken(call: grpc.ServerInterceptingCallInterface): grpc.ServerInterceptingCall {
+  /** Lets a call in (counted in flight until its status is sent or it is cancelled), or refuses it. */
+  #admit(call: grpc.ServerInterceptingCallInterface): grpc.ServerInterceptingCall {
+    let admitted = false;
+    const release = () => {
+      if (admitted) (admitted = false), this.#inFlight--;
+    };
+    const refuse = (code: grpc.status, details: string, retry: boolean) => {
+      this.#rejectedCalls.inc();
+      const metadata = new grpc.Metadata();
+      metadata.set('grpc-status-details-bin', encodeStatus(code, details, retry ? this.#config.retry_after : undefined));
+      call.sendStatus({ code, details, metadata });
+    };
     const listener = new grpc.ServerListenerBuilder()
       .withOnReceiveMetadata((metadata, next) => {
-        if (this.#authorized(metadata.get('authorization'))) return next(metadata);
-        this.#rejectedCalls.inc();
-        call.sendStatus({ code: grpc.status.UNAUTHENTICATED, details: 'missing or wrong bearer token (metadata authorization: Bearer <token>)' });
+        if (this.#tokenDigest && !this.#authorized(metadata.get('authorization'))) {
+          return refuse(grpc.status.UNAUTHENTICATED, 'missing or wrong bearer token (metadata authorization: Bearer <token>)', false);
+        }
+        if (this.#inFlight >= this.#config.max_concurrent_requests) {
+          return refuse(grpc.status.RESOURCE_EXHAUSTED, `too many calls in flight (${this.#inFlight}); retry later`, true);
+        }
+        admitted = true;
+        this.#inFlight++;
+        next(metadata);
+      })
+      .withOnCancel(release)
+      .build();
+    const responder = new grpc.ResponderBuilder()
+      .withStart((next) => next(listener))
+      .withSendStatus((status, next) => {
+        release();
+        next(status);
       })
       .build();
-    return new grpc.ServerInterceptingCall(call, new grpc.ResponderBuilder().withStart((next) => next(listener)).build());
+    return new grpc.ServerInterceptingCall(call, responder);
   }
 
   #authorized(values: grpc.MetadataValue[]): boolean {
