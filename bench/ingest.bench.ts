@@ -1,7 +1,9 @@
 // OTLP/HTTP protobuf ingest to durable commit, on loopback, with batches of 100 realistic spans.
 //  - baseline: protobufjs decode + flattening + SQLite insert of the same batches in one thread, no HTTP
-//  - peak: several concurrent senders against a collector process (spans/s, latency, peak RSS)
+//  - peak: several concurrent senders against a collector process (spans/s, latency, peak RSS),
+//    over OTLP/HTTP and over OTLP/gRPC, alternating in the same run
 //  - steady: one sender at a fixed 10,000 spans/s (collector CPU and RSS)
+import * as grpc from '@grpc/grpc-js';
 import { Agent } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -63,6 +65,53 @@ async function peak(senders: number, seconds: number) {
   return { rate: spans / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), peakRss: mem.peak, cpu, refused };
 }
 
+const GRPC_TRACES = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
+
+/** The same load as peak() over OTLP/gRPC: one channel (connection) per sender, unary Export calls. */
+async function peakGrpc(senders: number, seconds: number) {
+  const collector = await startBenchCollector({
+    receivers: {
+      otlp: {
+        protocols: {
+          http: { endpoint: '127.0.0.1:0', max_concurrent_requests: 64 },
+          grpc: { endpoint: '127.0.0.1:0', max_concurrent_requests: 64 },
+        },
+      },
+    },
+  });
+  const clients = Array.from({ length: senders }, () => new grpc.Client(collector.grpcAddress!, grpc.credentials.createInsecure()));
+  const call = (client: grpc.Client, body: Buffer) =>
+    new Promise<boolean>((resolve) => {
+      client.makeUnaryRequest(GRPC_TRACES, (b: Buffer) => b, (b: Buffer) => b, body, new grpc.Metadata(), {}, (err) => resolve(!err));
+    });
+  // One call per channel first, so connection set-up is not measured.
+  await Promise.all(clients.map((c) => call(c, batches[0]!)));
+  const latencies: number[] = [];
+  let spans = 0;
+  let refused = 0;
+  const cpu0 = cpuSeconds(collector.process.pid!);
+  const started = performance.now();
+  const deadline = started + seconds * 1000;
+  await Promise.all(
+    clients.map(async (client, s) => {
+      for (let i = s; performance.now() < deadline; i += senders) {
+        const t0 = performance.now();
+        const ok = await call(client, batches[i % batches.length]!);
+        latencies.push(performance.now() - t0);
+        if (ok) spans += BATCH;
+        else refused++;
+      }
+    }),
+  );
+  const elapsed = (performance.now() - started) / 1000;
+  const cpu = (cpuSeconds(collector.process.pid!) - cpu0) / elapsed;
+  const mem = memoryMiB(collector.process.pid!);
+  for (const c of clients) c.close();
+  await collector.stop();
+  rmSync(collector.dir, { recursive: true, force: true });
+  return { rate: spans / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), peakRss: mem.peak, cpu, refused };
+}
+
 async function steady(rate: number, seconds: number) {
   const collector = await startBenchCollector();
   const url = new URL(`${collector.otlpUrl}/v1/traces`);
@@ -95,9 +144,11 @@ async function steady(rate: number, seconds: number) {
 export default async function run(): Promise<void> {
   const base: number[] = [];
   const peaks: Awaited<ReturnType<typeof peak>>[] = [];
+  const grpcPeaks: Awaited<ReturnType<typeof peakGrpc>>[] = [];
   for (let r = 0; r < RUNS; r++) {
     base.push(await baseline());
     peaks.push(await peak(4, 5));
+    grpcPeaks.push(await peakGrpc(4, 5));
   }
   const b = median(base);
   const p = median(peaks.map((x) => x.rate));
@@ -105,6 +156,11 @@ export default async function run(): Promise<void> {
   console.log(`peak, 4 senders, 100-span batches: ${p.toFixed(0)} spans/s (median of ${RUNS}: ${peaks.map((x) => x.rate.toFixed(0)).join(', ')}); ratio to baseline ${(p / b).toFixed(2)}`);
   console.log(
     `  request latency p50 ${median(peaks.map((x) => x.p50)).toFixed(1)} ms, p99 ${median(peaks.map((x) => x.p99)).toFixed(1)} ms; collector CPU ${(median(peaks.map((x) => x.cpu)) * 100).toFixed(0)}% of one core; peak RSS ${median(peaks.map((x) => x.peakRss)).toFixed(0)} MiB; refused requests ${peaks.map((x) => x.refused).join(', ')}`,
+  );
+  const g = median(grpcPeaks.map((x) => x.rate));
+  console.log(`peak over OTLP/gRPC, 4 senders, 100-span batches: ${g.toFixed(0)} spans/s (median of ${RUNS}: ${grpcPeaks.map((x) => x.rate.toFixed(0)).join(', ')}); ratio to OTLP/HTTP ${(g / p).toFixed(2)}`);
+  console.log(
+    `  call latency p50 ${median(grpcPeaks.map((x) => x.p50)).toFixed(1)} ms, p99 ${median(grpcPeaks.map((x) => x.p99)).toFixed(1)} ms; collector CPU ${(median(grpcPeaks.map((x) => x.cpu)) * 100).toFixed(0)}% of one core; peak RSS ${median(grpcPeaks.map((x) => x.peakRss)).toFixed(0)} MiB; refused calls ${grpcPeaks.map((x) => x.refused).join(', ')}`,
   );
   const steadies = [];
   for (let r = 0; r < RUNS; r++) steadies.push(await steady(10_000, 5));

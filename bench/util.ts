@@ -38,6 +38,8 @@ export function memoryMiB(pid: number): { rss: number; peak: number } {
 
 export interface BenchCollector {
   otlpUrl: string;
+  /** host:port of OTLP/gRPC, when the config enables it. */
+  grpcAddress?: string;
   process: ChildProcess;
   dir: string;
   stop(): Promise<void>;
@@ -58,12 +60,16 @@ export async function startBenchCollector(extra: Record<string, unknown> = {}): 
   const file = join(dir, 'config.yaml');
   writeFileSync(file, stringify(config));
   const child = spawn(process.execPath, [CLI, 'collector', '--config', file], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env } });
+  let grpcPort: number | undefined;
   const port = await new Promise<number>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`collector exited with ${code}`)));
+    let httpPort = 0;
     createInterface({ input: child.stdout! }).on('line', (line) => {
       try {
         const l = JSON.parse(line);
-        if (l.msg === 'OTLP/HTTP receiver listening') resolve(l.port);
+        if (l.msg === 'OTLP/HTTP receiver listening') httpPort = l.port;
+        if (l.msg === 'OTLP/gRPC receiver listening') grpcPort = l.port;
+        if (l.msg === 'collector started') resolve(httpPort);
       } catch {
         /* not a log line */
       }
@@ -71,6 +77,7 @@ export async function startBenchCollector(extra: Record<string, unknown> = {}): 
   });
   return {
     otlpUrl: `http://127.0.0.1:${port}`,
+    ...(grpcPort ? { grpcAddress: `127.0.0.1:${grpcPort}` } : {}),
     process: child,
     dir,
     stop: () =>

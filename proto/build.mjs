@@ -16,6 +16,7 @@ mkdirSync(out, { recursive: true });
 const protos = [
   'opentelemetry/proto/collector/trace/v1/trace_service.proto',
   'opentelemetry/proto/collector/logs/v1/logs_service.proto',
+  'opentelemetry/proto/collector/metrics/v1/metrics_service.proto',
   'google/rpc/status.proto',
 ];
 const js = join(out, 'otlp.js');

@@ -15,7 +15,8 @@ import { tempDir } from './env.js';
 
 // Listening components bind an ephemeral loopback port here instead of their default one.
 const overrides: Record<string, unknown> = {
-  'receiver:otlp': { protocols: { http: { endpoint: '127.0.0.1:0' } } },
+  'receiver:otlp': { protocols: { http: { endpoint: '127.0.0.1:0' }, grpc: { endpoint: '127.0.0.1:0' } } },
+  'exporter:prometheus': { endpoint: '127.0.0.1:0' },
 };
 
 for (const factory of builtinFactories as Factory[]) {

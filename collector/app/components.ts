@@ -8,6 +8,7 @@ import { factory as gelfExporter } from '../../plugins/gelf/index.js';
 import { factory as samplerProcessor } from '../../plugins/sampler/index.js';
 import { factory as filterProcessor } from '../../plugins/filter/index.js';
 import { factory as redactionProcessor } from '../../plugins/redaction/index.js';
+import { factory as prometheusExporter } from '../../plugins/prometheus/index.js';
 import { factory as attributesProcessor, resourceFactory as resourceProcessor, enrichFactory as enrichProcessor } from '../../plugins/attributes/index.js';
 
 export const builtinFactories: readonly Factory[] = [
@@ -21,4 +22,5 @@ export const builtinFactories: readonly Factory[] = [
   samplerProcessor,
   debugExporter,
   gelfExporter,
+  prometheusExporter,
 ];

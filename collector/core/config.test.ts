@@ -54,13 +54,13 @@ test('every problem is listed at once, each with file, line, key path and what i
   const expect = [
     [5, 'receivers.otlp.protocols.http.endpoint', /"nowhere" is not host:port/],
     [6, 'receivers.otlp.protocols.http.max_request_body_size', /"lots" is not a size/],
-    [7, 'receivers.otlp.protocols.grpc', /unknown key/],
+    [8, 'receivers.otlp.protocols.grpc.transport', /unknown key/],
     [11, 'exporters.debug.verbosity', /basic.*detailed/],
     [12, 'exporters.debug.colour', /unknown key/],
     [13, 'exporters.kafka/main', /unknown exporter type "kafka" \(known: debug/],
     [14, 'exporters.debug/bad name', /is not a component id/],
     [17, 'storage.sqlite.retention', /"7 days" is not a duration/],
-    [23, 'service.pipelines.metrics', /unknown key \(pipelines are traces and logs\)/],
+    [23, 'service.pipelines.profiles', /unknown key \(pipelines are traces, logs and metrics\)/],
   ] as const;
   for (const [line, path, message] of expect) {
     const found = lines.find((l) => l.startsWith(`${file}:${line}: ${path}: `));

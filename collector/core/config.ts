@@ -28,7 +28,7 @@ export interface Pipeline {
   exporters: string[];
 }
 
-const SIGNALS = ['traces', 'logs'] as const;
+const SIGNALS = ['traces', 'logs', 'metrics'] as const;
 const SECTIONS = { receivers: 'receiver', processors: 'processor', exporters: 'exporter' } as const;
 type Section = keyof typeof SECTIONS;
 
@@ -98,7 +98,7 @@ const storageSchema = z
   .transform((s): StorageConfig => (s.postgres ? { postgres: s.postgres } : { sqlite: s.sqlite ?? sqliteSchema.parse({}) }));
 
 const serviceSchema = z.strictObject({
-  pipelines: z.strictObject({ traces: pipelineSchema.optional(), logs: pipelineSchema.optional() }),
+  pipelines: z.strictObject({ traces: pipelineSchema.optional(), logs: pipelineSchema.optional(), metrics: pipelineSchema.optional() }),
   telemetry: z
     .strictObject({
       /** The admin server: /metrics, /healthz, /readyz and the pages components contribute. */
@@ -159,7 +159,7 @@ export async function loadConfig(file: string, builtins: readonly Factory[], env
   const storage = cf.parse(storageSchema, t.storage ?? {}, ['storage']);
   if (t.service === undefined || t.service === null) add(['service'], 'missing: the service section defines the pipelines');
   const service = t.service ? cf.parse(serviceSchema, t.service, ['service']) : undefined;
-  for (const p of cf.problems) if (/^service\.pipelines\.[^.]+$/.test(p.path) && p.message === 'unknown key') p.message += ' (pipelines are traces and logs)';
+  for (const p of cf.problems) if (/^service\.pipelines\.[^.]+$/.test(p.path) && p.message === 'unknown key') p.message += ' (pipelines are traces, logs and metrics)';
 
   const factories = new Map<string, Factory>(builtins.map((f) => [`${f.kind}:${f.type}`, f]));
   for (const [i, spec] of t.plugins.entries()) {
@@ -215,7 +215,7 @@ export async function loadConfig(file: string, builtins: readonly Factory[], env
       }
     }
   }
-  if (service && Object.keys(pipelines).length === 0) add(['service', 'pipelines'], 'define at least one pipeline (traces or logs)');
+  if (service && Object.keys(pipelines).length === 0) add(['service', 'pipelines'], 'define at least one pipeline (traces, logs or metrics)');
 
   cf.check();
   if (!storage || !service) throw new ConfigError(file, cf.problems);

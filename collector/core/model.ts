@@ -1,4 +1,4 @@
-// The internal data model: one flat, typed record per span and per log record, with the
+// The internal data model: one flat, typed record per span, log record and metric data point, with the
 // resource and scope folded in, so processors and exporters never walk the nested OTLP shape.
 //
 // Lossless for what the store, the correlation join and GELF need. Two conversions are
@@ -15,7 +15,7 @@ export type AttributeValue =
 
 export type Attributes = Record<string, AttributeValue>;
 
-export type Signal = 'traces' | 'logs';
+export type Signal = 'traces' | 'logs' | 'metrics';
 
 /** Span kinds, numbered as in OTLP. */
 export const SpanKind = {
@@ -107,17 +107,66 @@ export interface DerivedRecord extends RecordBase {
   durationMs: number;
 }
 
-export type FlatRecord = SpanRecord | LogRecord | DerivedRecord;
+/** How a metric's points aggregate, as OTLP names its data kinds. */
+export type MetricType = 'gauge' | 'sum' | 'histogram' | 'exponential_histogram' | 'summary';
+
+/** Buckets of an exponential histogram: counts for consecutive indexes from `offset`. */
+export interface ExponentialBuckets {
+  offset: number;
+  bucketCounts: number[];
+}
+
+/**
+ * One metric data point, with its metric's name, unit and type folded in (signal `metrics`).
+ * Counts and integer values are numbers: exact up to 2^53, which no real counter reaches.
+ * Which value fields are present depends on `metricType`.
+ */
+export interface MetricRecord extends RecordBase {
+  kind: 'metric';
+  name: string;
+  description: string;
+  unit: string;
+  metricType: MetricType;
+  /** OTLP aggregation temporality: 0 unspecified, 1 delta, 2 cumulative (sums and histograms). */
+  temporality: number;
+  /** Sums only: the value only goes up (a counter). */
+  monotonic: boolean;
+  /** Nanoseconds since the epoch as decimal strings; start is '0' when unknown. */
+  startTimeUnixNano: string;
+  timeUnixNano: string;
+  /** Bit 0: no recorded value (a staleness marker). */
+  flags: number;
+  /** Gauge and sum. */
+  value?: number;
+  /** Histograms and summaries. */
+  count?: number;
+  sum?: number;
+  min?: number;
+  max?: number;
+  /** Histogram: counts per bucket, with bucket i ending at explicitBounds[i] (the last at +Inf). */
+  bucketCounts?: number[];
+  explicitBounds?: number[];
+  /** Exponential histogram: bucket bounds are powers of 2^(2^-scale). */
+  scale?: number;
+  zeroCount?: number;
+  zeroThreshold?: number;
+  positive?: ExponentialBuckets;
+  negative?: ExponentialBuckets;
+  /** Summary: values at quantiles. */
+  quantiles?: { quantile: number; value: number }[];
+}
+
+export type FlatRecord = SpanRecord | LogRecord | DerivedRecord | MetricRecord;
 export type RecordKind = FlatRecord['kind'];
 
 /** A record as read back from the store: its store id (FIFO order) and when it arrived. */
 export type StoredRecord = FlatRecord & { id: number; receivedAtMs: number };
 
 export function signalOf(record: FlatRecord): Signal {
-  return record.kind === 'log' ? 'logs' : 'traces';
+  return record.kind === 'log' ? 'logs' : record.kind === 'metric' ? 'metrics' : 'traces';
 }
 
-/** The record's own time: a span's start, a log's timestamp. */
+/** The record's own time: a span's start, a log's or a metric point's timestamp. */
 export function timeOf(record: FlatRecord): string {
   return record.kind === 'span' ? record.startTimeUnixNano : record.timeUnixNano;
 }
@@ -135,7 +184,7 @@ export function sourceOf(record: FlatRecord): string {
 }
 
 export function durationOf(record: FlatRecord): number | undefined {
-  return record.kind === 'log' ? undefined : record.durationMs;
+  return record.kind === 'log' || record.kind === 'metric' ? undefined : record.durationMs;
 }
 
 export const CORRELATION_ATTRIBUTE = 'bitville.correlation_id';

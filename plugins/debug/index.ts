@@ -43,7 +43,7 @@ function recordLine(r: StoredRecord): string {
       return `#${r.id} log ${who} ${r.severityText || r.severityNumber} ${JSON.stringify(r.body)}`;
     case 'summary':
       return `#${r.id} summary ${who} "${r.name}" ${r.durationMs.toFixed(1)} ms correlation=${r.correlationId}`;
-    default:
-      return `#${(r as StoredRecord).id} ${(r as StoredRecord).kind} ${who}`;
+    case 'metric':
+      return `#${r.id} metric ${who} ${r.metricType} "${r.name}" ${r.value ?? `count=${r.count}`}${r.unit ? ` ${r.unit}` : ''}`;
   }
 }

@@ -55,7 +55,7 @@ const PATHS: Record<ContextName, Record<string, Getter>> = {
     kind: (s) => span(s)?.spanKind,
     'status.code': (s) => span(s)?.status.code,
     'status.message': (s) => span(s)?.status.message,
-    duration_ms: (s) => (s.record.kind === 'log' ? undefined : s.record.durationMs),
+    duration_ms: (s) => (s.record.kind === 'span' || s.record.kind === 'summary' ? s.record.durationMs : undefined),
     start_time_unix_nano: (s) => (span(s) ? Number(span(s)!.startTimeUnixNano) : undefined),
     end_time_unix_nano: (s) => (span(s) ? Number(span(s)!.endTimeUnixNano) : undefined),
     'trace_id.string': (s) => s.record.traceId,

@@ -7,11 +7,14 @@ import { ConsumerError } from '../../collector/core/api.js';
 import type { Signal } from '../../collector/core/api.js';
 import { opentelemetry } from '../../proto/generated/otlp.js';
 import { flattenLogs, flattenTraces, MAX_ATTRIBUTE_DEPTH, type Flattened } from './decode.js';
+import { flattenMetrics } from './metrics-decode.js';
 
 type ErrorCode = ConsumerError['code'];
 
 const { ExportTraceServiceRequest } = opentelemetry.proto.collector.trace.v1;
 const { ExportLogsServiceRequest } = opentelemetry.proto.collector.logs.v1;
+const { ExportMetricsServiceRequest } = opentelemetry.proto.collector.metrics.v1;
+const REQUESTS = { traces: ExportTraceServiceRequest, logs: ExportLogsServiceRequest, metrics: ExportMetricsServiceRequest };
 
 /**
  * Decodes one request body into flat records. Never throws anything but a ConsumerError:
@@ -22,7 +25,7 @@ export function decodeBody(signal: Signal, body: Uint8Array, protobuf: boolean):
   let message: object;
   try {
     if (protobuf) {
-      message = (signal === 'traces' ? ExportTraceServiceRequest : ExportLogsServiceRequest).decode(body);
+      message = REQUESTS[signal].decode(body);
     } else {
       message = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.length).toString('utf8'));
       if (typeof message !== 'object' || message === null || Array.isArray(message)) throw new Error('the body is not a JSON object');
@@ -33,7 +36,7 @@ export function decodeBody(signal: Signal, body: Uint8Array, protobuf: boolean):
     throw new ConsumerError('BV_BAD_DATA', `malformed ${protobuf ? 'protobuf' : 'JSON'} ${signal} request: ${reason}`);
   }
   try {
-    return signal === 'traces' ? flattenTraces(message) : flattenLogs(message);
+    return signal === 'traces' ? flattenTraces(message) : signal === 'logs' ? flattenLogs(message) : flattenMetrics(message);
   } catch (err) {
     if (err instanceof ConsumerError) throw err;
     const reason = isStackOverflow(err) ? `nested too deep (attribute values may nest at most ${MAX_ATTRIBUTE_DEPTH} levels)` : String((err as Error)?.message ?? err);

@@ -1,7 +1,8 @@
-// The `otlp` receiver: OTLP/HTTP (POST /v1/traces, POST /v1/logs), protobuf or JSON, gzip or
-// deflate, with a body limit, optional bearer token and TLS, read timeouts, and bounds on the
-// requests being processed (admission.ts) and on the bytes of bodies being received.
-// Accepts the OpenTelemetry Collector's config shape (protocols.http.endpoint).
+// The `otlp` receiver: OTLP/HTTP (POST /v1/traces, /v1/logs, /v1/metrics), protobuf or JSON,
+// gzip or deflate, with a body limit, optional bearer token and TLS, read timeouts, and bounds on
+// the requests being processed (admission.ts) and on the bytes of bodies being received.
+// Accepts the OpenTelemetry Collector's config shape (protocols.http.endpoint); protocols.grpc
+// adds OTLP/gRPC (grpc.ts).
 import express, { type Request, type Response } from 'express';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -10,14 +11,13 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { ConsumerError, defineReceiver, parseHostPort } from '../../collector/core/api.js';
 import type { ReceiverContext, Signal } from '../../collector/core/api.js';
-import { opentelemetry, google } from '../../proto/generated/otlp.js';
+import { google } from '../../proto/generated/otlp.js';
 import { Admission } from './admission.js';
 import { BodyError, ByteBudget, readBody } from './body.js';
 import type { Flattened } from './decode.js';
 import { DecodePool } from './decode-pool.js';
-
-const { ExportTraceServiceResponse } = opentelemetry.proto.collector.trace.v1;
-const { ExportLogsServiceResponse } = opentelemetry.proto.collector.logs.v1;
+import { defaultProtocols, grpcConfigSchema, nullAsEmpty, OtlpGrpcReceiver, ReceiverGroup } from './grpc.js';
+import { exportResponse, encodeExportResponse } from './grpc-responses.js';
 
 export const factory = defineReceiver({
   kind: 'receiver',
@@ -25,8 +25,8 @@ export const factory = defineReceiver({
   configSchema: (z, h) =>
     z.strictObject({
       protocols: z
-        .strictObject({
-          http: z
+        .preprocess(defaultProtocols, z.strictObject({
+          http: z.preprocess(nullAsEmpty, z
             .strictObject({
               /** Address to listen on. */
               endpoint: h.hostPort().default('0.0.0.0:4318'),
@@ -56,15 +56,22 @@ export const factory = defineReceiver({
               /** Serve HTTPS with these PEM files. */
               tls: z.strictObject({ cert_file: z.string(), key_file: z.string() }).optional(),
             })
-            .prefault({})
             .refine((http) => http.read_header_timeout <= http.read_timeout, {
               message: 'read_header_timeout must not be longer than read_timeout (the whole request includes its headers)',
               path: ['read_header_timeout'],
-            }),
-        })
+            })
+            .optional()),
+          grpc: grpcConfigSchema(z, h),
+        }))
         .prefault({}),
     }),
-  create: (config, ctx) => new OtlpHttpReceiver(config.protocols.http, ctx),
+  create: (config, ctx) => {
+    const { http, grpc } = config.protocols;
+    const parts = [];
+    if (http) parts.push(new OtlpHttpReceiver(http, ctx));
+    if (grpc) parts.push(new OtlpGrpcReceiver(grpc, http, ctx));
+    return parts.length === 1 ? parts[0]! : new ReceiverGroup(parts);
+  },
 });
 
 export default factory;
@@ -128,10 +135,12 @@ class OtlpHttpReceiver {
     this.#accepted = {
       traces: m.counter('otelcol_receiver_accepted_spans', 'Spans committed to storage.'),
       logs: m.counter('otelcol_receiver_accepted_log_records', 'Log records committed to storage.'),
+      metrics: m.counter('otelcol_receiver_accepted_metric_points', 'Metric data points committed to storage.'),
     };
     this.#refused = {
       traces: m.counter('otelcol_receiver_refused_spans', 'Spans refused (bad data, or rejected in partial_success).'),
       logs: m.counter('otelcol_receiver_refused_log_records', 'Log records refused (bad data, or rejected in partial_success).'),
+      metrics: m.counter('otelcol_receiver_refused_metric_points', 'Metric data points refused (bad data, or rejected in partial_success).'),
     };
     const requests = m.counter('bitville_receiver_requests_rejected', 'Requests answered with an error status.');
     m.gauge('bitville_receiver_in_flight_requests', 'Requests in progress: being received, waiting for a slot, or processed.', () => this.#inFlight);
@@ -145,8 +154,9 @@ class OtlpHttpReceiver {
     app.disable('x-powered-by');
     app.post('/v1/traces', (req, res) => this.#handle('traces', req, res, requests));
     app.post('/v1/logs', (req, res) => this.#handle('logs', req, res, requests));
+    app.post('/v1/metrics', (req, res) => this.#handle('metrics', req, res, requests));
     app.use((req, res) => {
-      res.status(404).json({ code: GRPC.NOT_FOUND, message: `no OTLP endpoint at ${req.method} ${req.path} (use POST /v1/traces or /v1/logs)` });
+      res.status(404).json({ code: GRPC.NOT_FOUND, message: `no OTLP endpoint at ${req.method} ${req.path} (use POST /v1/traces, /v1/logs or /v1/metrics)` });
     });
     // Node checks these timeouts on a timer (every 30 s by default): check often enough that
     // a slow sender is cut off close to the configured time.
@@ -326,18 +336,8 @@ function isJson(header: string | undefined): boolean {
 }
 
 function sendSuccess(res: Response, signal: Signal, protobuf: boolean, flat: Flattened<unknown>): void {
-  const partial = flat.rejected
-    ? signal === 'traces'
-      ? { rejectedSpans: flat.rejected, errorMessage: flat.error }
-      : { rejectedLogRecords: flat.rejected, errorMessage: flat.error }
-    : undefined;
-  if (protobuf) {
-    const Response = signal === 'traces' ? ExportTraceServiceResponse : ExportLogsServiceResponse;
-    const bytes = Response.encode(partial ? { partialSuccess: partial } : {}).finish();
-    res.status(200).type('application/x-protobuf').end(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length));
-  } else {
-    res.status(200).json(partial ? { partialSuccess: partial } : {});
-  }
+  if (protobuf) res.status(200).type('application/x-protobuf').end(encodeExportResponse(signal, flat));
+  else res.status(200).json(exportResponse(signal, flat));
 }
 
 function sendStatus(res: Response, http: number, protobuf: boolean, code: number, message: string): void {

@@ -37,7 +37,7 @@ export class SqliteQueue {
   readonly #appendTx: (records: readonly FlatRecord[]) => void;
   /** The configured exporters; per signal, the numbers of those that receive it. */
   #exporters = new Map<string, ExporterQueue>();
-  #routes: Record<Signal, number[]> = { traces: [], logs: [] };
+  #routes: Record<Signal, number[]> = { traces: [], logs: [], metrics: [] };
   /** Sets the GELF flag of delivered records that no GELF exporter still has queued. */
   #flagForwarded: Database.Statement | undefined;
   #dropped = { retention: 0, size: 0 };
@@ -60,7 +60,7 @@ export class SqliteQueue {
     this.#backlog = db.prepare('SELECT count(*) AS n FROM deliveries WHERE exporter = ?');
     this.#appendTx = db.transaction((records: readonly FlatRecord[]) => {
       const receivedAt = this.#now();
-      const ids: Record<Signal, number[]> = { traces: [], logs: [] };
+      const ids: Record<Signal, number[]> = { traces: [], logs: [], metrics: [] };
       for (const r of records) {
         const signal = signalOf(r);
         const { lastInsertRowid } = this.#insert.run(
@@ -106,7 +106,7 @@ export class SqliteQueue {
       }
     })();
     this.#exporters = new Map(routes.map((r) => [r.id, { num: known.get(r.id)!, gelf: GELF_EXPORTER(r.id) }]));
-    this.#routes = { traces: [], logs: [] };
+    this.#routes = { traces: [], logs: [], metrics: [] };
     for (const r of routes) for (const signal of r.signals) this.#routes[signal].push(known.get(r.id)!);
     // Every GELF exporter ever configured counts: one dropped from the configuration still has
     // its queued records, which are not forwarded.
