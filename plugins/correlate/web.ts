@@ -5,6 +5,7 @@
 import { BitvilleError, formatDuration } from '../../collector/core/api.js';
 import type { AdminResponse, AdminRoute, RecordReader } from '../../collector/core/api.js';
 import { listRequests, parseRequestFilters, traceOf, type RequestFilters, type RequestRow, type TraceView } from './lookup.js';
+import { renderProfileSection } from './flamegraph.js';
 
 class Html {
   constructor(readonly text: string) {}
@@ -199,6 +200,7 @@ ${v.nPlusOne.map((g) => html`<div class="nplus-note"><b>N+1 pattern:</b> ${g.cou
     (q) => html`<div class="row query${q.nPlusOne ? ' nplus' : ''}${q.error ? ' error' : ''}"><div class="label" title="${q.text}">${q.nPlusOne ? html`<span class="badge">N+1 ×${q.repeats}</span> ` : ''}${q.text}</div><div class="track"><div class="bar" style="${pos(q.offsetMs, q.durationMs)}"></div></div><div class="dur">${fmt(q.durationMs)} ms</div></div>`,
   )}
 </div>
+${new Html(renderProfileSection(v.profile, v.dbTimeMs, r !== null))}
 ${v.otherRecords > 0 ? html`<p>${v.otherRecords} other records carry this id.</p>` : ''}
 <p><a href="/">← all requests</a> · <a href="/api/requests/${encodeURIComponent(v.correlationId)}">JSON</a></p>`;
 }
