@@ -235,7 +235,7 @@ if (!class_exists('BitvilleAgent', false)) {
             }
             // Where even one armed timer per request is too much: profile a random share of requests.
             $rate = self::setting('profile_sample_rate', '1');
-            if ($rate !== '1' && (!is_numeric($rate) || mt_rand() / mt_getrandmax() >= (float) $rate)) {
+            if ($rate !== '1' && is_numeric($rate) && mt_rand() / mt_getrandmax() >= (float) $rate) {
                 return;
             }
             self::$profilePeriodMs = max(1.0, (float) $period);

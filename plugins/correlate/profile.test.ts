@@ -3,6 +3,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { FLAME_WIDTH, layoutFlameGraph, renderFlameGraph, renderProfileSection } from './flamegraph.js';
 import { formatProfileTop, isSqlFrame, parseCollapsed, profileOf, profileSummaryAttributes } from './profile.js';
+import { buildSummary, joinRecords } from './join.js';
+import { span as spanRecord } from '../../collector/store/records.fixture.js';
+import { toGelf } from '../gelf/serializer.js';
 
 /** A 400 ms request sampled every 10 ms: 38 samples (8 of them in SQL through PDO). */
 const COLLAPSED = [
@@ -131,4 +134,14 @@ test('the profile section: graph and top frames, or how to enable profiling; not
   assert.match(missing, /apt-get install php-excimer/);
   assert.match(missing, /bitville\.profile_period_ms/);
   assert.equal(renderProfileSection(null, 0, false), '');
+});
+
+test('a joined request with a profile: the summary carries bitville.profile_top, which GELF sends as _profile_top', () => {
+  const request = { ...spanRecord(1, { durationMs: 400, correlationId: 'c1', attributes: span(COLLAPSED).attributes }), id: 1, receivedAtMs: 0 };
+  const summary = buildSummary(joinRecords('c1', [request]))!;
+  assert.deepEqual((summary.attributes['bitville.profile_top'] as string[]).slice(0, 2), ['slow_report_builder 220.0', 'PDOStatement::execute 60.0']);
+  const gelf = toGelf({ ...summary, id: 2, receivedAtMs: 0 }, { defaultHost: 'h', maxFieldBytes: 32_000, maxFullMessageBytes: 64_000 });
+  assert.match(String(gelf._profile_top), /^\["slow_report_builder 220\.0","PDOStatement::execute 60\.0",/);
+  const without = buildSummary(joinRecords('c1', [{ ...request, attributes: {} }]))!;
+  assert.equal(without.attributes['bitville.profile_top'], undefined);
 });
