@@ -1,7 +1,8 @@
 <?php
 // Per-request cost of agent.php, measured inside one PHP process: argv = mode, iterations.
 // Prints nanoseconds per iteration. Modes: baseline (the same loop without the agent),
-// raw_send (a bare non-blocking datagram send), fast, slow, down.
+// raw_send (a bare non-blocking datagram send), excimer_bare (new ExcimerProfiler, start, stop),
+// fast, slow, down (whether excimer is loaded is up to the caller's php.ini scan directory).
 require __DIR__ . '/../agents/php/agent.php';
 
 final class Bare
@@ -32,6 +33,16 @@ switch ($mode) {
         }
         echo $spent / $n, "\n";
         exit(0);
+    case 'excimer_bare':
+        // The bare cost the profiler adds to every request: arm and disarm a wall-clock timer.
+        for ($i = 0; $i < $n; $i++) {
+            $p = new ExcimerProfiler();
+            $p->setEventType(EXCIMER_REAL);
+            $p->setPeriod(0.01);
+            $p->start();
+            $p->stop();
+        }
+        break;
     case 'slow':
         // Paced so the daemon's datagram queue (net.unix.max_dgram_qlen, 10 by default) never fills:
         // this measures a delivered send, not a refused one. Only begin+finish are timed.

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { startCollector } from '../test/collector.js';
 import { phpMissing, repoRoot, tempDir } from '../test/env.js';
-import { daemonConfig, startDaemon } from '../agents/php/harness.fixture.js';
+import { daemonConfig, excimer, startDaemon, withoutExcimer } from '../agents/php/harness.fixture.js';
 
 const ROUNDS = 5;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -19,8 +19,8 @@ function benchContext(): { t: TestContext; cleanup(): Promise<void> } {
   return { t, cleanup: async () => { for (const fn of cleanups.reverse()) await fn(); } };
 }
 
-function phpNs(mode: string, iterations: number, env: Record<string, string>): number {
-  const out = execFileSync('php', [join(repoRoot, 'bench', 'php-agent.bench.php'), mode, String(iterations)], { env: { ...process.env, ...env }, encoding: 'utf8' });
+function phpNs(mode: string, iterations: number, env: Record<string, string>, args: string[] = []): number {
+  const out = execFileSync('php', [...args, join(repoRoot, 'bench', 'php-agent.bench.php'), mode.replace(/@.*/, ''), String(iterations)], { env: { ...process.env, ...env }, encoding: 'utf8' });
   return Number(out.trim());
 }
 
@@ -36,20 +36,32 @@ export default async function (): Promise<void> {
     const collector = await startCollector(t);
     const daemon = await startDaemon(t, daemonConfig(dir, collector.otlpUrl, { batch: { max_events: 100, timeout: '1s' } }));
     const live = { BITVILLE_SOCKET: daemon.socketPath, BITVILLE_STATE_FILE: join(dir, 'breaker-live') };
-    const modes: [string, number, Record<string, string>][] = [
-      ['baseline', 200_000, {}],
+    // The fast path with and without the excimer profiler: `fast` runs without the extension
+    // (the scan directory without its ini), `fast@excimer` with it and profiling on (10 ms).
+    const ext = excimer();
+    const noExcimer = withoutExcimer(dir) as Record<string, string>;
+    const withExcimer = 'args' in ext ? ext.args : undefined;
+    const modes: [string, number, Record<string, string>, string[]?][] = [
+      ['baseline', 200_000, noExcimer],
       ['raw_send', 300, live],
-      ['fast', 200_000, { ...live, BITVILLE_THRESHOLD_MS: '100000' }],
-      ['slow', 300, { ...live, BITVILLE_THRESHOLD_MS: '0', BITVILLE_STATE_FILE: join(dir, 'breaker-slow') }],
-      ['down', 20_000, { BITVILLE_SOCKET: join(dir, 'nobody.sock'), BITVILLE_STATE_FILE: join(dir, 'breaker-down'), BITVILLE_THRESHOLD_MS: '0' }],
+      ['fast', 200_000, { ...noExcimer, ...live, BITVILLE_THRESHOLD_MS: '100000' }],
+      ...(withExcimer
+        ? ([
+            ['excimer_bare', 100_000, {}, withExcimer],
+            ['fast@excimer', 100_000, { ...live, BITVILLE_THRESHOLD_MS: '100000' }, withExcimer],
+            ['fast@excimer_off', 200_000, { ...live, BITVILLE_THRESHOLD_MS: '100000', BITVILLE_PROFILE_PERIOD_MS: '0' }, withExcimer],
+          ] as [string, number, Record<string, string>, string[]][])
+        : []),
+      ['slow', 300, { ...noExcimer, ...live, BITVILLE_THRESHOLD_MS: '0', BITVILLE_STATE_FILE: join(dir, 'breaker-slow') }],
+      ['down', 20_000, { ...noExcimer, BITVILLE_SOCKET: join(dir, 'nobody.sock'), BITVILLE_STATE_FILE: join(dir, 'breaker-down'), BITVILLE_THRESHOLD_MS: '0' }],
     ];
     const results = new Map<string, number[]>();
     for (let round = 0; round < ROUNDS; round++) {
-      for (const [mode, n, env] of modes) {
+      for (const [mode, n, env, args] of modes) {
         // Each slow round starts with a closed breaker: one opened by a full queue would turn
         // the rest into the daemon-down path (the PHP side reports it on stderr if it happens).
         if (mode === 'slow') rmSync(env.BITVILLE_STATE_FILE!, { force: true });
-        results.set(mode, [...(results.get(mode) ?? []), phpNs(mode, n, env)]);
+        results.set(mode, [...(results.get(mode) ?? []), phpNs(mode, n, env, args)]);
       }
     }
     const m = (mode: string) => median(results.get(mode)!);
@@ -61,6 +73,13 @@ export default async function (): Promise<void> {
     for (const [mode, label] of [['fast', 'fast path (below threshold)'], ['slow', 'slow path (event sent)'], ['down', 'daemon down (breaker open)']] as const) {
       const cost = m(mode) - base;
       console.log(`  ${label.padEnd(31)} ${us(cost)} µs added  (x${(m(mode) / base).toFixed(1)} the baseline loop; x${(cost / m('raw_send')).toFixed(2)} a raw send)`);
+    }
+    if (withExcimer) {
+      console.log(`  excimer: bare profiler start+stop ${us(m('excimer_bare'))} µs (new ExcimerProfiler, arm and disarm a wall-clock timer: 4 syscalls)`);
+      console.log(`  fast path, excimer loaded, profiling on (10 ms)   ${us(m('fast@excimer') - base)} µs added; profiler's share ${us(m('fast@excimer') - m('fast'))} µs`);
+      console.log(`  fast path, excimer loaded, profile_period_ms=0    ${us(m('fast@excimer_off') - base)} µs added`);
+    } else {
+      console.log(`  excimer not loaded: ${(ext as { missing: string }).missing}`);
     }
 
     // Throughput: datagrams as fast as the socket takes them, until the collector acknowledged all.

@@ -10,6 +10,9 @@
 // It never blocks, throws or prints: the send is non-blocking, every failure is swallowed and
 // counted, and a circuit breaker (5 consecutive failures, then no attempt for 60 s; state in
 // APCu or in a small file replaced atomically) makes a dead daemon cost next to nothing.
+// With the excimer extension loaded (optional), every request's stack is sampled on a wall-clock
+// timer (default every 10 ms); a slow request sends its profile as collapsed stacks, cut by
+// weight to fit the datagram, and a fast one throws it away.
 // Settings, each from the environment (BITVILLE_*) or else php.ini (bitville.*): see
 // docs/php-agent.md. Application API: the static methods of BitvilleAgent marked "API".
 
@@ -19,6 +22,10 @@ if (!class_exists('BitvilleAgent', false)) {
         const BREAKER_FAILURES = 5;
         const BREAKER_OPEN_SECONDS = 60;
         const MAX_FIELD = 2048;
+        /** The daemon drops a datagram of 64 KiB or more; stay clear of it with room for the JSON. */
+        const MAX_DATAGRAM = 63000;
+        /** Frames kept per sampled stack (the outermost ones are kept, excimer cuts the rest). */
+        const PROFILE_MAX_DEPTH = 128;
 
         /** @var string */ private static $traceId = '';
         /** @var string */ private static $spanId = '';
@@ -27,6 +34,9 @@ if (!class_exists('BitvilleAgent', false)) {
         /** @var float */ private static $startWall = 0.0;
         /** @var int */ private static $thresholdNs = 500000000;
         /** @var bool */ private static $active = false;
+        /** @var ExcimerProfiler|null sampling this request (null without excimer or with profiling off) */
+        private static $profiler = null;
+        /** @var float */ private static $profilePeriodMs = 0.0;
         /** @var WeakMap|null PDO objects tagged in this request (weak: a closed connection is not kept alive). */
         private static $taggedPdo = null;
 
@@ -156,6 +166,7 @@ if (!class_exists('BitvilleAgent', false)) {
                 putenv('PGAPPNAME=req:' . self::$traceId);
                 $threshold = self::setting('threshold_ms', '500');
                 self::$thresholdNs = is_numeric($threshold) ? (int) ((float) $threshold * 1000000) : 500000000;
+                self::startProfiler();
                 if (!self::$active) {
                     self::$active = true;
                     // Registered from inside a shutdown function, so it runs after the application's own.
@@ -172,6 +183,13 @@ if (!class_exists('BitvilleAgent', false)) {
         public static function finish(): void
         {
             $durationNs = hrtime(true) - self::$startNs;
+            $profiler = self::$profiler;
+            if ($profiler !== null) {
+                // Stopped first, so the agent's own work is not in the profile; a fast request's
+                // samples go with the object.
+                self::$profiler = null;
+                $profiler->stop();
+            }
             if ($durationNs < self::$thresholdNs || self::$traceId === '') {
                 return;
             }
@@ -182,7 +200,7 @@ if (!class_exists('BitvilleAgent', false)) {
                 if (function_exists('fastcgi_finish_request')) {
                     @fastcgi_finish_request();
                 }
-                self::send(self::event($durationNs));
+                self::send(self::event($durationNs), $profiler);
             } catch (Throwable $e) {
             } finally {
                 restore_error_handler();
@@ -198,6 +216,95 @@ if (!class_exists('BitvilleAgent', false)) {
             }
             $ini = get_cfg_var('bitville.' . $name);
             return ($ini !== false && $ini !== '') ? (string) $ini : $default;
+        }
+
+        /**
+         * Starts the wall-clock sampler when excimer is loaded and profile_period_ms is above 0.
+         * Cheap enough for every request (one timer armed, see the php-agent bench); a
+         * failure leaves the request unprofiled, never broken.
+         */
+        private static function startProfiler(): void
+        {
+            self::$profiler = null;
+            if (!class_exists('ExcimerProfiler', false)) {
+                return;
+            }
+            $period = self::setting('profile_period_ms', '10');
+            if (!is_numeric($period) || (float) $period <= 0) {
+                return;
+            }
+            // Where even one armed timer per request is too much: profile a random share of requests.
+            $rate = self::setting('profile_sample_rate', '1');
+            if ($rate !== '1' && is_numeric($rate) && mt_rand() / mt_getrandmax() >= (float) $rate) {
+                return;
+            }
+            self::$profilePeriodMs = max(1.0, (float) $period);
+            try {
+                $profiler = new ExcimerProfiler();
+                $profiler->setEventType(EXCIMER_REAL);
+                $profiler->setPeriod(self::$profilePeriodMs / 1000);
+                $profiler->setMaxDepth(self::PROFILE_MAX_DEPTH);
+                $profiler->start();
+                self::$profiler = $profiler;
+            } catch (Throwable $e) {
+            }
+        }
+
+        /**
+         * The profile part of the event: collapsed stacks (`frame;frame;frame count` lines, the
+         * script file as the outermost frame), heaviest first, at most profile_max_stacks lines
+         * and profile_max_bytes bytes; what does not fit is one `(truncated) count` line, so the
+         * sample total stays right. Null when nothing was sampled.
+         */
+        private static function profile(ExcimerProfiler $profiler, int $maxBytes): ?array
+        {
+            $log = $profiler->getLog();
+            $stacks = array();
+            $samples = 0;
+            // excimer 1.0 starts every line after the first with a stray ';': empty frames are dropped.
+            foreach (explode("\n", $log->formatCollapsed()) as $line) {
+                $space = strrpos($line, ' ');
+                if ($space === false) {
+                    continue;
+                }
+                $count = (int) substr($line, $space + 1);
+                $stack = implode(';', array_filter(explode(';', substr($line, 0, $space)), 'strlen'));
+                if ($count <= 0 || $stack === '') {
+                    continue;
+                }
+                $stacks[$stack] = (isset($stacks[$stack]) ? $stacks[$stack] : 0) + $count;
+                $samples += $count;
+            }
+            if ($samples === 0) {
+                return null;
+            }
+            arsort($stacks, SORT_NUMERIC);
+            $maxStacks = (int) self::setting('profile_max_stacks', '300');
+            $maxBytes = min($maxBytes, (int) self::setting('profile_max_bytes', '32768'));
+            $kept = array();
+            $bytes = 0;
+            $rest = 0;
+            $dropped = 0;
+            foreach ($stacks as $stack => $count) {
+                $line = $stack . ' ' . $count;
+                // 24 bytes stay free for the "(truncated) N" line.
+                if ($rest === 0 && count($kept) < $maxStacks && $bytes + strlen($line) + 1 <= $maxBytes - 24) {
+                    $kept[] = $line;
+                    $bytes += strlen($line) + 1;
+                } else {
+                    $rest += $count;
+                    $dropped++;
+                }
+            }
+            if ($rest > 0) {
+                $kept[] = '(truncated) ' . $rest;
+            }
+            return array(
+                'period_ms' => self::$profilePeriodMs,
+                'samples' => $samples,
+                'collapsed' => implode("\n", $kept),
+                'dropped_stacks' => $dropped,
+            );
         }
 
         /** The event, as the daemon's schema (agents/php/event.ts) expects it. */
@@ -364,7 +471,7 @@ if (!class_exists('BitvilleAgent', false)) {
         }
 
         /** Non-blocking datagram send behind the breaker; failures are counted and ride along with the next success. */
-        private static function send(array $event): void
+        private static function send(array $event, ?ExcimerProfiler $profiler = null): void
         {
             $state = self::breakerState();
             $now = time();
@@ -377,7 +484,25 @@ if (!class_exists('BitvilleAgent', false)) {
                 return;
             }
             $event['lost'] = $state[2] + (self::useApcu() ? (int) apcu_fetch('bitville_agent_skipped') : 0);
-            $payload = json_encode($event, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE | JSON_PARTIAL_OUTPUT_ON_ERROR);
+            $flags = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE | JSON_PARTIAL_OUTPUT_ON_ERROR;
+            $payload = json_encode($event, $flags);
+            if ($profiler !== null && is_string($payload)) {
+                // The profile gets what the datagram has left; JSON escaping (one byte per line
+                // break, more for odd names) is paid back by cutting again by the overshoot.
+                $budget = self::MAX_DATAGRAM - strlen($payload) - 100;
+                for ($try = 0; $try < 3 && $budget > 0; $try++) {
+                    $event['profile'] = self::profile($profiler, $budget);
+                    $withProfile = json_encode($event, $flags);
+                    if (!is_string($withProfile) || strlen($withProfile) <= self::MAX_DATAGRAM) {
+                        break;
+                    }
+                    $budget -= strlen($withProfile) - self::MAX_DATAGRAM + 256;
+                    $withProfile = null;
+                }
+                if (isset($withProfile) && is_string($withProfile)) {
+                    $payload = $withProfile;
+                }
+            }
             $sent = false;
             if (is_string($payload)) {
                 $path = self::setting('socket', '/run/bitville/php-agent.sock');

@@ -65,7 +65,7 @@ export class PhpAgentDaemon {
     });
     this.truncated = new Counter({
       name: 'bitville_php_agent_fields_truncated_total',
-      help: 'String fields of accepted events cut to their bound (see docs/php-agent.md), by field.',
+      help: 'String fields of accepted events cut to their bound, and profiles cut, cleaned or dropped (field="profile"), see docs/php-agent.md; by field.',
       labelNames: ['field'],
       registers: [this.runtime.metrics.registry],
     });

@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { wellFormed } from '../runtime/encode.js';
 import type { AgentAttributeValue, AgentSpan } from '../runtime/index.js';
+import { sanitiseCollapsed } from './profile.js';
 
 const hex = (length: number) => z.string().regex(new RegExp(`^[0-9a-f]{${length}}$`));
 
@@ -26,8 +27,31 @@ export const FIELD_LIMITS = {
 
 export type LimitedField = keyof typeof FIELD_LIMITS;
 
-/** Collects the fields cut while parsing one datagram. */
-let truncatedFields: LimitedField[] = [];
+/** Collects the fields cut while parsing one datagram (and `profile` when it was cut, cleaned or dropped). */
+let truncatedFields: (LimitedField | 'profile')[] = [];
+
+/** The profile's span attributes (read by the correlate plugin's flame graph). */
+export const PROFILE_ATTRIBUTES = {
+  collapsed: 'bitville.profile.collapsed',
+  periodMs: 'bitville.profile.period_ms',
+  samples: 'bitville.profile.samples',
+} as const;
+
+/** A slow request's sampled stacks (excimer), sanitised and bounded; null when unusable. */
+const profile = z
+  .object({ period_ms: z.number().min(0.001).max(60_000), samples: z.int().min(0), collapsed: z.string() })
+  .nullable()
+  .catch(() => {
+    truncatedFields.push('profile');
+    return null;
+  })
+  .transform((p) => {
+    if (!p) return null;
+    const clean = sanitiseCollapsed(p.collapsed);
+    if (!clean) return null;
+    if (clean.changed) truncatedFields.push('profile');
+    return { periodMs: p.period_ms, samples: clean.samples, collapsed: clean.collapsed };
+  });
 
 function clip(value: string, max: number): string {
   if (value.length <= max) return value;
@@ -68,12 +92,14 @@ export const phpEventSchema = z.object({
   lost: z.int().min(0).default(0),
   /** The PHP worker's process id (getmypid()), so statements on a persistent connection can be placed by worker and time. */
   pid: z.int().positive().optional(),
+  /** Present only with excimer: a bad profile is dropped, never the event. */
+  profile: profile.optional(),
 });
 
 export type PhpEvent = z.output<typeof phpEventSchema>;
 
 /** Parses one datagram; returns the event (with the fields that were cut to their bound) or the reason it is malformed. */
-export function parseDatagram(data: Buffer): { event: PhpEvent; truncated: LimitedField[] } | { reason: string; detail: string } {
+export function parseDatagram(data: Buffer): { event: PhpEvent; truncated: (LimitedField | 'profile')[] } | { reason: string; detail: string } {
   let json: unknown;
   try {
     // Decoding replaces invalid UTF-8 byte sequences with U+FFFD.
@@ -131,6 +157,11 @@ export function toSpan(e: PhpEvent): AgentSpan {
   } else if (e.status >= 500) {
     attributes['error.type'] = String(e.status);
     status = { code: 'error' };
+  }
+  if (e.profile) {
+    attributes[PROFILE_ATTRIBUTES.collapsed] = e.profile.collapsed;
+    attributes[PROFILE_ATTRIBUTES.periodMs] = e.profile.periodMs;
+    attributes[PROFILE_ATTRIBUTES.samples] = e.profile.samples;
   }
   const resource: Record<string, AgentAttributeValue> = { 'process.runtime.name': 'php', 'process.runtime.version': e.php_version };
   if (e.project) resource['service.name'] = e.project;

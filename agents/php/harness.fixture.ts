@@ -1,8 +1,8 @@
 // Test support: a real php-agent daemon process and a real `php -S` server with agent.php
 // prepended, both on loopback / in temporary directories.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -82,11 +82,11 @@ export interface PhpServer {
   get(path: string, headers?: Record<string, string>): Promise<{ status: number; body: string }>;
 }
 
-/** `php -S` on a free loopback port serving testdata/ with agent.php prepended. */
-export async function startPhp(t: TestContext, settings: Record<string, string>, env: NodeJS.ProcessEnv = {}): Promise<PhpServer> {
+/** `php -S` on a free loopback port serving testdata/ with agent.php prepended (`phpArgs` go first, e.g. `-d extension=excimer`). */
+export async function startPhp(t: TestContext, settings: Record<string, string>, env: NodeJS.ProcessEnv = {}, phpArgs: string[] = []): Promise<PhpServer> {
   const port = await freePort();
   const ini = Object.entries(settings).flatMap(([k, v]) => ['-d', `bitville.${k}=${v}`]);
-  const child = spawn('php', ['-d', `auto_prepend_file=${AGENT_PHP}`, ...ini, '-S', `127.0.0.1:${port}`, '-t', PAGES], {
+  const child = spawn('php', [...phpArgs, '-d', `auto_prepend_file=${AGENT_PHP}`, ...ini, '-S', `127.0.0.1:${port}`, '-t', PAGES], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, PHP_CLI_SERVER_WORKERS: '1', ...env },
   });
@@ -111,4 +111,38 @@ export async function startPhp(t: TestContext, settings: Record<string, string>,
       return { status: res.status, body: await res.text() };
     },
   };
+}
+
+let excimerProbe: { args: string[] } | { missing: string } | undefined;
+/**
+ * How to run php with the excimer extension: no arguments when it is enabled (Debian's
+ * php-excimer), `-d extension=excimer` when only installed; else why it is missing.
+ */
+export function excimer(): { args: string[] } | { missing: string } {
+  if (excimerProbe) return excimerProbe;
+  const has = (args: string[]) => {
+    try {
+      return /^excimer$/m.test(execFileSync('php', [...args, '-m'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
+    } catch {
+      return false;
+    }
+  };
+  if (has([])) excimerProbe = { args: [] };
+  else if (has(['-d', 'extension=excimer'])) excimerProbe = { args: ['-d', 'extension=excimer'] };
+  else excimerProbe = { missing: 'the excimer PHP extension is not installed (apt-get install php-excimer; .ci/run installs it)' };
+  return excimerProbe;
+}
+
+/**
+ * An environment whose PHP loads every extension the system enables except excimer (a copy of
+ * the scanned ini directory without it), to check the agent without the profiler.
+ */
+export function withoutExcimer(dir: string): NodeJS.ProcessEnv {
+  const scan = execFileSync('php', ['-r', 'echo PHP_CONFIG_FILE_SCAN_DIR;'], { encoding: 'utf8' }).trim();
+  const copy = join(dir, 'conf.d');
+  mkdirSync(copy, { recursive: true });
+  for (const name of scan ? readdirSync(scan) : []) {
+    if (!/excimer/.test(name)) symlinkSync(join(scan, name), join(copy, name));
+  }
+  return { PHP_INI_SCAN_DIR: copy };
 }

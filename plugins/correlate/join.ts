@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { SpanKind } from '../../collector/core/api.js';
 import type { AttributeValue, Attributes, DerivedRecord, SpanRecord, StoredRecord } from '../../collector/core/api.js';
 import { HTTP, SUMMARY } from './attributes.js';
+import { profileSummaryAttributes } from './profile.js';
 
 export interface JoinOptions {
   /** How many of the slowest queries a summary lists. */
@@ -436,6 +437,8 @@ export function buildSummary(joined: Joined, options: JoinOptions = DEFAULT_JOIN
     attributes[SUMMARY.nPlusOneCount] = repeated[0].count;
   }
   if (previous) attributes[SUMMARY.supersedes] = previous.spanId;
+  // Profile hook (profile.ts): bitville.profile_top, when the request span carries a profile.
+  Object.assign(attributes, profileSummaryAttributes(request));
 
   return {
     kind: 'summary',

@@ -7,6 +7,7 @@ import { HTTP, SUMMARY } from './attributes.js';
 import { END_UNCERTAINTY } from './join.js';
 import { DEFAULT_JOIN_OPTIONS, joinRecords, type JoinOptions, type Joined, type Placement } from './join.js';
 import { recentRequests } from './queries.js';
+import { formatProfileTop, profileOf, type ProfileView } from './profile.js';
 
 const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   try {
@@ -138,6 +139,8 @@ export interface TraceView {
   nPlusOne: { query: string; count: number; totalMs: number }[];
   /** Records of the id that are neither the request, a DB span nor a summary (logs, other spans). */
   otherRecords: number;
+  /** The request's sampled profile (profile.ts), null without one. */
+  profile: ProfileView | null;
 }
 
 /** One request's waterfall, or undefined when the store holds nothing for the id. */
@@ -202,6 +205,7 @@ function viewOf(j: Joined, records: StoredRecord[]): TraceView {
     })),
     nPlusOne: j.repeated.filter((g) => flagged.has(g.normalized)).map((g) => ({ query: g.normalized, count: g.count, totalMs: Math.round(g.totalMs * 1000) / 1000 })),
     otherRecords: records.filter((x) => !related(x)).length,
+    profile: r ? profileOf(r) : null,
   };
 }
 
@@ -225,6 +229,7 @@ export function formatWaterfall(view: TraceView, width = 50): string {
       (s ? (s.revision > 1 ? ` (summary revision ${s.revision})` : '') : ' (not summarized yet: join window open)'),
   );
   for (const g of view.nPlusOne) lines.push(`  N+1: ${g.count}x ${g.query} (${g.totalMs.toFixed(1)} ms)`);
+  lines.push(...formatProfileTop(view.profile));
   lines.push('');
   if (r) lines.push(`${bar(r.offsetMs, r.durationMs, '=')} ${ms(r.durationMs)}  ${r.name}`);
   for (const q of view.queries) {

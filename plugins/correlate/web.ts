@@ -6,6 +6,7 @@ import { BitvilleError, formatDuration } from '../../collector/core/api.js';
 import type { AdminResponse, AdminRoute, RecordReader } from '../../collector/core/api.js';
 import { DEFAULT_JOIN_OPTIONS, type JoinOptions } from './join.js';
 import { listRequests, parseRequestFilters, traceOf, type RequestFilters, type RequestRow, type TraceView } from './lookup.js';
+import { renderProfileSection } from './flamegraph.js';
 
 class Html {
   constructor(readonly text: string) {}
@@ -208,6 +209,7 @@ ${unattributed.length > 0
       (q) => html`<li data-placement="${q.placement}"><span class="num">${q.offsetMs >= 0 ? '+' : ''}${fmt(q.offsetMs)} ms</span> · ${fmt(q.durationMs)} ms · <code>${q.text}</code></li>`,
     )}</ul></div>`
   : ''}
+${new Html(renderProfileSection(v.profile, v.dbTimeMs, r !== null))}
 ${v.otherRecords > 0 ? html`<p>${v.otherRecords} other records carry this id.</p>` : ''}
 <p><a href="/">← all requests</a> · <a href="/api/requests/${encodeURIComponent(v.correlationId)}">JSON</a></p>`;
 }
