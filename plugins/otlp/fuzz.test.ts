@@ -219,7 +219,8 @@ test('fuzzed OTLP requests, protobuf and JSON, get 200, 400 or 413, never a 5xx,
   const db = new Database(c.dbPath, { readonly: true, fileMustExist: true });
   db.defaultSafeIntegers(true);
   t.after(() => db.close());
-  const count = db.prepare('SELECT count(*) AS n FROM records').pluck();
+  // Summaries that correlate makes on its own timer are not the request's records.
+  const count = db.prepare("SELECT count(*) AS n FROM records WHERE kind <> 'summary'").pluck();
   const statuses = new Map<number, number>();
   let runs = 0;
 

@@ -79,7 +79,7 @@ export class SqliteQueue {
         );
         ids[signal].push(Number(lastInsertRowid));
       }
-      for (const signal of ['traces', 'logs'] as const) {
+      for (const signal of Object.keys(ids) as Signal[]) {
         if (ids[signal].length === 0 || this.#routes[signal].length === 0) continue;
         const json = JSON.stringify(ids[signal]);
         for (const num of this.#routes[signal]) this.#queueRows.run(num, json);
