@@ -13,6 +13,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ConsumerError, parseHostPort } from '../../collector/core/api.js';
 import type { ReceiverContext, Receiver, SchemaHelpers, Signal, z as Z } from '../../collector/core/api.js';
+import { signalCounters } from './counters.js';
 import { DecodePool } from './decode-pool.js';
 import { encodeExportResponse, encodeStatus } from './grpc-responses.js';
 
@@ -92,16 +93,7 @@ export class OtlpGrpcReceiver implements Receiver {
 
     // The same series as the HTTP side (one receiver id): the counts cover both transports.
     const m = ctx.metrics;
-    this.#accepted = {
-      traces: m.counter('otelcol_receiver_accepted_spans', 'Spans committed to storage.'),
-      logs: m.counter('otelcol_receiver_accepted_log_records', 'Log records committed to storage.'),
-      metrics: m.counter('otelcol_receiver_accepted_metric_points', 'Metric data points committed to storage.'),
-    };
-    this.#refused = {
-      traces: m.counter('otelcol_receiver_refused_spans', 'Spans refused (bad data, or rejected in partial_success).'),
-      logs: m.counter('otelcol_receiver_refused_log_records', 'Log records refused (bad data, or rejected in partial_success).'),
-      metrics: m.counter('otelcol_receiver_refused_metric_points', 'Metric data points refused (bad data, or rejected in partial_success).'),
-    };
+    ({ accepted: this.#accepted, refused: this.#refused } = signalCounters(m));
     this.#rejectedCalls = m.counter('bitville_receiver_grpc_calls_rejected', 'OTLP/gRPC calls answered with an error status.');
     m.gauge('bitville_receiver_grpc_in_flight_calls', 'OTLP/gRPC calls being processed.', () => this.#inFlight);
 

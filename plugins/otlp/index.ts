@@ -11,6 +11,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { ConsumerError, defineReceiver, parseHostPort } from '../../collector/core/api.js';
 import type { ReceiverContext, Signal } from '../../collector/core/api.js';
+import { signalCounters } from './counters.js';
 import { google } from '../../proto/generated/otlp.js';
 import { Admission } from './admission.js';
 import { BodyError, ByteBudget, readBody } from './body.js';
@@ -132,16 +133,7 @@ class OtlpHttpReceiver {
     this.#admission = new Admission(config.max_concurrent_requests, config.max_queued_requests ?? config.max_concurrent_requests);
     this.#receiving = new ByteBudget(config.max_receiving_bytes);
     const m = ctx.metrics;
-    this.#accepted = {
-      traces: m.counter('otelcol_receiver_accepted_spans', 'Spans committed to storage.'),
-      logs: m.counter('otelcol_receiver_accepted_log_records', 'Log records committed to storage.'),
-      metrics: m.counter('otelcol_receiver_accepted_metric_points', 'Metric data points committed to storage.'),
-    };
-    this.#refused = {
-      traces: m.counter('otelcol_receiver_refused_spans', 'Spans refused (bad data, or rejected in partial_success).'),
-      logs: m.counter('otelcol_receiver_refused_log_records', 'Log records refused (bad data, or rejected in partial_success).'),
-      metrics: m.counter('otelcol_receiver_refused_metric_points', 'Metric data points refused (bad data, or rejected in partial_success).'),
-    };
+    ({ accepted: this.#accepted, refused: this.#refused } = signalCounters(m));
     const requests = m.counter('bitville_receiver_requests_rejected', 'Requests answered with an error status.');
     m.gauge('bitville_receiver_in_flight_requests', 'Requests in progress: being received, waiting for a slot, or processed.', () => this.#inFlight);
     m.gauge('bitville_receiver_processing_requests', 'Requests being decoded and committed (bounded by max_concurrent_requests).', () => this.#admission.active);
