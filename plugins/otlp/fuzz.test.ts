@@ -218,8 +218,9 @@ function assertStorable(row: { kind: string; time_unix_nano: bigint; correlation
 }
 
 test('fuzzed OTLP requests, protobuf and JSON, get 200, 400 or 413, never a 5xx, and store nothing malformed', async (t) => {
-  // correlate serves /api/requests, which must still read everything that was stored.
-  const c = await startCollector(t, { config: { receivers: { otlp: { protocols: { http: { max_request_body_size: '64KiB' } } } }, processors: { correlate: {} }, service: { pipelines: { traces: { processors: ['correlate'] } } } } });
+  // correlate serves /api/requests, which must still read everything that was stored; a short
+  // window makes it summarize fuzzed requests during the run, so its summaries are checked too.
+  const c = await startCollector(t, { config: { receivers: { otlp: { protocols: { http: { max_request_body_size: '64KiB' } } } }, processors: { correlate: { window: '1s' } }, service: { pipelines: { traces: { processors: ['correlate'] } } } } });
   const db = new Database(c.dbPath, { readonly: true, fileMustExist: true });
   db.defaultSafeIntegers(true);
   t.after(() => db.close());
