@@ -16,7 +16,7 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
-import { CLI, startCollector } from './collector.js';
+import { CLI, eventually, startCollector } from './collector.js';
 import { repoRoot } from './env.js';
 
 const run = promisify(execFile);
@@ -146,6 +146,17 @@ test('trace view: an SDK trace without a request span, with nesting, events, an 
   assert.match(out, /logs \(2\)\n\s+\+85\.0 ms {2}ERROR {2}importer {2}charge failed for order 7\n\s+\+150\.0 ms {2}INFO {3}importer {2}report written\n/);
   const cliJson = JSON.parse((await run(process.execPath, [CLI, 'trace', ids.traceId, '--config', c.configPath, '--json'])).stdout);
   assert.deepEqual(cliJson.trace, view.trace);
+
+  // Once the processor has joined the id (its window passed), still complete, not "incomplete".
+  const metric = async (name: string) => {
+    const line = (await get('/metrics')).text.split('\n').find((l) => l.startsWith(`${name}{`));
+    return line ? Number(line.split(' ').pop()) : 0;
+  };
+  await eventually(async () => ((await metric('bitville_correlate_joins_total')) >= 1 ? true : undefined), 10_000, 'the join of the trace id');
+  assert.equal(await metric('bitville_correlate_incomplete_total'), 0, 'a trace without DB spans is not an incomplete request');
+  assert.equal(await metric('bitville_correlate_summaries_total'), 0);
+  assert.equal(JSON.parse((await get(`/api/traces/${ids.traceId}`)).text).summaryState, 'none');
+  assert.doesNotMatch((await get(`/traces/${ids.traceId}`)).text, /pending|window open|not summarized|yet/i);
 
   // In a browser: reached by pasting the id on the list page, keyboard-operable, screenshot kept.
   if (!existsSync(CHROMIUM)) {
