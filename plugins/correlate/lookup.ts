@@ -202,7 +202,8 @@ function viewOf(j: Joined, records: StoredRecord[], clock: LookupClock): TraceVi
   for (const q of j.counted) counts.set(q.normalized, (counts.get(q.normalized) ?? 0) + 1);
   const counted = new Set(j.counted);
   const r = j.request;
-  const tree = spanTreeOf(records);
+  // Statements the join gave the request nest under it (they carry no parent span of their own).
+  const tree = spanTreeOf(records, j.request ? { parentSpanId: j.request.spanId, spanIds: new Set(j.queries.filter((q) => q.placement !== 'outside_window').map((q) => q.span.spanId)) } : undefined);
   // Without a request span, the trace's root span names the project (not whichever record came first).
   const project = r ? projectOf(r) : (tree.spans[0]?.service ?? (records[0] ? projectOf(records[0]) : ''));
   // Re-delivered copies of a span are the span itself, not other records.

@@ -95,3 +95,25 @@ test('span tree: nesting by parent, children by start, orphans and cycles kept, 
   assert.equal(tree.extentMs, 100);
   assert.deepEqual(tree.services, ['worker']);
 });
+
+test("span tree of a PHP request: the join's statements nest under the request span, an unattributed one stays apart", async (t) => {
+  const store = await storeWith(t);
+  const r = sampleRequest({}, 2);
+  r.queries.push({ sql: 'SELECT 1 /* a later request on the same persistent connection */', atMs: 60_000, ms: 1 });
+  await store.append(flat(requestSpans(r)));
+  await store.append(flat(querySpans(r)));
+  const v = (await traceOf(store, r.correlationId, DEFAULT_JOIN_OPTIONS, { windowMs: WINDOW }))!;
+  assert.deepEqual(
+    v.trace.spans.map((s) => [s.depth, s.kind, s.statement ?? s.name, s.joinedByCorrelation]),
+    [
+      [0, 'server', 'GET /orders.php', false],
+      [1, 'client', 'SELECT id, name FROM orders WHERE customer_id = 42', true],
+      [1, 'client', 'SELECT * FROM order_items WHERE order_id = 100', true],
+      [1, 'client', 'SELECT * FROM order_items WHERE order_id = 101', true],
+      [1, 'client', "SELECT sum(total) FROM invoices WHERE created_at > '2026-01-01'", true],
+      [0, 'client', 'SELECT 1 /* a later request on the same persistent connection */', false],
+    ],
+  );
+  const text = formatWaterfall(v, 40);
+  assert.match(text, /\n\|[^|]+\|\s+600\.0 ms {2}GET \/orders\.php \(server, shop\)\n\|[^|]+\|\s+12\.0 ms {4}SELECT \(client, shop\) {2}SELECT id, name FROM orders WHERE customer_id = 42\n/);
+});

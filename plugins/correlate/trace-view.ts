@@ -48,6 +48,10 @@ export interface TreeSpan {
   status: { code: 'unset' | 'ok' | 'error'; message: string };
   events: TreeEvent[];
   attributes: Attributes;
+  /** A DB statement's text (`db.query.text`, `db.statement`), else null. */
+  statement: string | null;
+  /** Nested under the request span by the correlation join (it named no stored parent). */
+  joinedByCorrelation: boolean;
 }
 
 export interface TraceLog {
@@ -77,7 +81,7 @@ export interface SpanTree {
 }
 
 /** The span tree and logs of one id's stored records (re-delivered copies count once). */
-export function spanTreeOf(records: readonly StoredRecord[]): SpanTree {
+export function spanTreeOf(records: readonly StoredRecord[], adopt?: { parentSpanId: string; spanIds: ReadonlySet<string> }): SpanTree {
   const seen = new Set<string>();
   const spans: StoredSpanRecord[] = [];
   for (const r of records) {
@@ -98,11 +102,18 @@ export function spanTreeOf(records: readonly StoredRecord[]): SpanTree {
   const ids = new Set(spans.map((s) => s.spanId));
   const children = new Map<string, StoredSpanRecord[]>();
   const roots: StoredSpanRecord[] = [];
+  const adopted = new Set<string>();
   for (const s of spans) {
-    if (s.parentSpanId !== '' && s.parentSpanId !== s.spanId && ids.has(s.parentSpanId)) {
-      const list = children.get(s.parentSpanId) ?? [];
+    let parent = s.parentSpanId;
+    // DB spans tied to the request by correlation id only (no sqlcommenter parent) go under it.
+    if (adopt && (parent === '' || !ids.has(parent)) && s.spanId !== adopt.parentSpanId && adopt.spanIds.has(s.spanId) && ids.has(adopt.parentSpanId)) {
+      parent = adopt.parentSpanId;
+      adopted.add(s.spanId);
+    }
+    if (parent !== '' && parent !== s.spanId && ids.has(parent)) {
+      const list = children.get(parent) ?? [];
       list.push(s);
-      children.set(s.parentSpanId, list);
+      children.set(parent, list);
     } else roots.push(s);
   }
   const byStart = (a: StoredSpanRecord, b: StoredSpanRecord) => {
@@ -115,7 +126,7 @@ export function spanTreeOf(records: readonly StoredRecord[]): SpanTree {
     // A parent cycle (bad ids from a sender) must not loop forever.
     if (placed.has(s.spanId)) return;
     placed.add(s.spanId);
-    out.push(treeSpanOf(s, depth, offset));
+    out.push({ ...treeSpanOf(s, depth, offset), joinedByCorrelation: adopted.has(s.spanId) });
     for (const c of (children.get(s.spanId) ?? []).sort(byStart)) walk(c, depth + 1);
   };
   for (const r of roots.sort(byStart)) walk(r, 0);
@@ -145,7 +156,7 @@ export function spanTreeOf(records: readonly StoredRecord[]): SpanTree {
   };
 }
 
-function treeSpanOf(s: StoredSpanRecord, depth: number, offset: (ns: string) => number): TreeSpan {
+function treeSpanOf(s: StoredSpanRecord, depth: number, offset: (ns: string) => number): Omit<TreeSpan, 'joinedByCorrelation'> {
   return {
     spanId: s.spanId,
     traceId: s.traceId,
@@ -167,6 +178,7 @@ function treeSpanOf(s: StoredSpanRecord, depth: number, offset: (ns: string) => 
           : null,
     })),
     attributes: s.attributes,
+    statement: str(s.attributes['db.query.text']) ?? str(s.attributes['db.statement']),
   };
 }
 
@@ -182,7 +194,7 @@ export function formatSpanTree(tree: SpanTree, width = 40): string[] {
   for (const s of tree.spans) {
     const pad = '  '.repeat(s.depth);
     const err = s.status.code === 'error' ? `  [error${s.status.message ? `: ${oneLine(s.status.message, 80)}` : ''}]` : '';
-    lines.push(`${bar(s.offsetMs, s.durationMs, s.status.code === 'error' ? '!' : '=')} ${`${s.durationMs.toFixed(1)} ms`.padStart(10)}  ${pad}${s.name} (${s.kind}${s.service ? `, ${s.service}` : ''})${err}`);
+    lines.push(`${bar(s.offsetMs, s.durationMs, s.status.code === 'error' ? '!' : '=')} ${`${s.durationMs.toFixed(1)} ms`.padStart(10)}  ${pad}${s.name} (${s.kind}${s.service ? `, ${s.service}` : ''})${s.statement ? `  ${oneLine(s.statement, 80)}` : ''}${err}`);
     for (const e of s.events) {
       const at = `@${e.offsetMs.toFixed(1)} ms`;
       if (e.exception) {

@@ -146,6 +146,7 @@ h2{font-size:15px;margin:18px 0 8px}
 .wf.tree .k-server{background:#1d2b3a;color:#fff}
 .wf.tree .k-client{background:#d0e4f7}
 .wf.tree .svc{color:#778;font-family:system-ui,sans-serif;font-size:11px}
+.wf.tree .stmt{color:#556}
 .wf.tree li.span-error .bar{background:#c92a2a}
 .wf.tree .tick{position:absolute;top:0;width:2px;height:14px;background:#f59f00}
 .wf.tree .tick.exc{background:#c92a2a;width:3px}
@@ -297,7 +298,7 @@ function spanTreeSection(v: TraceView): Html {
   const row = (s: TreeSpan) => {
     const details = s.events.length > 0 || s.status.message !== '';
     return html`<li class="span${s.status.code === 'error' ? ' span-error' : ''}" id="span-${s.spanId}" data-span-id="${s.spanId}" data-parent-span-id="${s.parentSpanId}" data-depth="${s.depth}" data-kind="${s.kind}">
-<div class="row"><div class="label" style="padding-left:${s.depth * 16}px"><span class="kind k-${s.kind}" title="span kind">${s.kind}</span> <span class="name" title="${s.name}">${s.name}</span> <span class="svc">${s.service}</span>${s.status.code === 'error' ? html` <span class="badge errb">error</span>` : ''}</div><div class="track"><div class="bar" style="left:${pct(s.offsetMs)};width:${pct(s.durationMs)}"></div>${s.events.map(
+<div class="row"><div class="label" style="padding-left:${s.depth * 16}px"><span class="kind k-${s.kind}" title="span kind">${s.kind}</span> <span class="name" title="${s.statement ?? s.name}">${s.name}</span> <span class="svc">${s.service}</span>${s.statement ? html` <code class="stmt" title="${s.statement}">${s.statement}</code>` : ''}${s.joinedByCorrelation ? html` <span class="svc" title="no parent span id: placed under the request by its correlation id">(joined)</span>` : ''}${s.status.code === 'error' ? html` <span class="badge errb">error</span>` : ''}</div><div class="track"><div class="bar" style="left:${pct(s.offsetMs)};width:${pct(s.durationMs)}"></div>${s.events.map(
       (e) => html`<span class="tick${e.exception ? ' exc' : ''}" style="left:${pct(e.offsetMs)}" title="${e.name}"></span>`,
     )}</div><div class="dur">${fmt(s.durationMs)} ms</div></div>
 ${details
