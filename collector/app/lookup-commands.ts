@@ -6,12 +6,22 @@ import { loadConfig } from '../core/config.js';
 import { formatRequests, formatWaterfall, listRequests, parseRequestFilters, traceOf } from '../../plugins/correlate/lookup.js';
 import { openStore } from '../store/index.js';
 import type { Store } from '../core/store.js';
+import type { Config } from '../core/config.js';
 
-async function withStore<T>(configFile: string, use: (store: Store) => Promise<T>): Promise<T> {
+/** The configured correlate processor's join window (it decides whether a join is still pending). */
+function joinWindowOf(config: Config): number {
+  for (const c of config.processors.values()) {
+    const window = (c.config as { window?: unknown } | undefined)?.window;
+    if (c.type === 'correlate' && typeof window === 'number') return window;
+  }
+  return 10_000;
+}
+
+async function withStore<T>(configFile: string, use: (store: Store, config: Config) => Promise<T>): Promise<T> {
   const config = await loadConfig(configFile, builtinFactories);
   const store = openStore(config.storage, undefined, { readOnly: true });
   try {
-    return await use(store);
+    return await use(store, config);
   } finally {
     await store.close();
   }
@@ -46,12 +56,12 @@ export function registerRequests(program: Command): void {
 export function registerTrace(program: Command): void {
   program
     .command('trace')
-    .description('show one request and its DB queries as a waterfall')
-    .argument('<correlation-id>', 'the request\'s correlation id (its W3C trace id)')
+    .description('show one trace: the request and its DB queries as a waterfall when it is one, then every span as a tree and its logs')
+    .argument('<correlation-id>', 'the trace id, or a request\'s correlation id')
     .option('-c, --config <file>', 'collector config file (finds the store)', 'otel-config.yaml')
     .option('--json', 'print JSON')
     .action(async (id: string, opts: { config: string; json?: boolean }) => {
-      const view = await withStore(opts.config, (store) => traceOf(store, id.trim()));
+      const view = await withStore(opts.config, (store, config) => traceOf(store, id.trim(), undefined, { windowMs: joinWindowOf(config) }));
       if (!view) {
         process.stderr.write(`no records with correlation id ${id}\n`);
         process.exitCode = 1;

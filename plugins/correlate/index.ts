@@ -87,7 +87,7 @@ class Correlator implements Processor {
     this.#joins = m.counter('bitville_correlate_joins_total', 'Ids joined (read back from the store), whether or not a summary came of it.');
     this.#summaries = m.counter('bitville_correlate_summaries_total', 'Request summaries emitted.');
     this.#resummaries = m.counter('bitville_correlate_resummaries_total', 'Summaries that supersede an earlier one (late spans).');
-    this.#incomplete = m.counter('bitville_correlate_incomplete_total', 'Ids whose window passed with no request (SERVER) span stored.');
+    this.#incomplete = m.counter('bitville_correlate_incomplete_total', 'Ids whose window passed with DB spans but no request (SERVER) span stored.');
     this.#overflow = m.counter('bitville_correlate_pending_overflow_total', 'Ids not noted because max_pending ids were waiting.');
     this.#failures = m.counter('bitville_correlate_failures_total', 'Joins that failed (store read or commit) and will be retried.');
     m.gauge('bitville_correlate_pending', 'Ids waiting for their join window.', () => this.#pending.size);
@@ -201,7 +201,8 @@ class Correlator implements Processor {
           const summary = buildSummary(joined, this.#options);
           if (summary) summaries.push(summary);
           if (summary && joined.summaries.length > 0) superseding++;
-          if (!joined.request) incomplete++;
+          // DB spans whose request never came; a trace without DB spans or a SERVER span is complete as it is.
+          if (!joined.request && joined.queries.length > 0) incomplete++;
         }
         await this.#ctx.emit(summaries);
       } catch (err) {

@@ -8,6 +8,7 @@ import { END_UNCERTAINTY } from './join.js';
 import { DEFAULT_JOIN_OPTIONS, joinRecords, type JoinOptions, type Joined, type Placement } from './join.js';
 import { recentRequests } from './queries.js';
 import { formatProfileTop, profileOf, type ProfileView } from './profile.js';
+import { formatSpanTree, spanTreeOf, type SpanTree } from './trace-view.js';
 
 const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   try {
@@ -121,11 +122,23 @@ export interface WaterfallQuery {
   endUncertaintyMs: number | null;
 }
 
+/**
+ * Where the request summary stands:
+ * - `made`: a summary is stored (`summary`);
+ * - `pending`: a join can still happen: a request span or DB spans arrived within the last join
+ *   window and no summary covers them yet;
+ * - `not_made`: a request span is stored but no summary, and its window has passed (no correlate
+ *   processor joined it: not in the pipeline, or the collector was down);
+ * - `none`: nothing to summarize: a trace without a request (SERVER) span is complete on its own.
+ */
+export type SummaryState = 'made' | 'pending' | 'not_made' | 'none';
+
 export interface TraceView {
   correlationId: string;
   project: string;
   /** The newest summary, absent until the join window has passed. */
   summary: RequestRow | null;
+  summaryState: SummaryState;
   request: { name: string; spanId: string; offsetMs: number; durationMs: number; method: string | null; url: string | null; status: number | null; error: boolean } | null;
   /** Waterfall start (ISO 8601) and extent: from the first span start to the last span end (unattributed statements left out). */
   start: string | null;
@@ -141,17 +154,39 @@ export interface TraceView {
   otherRecords: number;
   /** The request's sampled profile (profile.ts), null without one. */
   profile: ProfileView | null;
+  /** Every span of the id as a tree, and its log records in time order (trace-view.ts). */
+  trace: SpanTree;
+}
+
+/** When the lookup runs and the join window it judges "pending" by. */
+export interface LookupClock {
+  windowMs: number;
+  now?: number;
 }
 
 /** One request's waterfall, or undefined when the store holds nothing for the id. */
-export async function traceOf(reader: RecordReader, correlationId: string, options: JoinOptions = DEFAULT_JOIN_OPTIONS): Promise<TraceView | undefined> {
+export async function traceOf(
+  reader: RecordReader,
+  correlationId: string,
+  options: JoinOptions = DEFAULT_JOIN_OPTIONS,
+  clock: LookupClock = { windowMs: 10_000 },
+): Promise<TraceView | undefined> {
   const records = await reader.byCorrelationId(correlationId);
   if (records.length === 0) return undefined;
   const joined = joinRecords(correlationId, records, options);
-  return viewOf(joined, records);
+  return viewOf(joined, records, clock);
 }
 
-function viewOf(j: Joined, records: StoredRecord[]): TraceView {
+function summaryStateOf(j: Joined, records: StoredRecord[], clock: LookupClock): SummaryState {
+  if (j.summaries.length > 0) return 'made';
+  if (!j.request && j.queries.length === 0) return 'none';
+  // The processor joins an id one window after its newest record arrived (collector clock).
+  const newest = records.reduce((at, r) => (r.kind !== 'summary' && r.receivedAtMs > at ? r.receivedAtMs : at), 0);
+  if (newest + clock.windowMs > (clock.now ?? Date.now())) return 'pending';
+  return j.request ? 'not_made' : 'none';
+}
+
+function viewOf(j: Joined, records: StoredRecord[], clock: LookupClock): TraceView {
   const newest = j.summaries.at(-1);
   const summary = newest ? rowOf(newest) : null;
   // With a summary, its N+1 verdict (made with the collector's configured threshold) decides.
@@ -167,7 +202,10 @@ function viewOf(j: Joined, records: StoredRecord[]): TraceView {
   for (const q of j.counted) counts.set(q.normalized, (counts.get(q.normalized) ?? 0) + 1);
   const counted = new Set(j.counted);
   const r = j.request;
-  const project = r ? projectOf(r) : records[0] ? projectOf(records[0]) : '';
+  // Statements the join gave the request nest under it (they carry no parent span of their own).
+  const tree = spanTreeOf(records, j.request ? { parentSpanId: j.request.spanId, spanIds: new Set(j.queries.filter((q) => q.placement !== 'outside_window').map((q) => q.span.spanId)) } : undefined);
+  // Without a request span, the trace's root span names the project (not whichever record came first).
+  const project = r ? projectOf(r) : (tree.spans[0]?.service ?? (records[0] ? projectOf(records[0]) : ''));
   // Re-delivered copies of a span are the span itself, not other records.
   const spanKeys = new Set([...spans, ...j.queries.map((q) => q.span)].map((s) => `${s.traceId}/${s.spanId}`));
   const related = (x: StoredRecord) => x.kind === 'summary' || (x.kind === 'span' && spanKeys.has(`${x.traceId}/${x.spanId}`));
@@ -175,6 +213,7 @@ function viewOf(j: Joined, records: StoredRecord[]): TraceView {
     correlationId: j.correlationId,
     project,
     summary,
+    summaryState: summaryStateOf(j, records, clock),
     request: r
       ? {
           name: r.name,
@@ -206,6 +245,7 @@ function viewOf(j: Joined, records: StoredRecord[]): TraceView {
     nPlusOne: j.repeated.filter((g) => flagged.has(g.normalized)).map((g) => ({ query: g.normalized, count: g.count, totalMs: Math.round(g.totalMs * 1000) / 1000 })),
     otherRecords: records.filter((x) => !related(x)).length,
     profile: r ? profileOf(r) : null,
+    trace: tree,
   };
 }
 
@@ -221,30 +261,44 @@ export function formatWaterfall(view: TraceView, width = 50): string {
   const lines: string[] = [];
   const r = view.request;
   const s = view.summary;
-  lines.push(`request ${view.correlationId}${view.project ? ` (${view.project})` : ''}`);
-  if (r) lines.push(`  ${[r.method, r.url, r.status].filter((x) => x !== null).join(' ')}${r.error ? '  [error]' : ''}`);
-  else lines.push('  (no request span stored yet: only DB spans)');
-  lines.push(
-    `  started ${view.start ?? '-'}, ${r ? `${r.durationMs.toFixed(1)} ms total, ` : ''}DB ${view.dbTimeMs.toFixed(1)} ms in ${view.queryCount} queries` +
-      (s ? (s.revision > 1 ? ` (summary revision ${s.revision})` : '') : ' (not summarized yet: join window open)'),
-  );
-  for (const g of view.nPlusOne) lines.push(`  N+1: ${g.count}x ${g.query} (${g.totalMs.toFixed(1)} ms)`);
-  lines.push(...formatProfileTop(view.profile));
-  lines.push('');
-  if (r) lines.push(`${bar(r.offsetMs, r.durationMs, '=')} ${ms(r.durationMs)}  ${r.name}`);
-  for (const q of view.queries) {
-    if (q.placement === 'outside_window') continue;
-    const mark = q.nPlusOne ? ` [N+1 x${q.repeats}]` : q.placement === 'housekeeping' ? ' [housekeeping]' : '';
-    lines.push(`${bar(q.offsetMs, q.durationMs, q.nPlusOne ? '#' : q.placement === 'housekeeping' ? '.' : '-')} ${ms(q.durationMs)}  ${oneLine(q.text, 100)}${mark}${q.error ? ' [error]' : ''}`);
+  const isRequest = r !== null || view.queries.length > 0;
+  lines.push(`${isRequest ? 'request' : 'trace'} ${view.correlationId}${view.project ? ` (${view.project})` : ''}`);
+  if (isRequest) {
+    if (r) lines.push(`  ${[r.method, r.url, r.status].filter((x) => x !== null).join(' ')}${r.error ? '  [error]' : ''}`);
+    else lines.push(`  (no request span stored${view.summaryState === 'pending' ? ' yet' : ''}: only DB spans)`);
+    lines.push(
+      `  started ${view.start ?? '-'}, ${r ? `${r.durationMs.toFixed(1)} ms total, ` : ''}DB ${view.dbTimeMs.toFixed(1)} ms in ${view.queryCount} queries` +
+        (s ? (s.revision > 1 ? ` (summary revision ${s.revision})` : '') : SUMMARY_NOTE[view.summaryState]),
+    );
+    for (const g of view.nPlusOne) lines.push(`  N+1: ${g.count}x ${g.query} (${g.totalMs.toFixed(1)} ms)`);
+    lines.push(...formatProfileTop(view.profile));
+    lines.push('');
+    if (r) lines.push(`${bar(r.offsetMs, r.durationMs, '=')} ${ms(r.durationMs)}  ${r.name}`);
+    for (const q of view.queries) {
+      if (q.placement === 'outside_window') continue;
+      const mark = q.nPlusOne ? ` [N+1 x${q.repeats}]` : q.placement === 'housekeeping' ? ' [housekeeping]' : '';
+      lines.push(`${bar(q.offsetMs, q.durationMs, q.nPlusOne ? '#' : q.placement === 'housekeeping' ? '.' : '-')} ${ms(q.durationMs)}  ${oneLine(q.text, 100)}${mark}${q.error ? ' [error]' : ''}`);
+    }
+    const outside = view.queries.filter((q) => q.placement === 'outside_window');
+    if (outside.length > 0) {
+      lines.push('', `unattributed: ${outside.length} statements carry this id but ran outside the request's window (a persistent connection still tagged with it); not counted`);
+      for (const q of outside) lines.push(`  ${`${q.offsetMs >= 0 ? '+' : ''}${q.offsetMs.toFixed(1)} ms`.padStart(14)} ${ms(q.durationMs)}  ${oneLine(q.text, 100)}`);
+    }
+    lines.push('');
+  } else {
+    const t = view.trace;
+    lines.push(`  started ${t.start ?? '-'}, ${t.extentMs.toFixed(1)} ms, ${t.spans.length} spans, ${t.logs.length} log records (no request span: a complete trace, nothing to summarize)`, '');
   }
-  const outside = view.queries.filter((q) => q.placement === 'outside_window');
-  if (outside.length > 0) {
-    lines.push('', `unattributed: ${outside.length} statements carry this id but ran outside the request's window (a persistent connection still tagged with it); not counted`);
-    for (const q of outside) lines.push(`  ${`${q.offsetMs >= 0 ? '+' : ''}${q.offsetMs.toFixed(1)} ms`.padStart(14)} ${ms(q.durationMs)}  ${oneLine(q.text, 100)}`);
-  }
-  if (view.otherRecords > 0) lines.push(`(${view.otherRecords} other records carry this id)`);
+  lines.push(...formatSpanTree(view.trace, width));
   return lines.join('\n') + '\n';
 }
+
+const SUMMARY_NOTE: Record<SummaryState, string> = {
+  made: '',
+  pending: ' (not summarized yet: join window open)',
+  not_made: ' (no summary stored: no correlate processor joined it after its window)',
+  none: ' (no request span: nothing to summarize)',
+};
 
 /** A table of requests for terminals. */
 export function formatRequests(rows: RequestRow[]): string {

@@ -3,9 +3,10 @@
 // script, one round trip per page. Every value is escaped by the `html` template tag; only
 // fragments built by the tag itself pass through unescaped.
 import { BitvilleError, formatDuration } from '../../collector/core/api.js';
-import type { AdminResponse, AdminRoute, RecordReader } from '../../collector/core/api.js';
+import type { AdminRequest, AdminResponse, AdminRoute, RecordReader } from '../../collector/core/api.js';
 import { DEFAULT_JOIN_OPTIONS, type JoinOptions } from './join.js';
-import { listRequests, parseRequestFilters, traceOf, type RequestFilters, type RequestRow, type TraceView } from './lookup.js';
+import { listRequests, parseRequestFilters, traceOf, type RequestFilters, type RequestRow, type SummaryState, type TraceView } from './lookup.js';
+import type { TreeSpan } from './trace-view.js';
 import { renderProfileSection } from './flamegraph.js';
 
 class Html {
@@ -35,7 +36,11 @@ export function html(strings: TemplateStringsArray, ...values: unknown[]): Html 
 const json = (body: unknown, status = 200): AdminResponse => ({ status, contentType: 'application/json', body: JSON.stringify(body) });
 const htmlPage = (title: string, body: Html, status = 200): AdminResponse => ({ status, contentType: 'text/html; charset=utf-8', body: page(title, body).text });
 
-/** `/`, `/requests/:id`, `/api/requests` and `/api/requests/:id`, reading from `reader`. */
+/**
+ * `/`, `/requests/:id` and `/traces/:id` (one page: the request summary when there is one, then
+ * the whole trace), `/traces?id=` (the list page's trace id form), `/api/requests`, and
+ * `/api/requests/:id` = `/api/traces/:id`, reading from `reader`.
+ */
 export function requestRoutes(reader: RecordReader, windowMs: number, options: JoinOptions = DEFAULT_JOIN_OPTIONS): AdminRoute[] {
   const filtersOf = (query: Record<string, string>): { filters?: RequestFilters; error?: string } => {
     try {
@@ -44,6 +49,11 @@ export function requestRoutes(reader: RecordReader, windowMs: number, options: J
       if (!(err instanceof BitvilleError)) throw err;
       return { error: err.message };
     }
+  };
+  const tracePageFor = async (id: string): Promise<AdminResponse> => {
+    const view = await traceOf(reader, id, options, { windowMs });
+    if (!view) return htmlPage('Not found', html`<p class="empty">No records with correlation id <code>${id}</code>.</p>${traceForm(id)}`, 404);
+    return htmlPage(`${view.request || view.queries.length ? 'Request' : 'Trace'} ${view.correlationId}`, tracePage(view, windowMs));
   };
   return [
     {
@@ -54,13 +64,13 @@ export function requestRoutes(reader: RecordReader, windowMs: number, options: J
         return json({ requests: await listRequests(reader, filters) });
       },
     },
-    {
-      path: '/api/requests/:id',
-      async handle({ params }) {
-        const view = await traceOf(reader, params.id!, options);
+    ...['/api/requests/:id', '/api/traces/:id'].map((path) => ({
+      path,
+      async handle({ params }: AdminRequest) {
+        const view = await traceOf(reader, params.id!, options, { windowMs });
         return view ? json(view) : json({ error: `no records with correlation id ${params.id}` }, 404);
       },
-    },
+    })),
     {
       path: '/',
       async handle({ query }) {
@@ -70,13 +80,15 @@ export function requestRoutes(reader: RecordReader, windowMs: number, options: J
       },
     },
     {
-      path: '/requests/:id',
-      async handle({ params }) {
-        const view = await traceOf(reader, params.id!, options);
-        if (!view) return htmlPage('Not found', html`<p class="empty">No records with correlation id <code>${params.id}</code>.</p>`, 404);
-        return htmlPage(`Request ${view.correlationId}`, tracePage(view));
+      // The list page's "open a trace" form: GET /traces?id=<pasted id>.
+      path: '/traces',
+      async handle({ query }) {
+        const id = (query.id ?? '').trim();
+        if (id === '') return htmlPage('Trace', html`<p class="error">Paste a trace or correlation id.</p>${traceForm('')}`, 400);
+        return tracePageFor(id);
       },
     },
+    ...['/requests/:id', '/traces/:id'].map((path) => ({ path, handle: ({ params }: AdminRequest) => tracePageFor(params.id!) })),
   ];
 }
 
@@ -127,6 +139,27 @@ a{color:#2f6fb3}
 .wf .dur{text-align:right;font-variant-numeric:tabular-nums;font-size:12px;white-space:nowrap}
 .wf .axis{display:grid;grid-template-columns:minmax(260px,38%) 1fr 84px;gap:10px;padding:0 14px 4px;font-size:11px;color:#778}
 .wf .axis .ticks{display:flex;justify-content:space-between}
+h2{font-size:15px;margin:18px 0 8px}
+.wf.tree ol{list-style:none;margin:0;padding:0}
+.wf.tree .row{height:auto;min-height:24px}
+.wf.tree .kind{display:inline-block;font:10px/15px system-ui,sans-serif;padding:0 5px;border-radius:8px;background:#dde2e8;color:#334}
+.wf.tree .k-server{background:#1d2b3a;color:#fff}
+.wf.tree .k-client{background:#d0e4f7}
+.wf.tree .svc{color:#778;font-family:system-ui,sans-serif;font-size:11px}
+.wf.tree .stmt{color:#556}
+.wf.tree li.span-error .bar{background:#c92a2a}
+.wf.tree .tick{position:absolute;top:0;width:2px;height:14px;background:#f59f00}
+.wf.tree .tick.exc{background:#c92a2a;width:3px}
+.badge.errb{background:#c92a2a}
+.more{font-size:12px;padding:2px 14px 6px;border-left:2px solid #eef1f4}
+.more .event{margin:2px 0}
+.more .exception{color:#a61e1e}
+.more pre{background:#fff5f5;border:1px solid #f0c0c0;padding:6px 8px;overflow:auto;max-height:320px;color:#1d2430}
+.more summary{cursor:pointer;color:#2f6fb3}
+.status-msg{margin:2px 0}
+#logs td.body{font:12px/1.5 ui-monospace,SFMono-Regular,Menlo,monospace;white-space:pre-wrap}
+#logs tr.err td{color:#a61e1e}
+a:focus,summary:focus,button:focus,input:focus{outline:2px solid #f59f00;outline-offset:1px}
 code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px}
 `;
 
@@ -134,7 +167,7 @@ function page(title: string, body: Html): Html {
   return html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>${title} · Bitville</title><style>${new Html(CSS)}</style></head>
-<body><header><a href="/">Bitville</a><span>slow PHP requests and their SQL</span></header>
+<body><header><a href="/">Bitville</a><span>slow PHP requests and their SQL, and any trace</span></header>
 <main>${body}</main></body></html>`;
 }
 
@@ -155,6 +188,7 @@ function listPage(query: Record<string, string>, rows: RequestRow[], error: stri
   <label class="check"><input type="checkbox" name="slowest" value="1"${slowest ? html` checked` : ''}> slowest first</label>
   <button type="submit">Show</button>
 </form>
+${traceForm('')}
 ${error ? html`<p class="error">${error}</p>` : ''}
 ${
   rows.length === 0 && !error
@@ -177,15 +211,54 @@ ${rows.map(
 }`;
 }
 
-function tracePage(v: TraceView): Html {
+/** The small "open a trace" form: a pasted trace or correlation id goes to its view. */
+function traceForm(value: string): Html {
+  return html`<form class="filters" id="open-trace" method="get" action="/traces">
+  <label>Trace or correlation id<input name="id" value="${value}" size="36" placeholder="4bf92f3577b34da6a3ce929d0e0e4736" required></label>
+  <button type="submit">Open trace</button>
+</form>`;
+}
+
+const SUMMARY_TEXT: Record<SummaryState, string> = {
+  made: 'made',
+  pending: 'pending (join window open)',
+  not_made: 'not made (window passed; no correlate processor joined it)',
+  none: 'none (no request span: nothing to summarize)',
+};
+
+function tracePage(v: TraceView, windowMs: number): Html {
+  const isRequest = v.request !== null || v.queries.length > 0;
+  const root = v.trace.spans[0];
+  return html`<h1>${v.request ? `${v.request.method ?? ''} ${v.request.url ?? v.request.name}` : isRequest ? 'Request' : `Trace: ${root?.name ?? v.correlationId}`}</h1>
+${isRequest ? requestSection(v, windowMs) : traceFacts(v)}
+${spanTreeSection(v)}
+${logSection(v)}
+<p><a href="/">← all requests</a> · <a href="/api/traces/${encodeURIComponent(v.correlationId)}">JSON</a></p>`;
+}
+
+/** The facts of a trace that is not a request: complete on its own, never "pending". */
+function traceFacts(v: TraceView): Html {
+  const t = v.trace;
+  return html`<div class="facts" id="trace-facts">
+  <div><b>Duration</b><span>${fmt(t.extentMs)} ms</span></div>
+  <div><b>Spans</b><span>${t.spans.length}</span></div>
+  <div><b>Errors</b><span class="${t.errorCount ? 'err' : ''}">${t.errorCount}</span></div>
+  <div><b>Log records</b><span>${t.logs.length}</span></div>
+  <div><b>Services</b><span>${t.services.join(', ') || '-'}</span></div>
+  <div><b>Started (UTC)</b><span>${t.start ? t.start.replace('T', ' ').slice(0, 23) : '-'}</span></div>
+  <div><b>Trace id</b><span><code>${v.correlationId}</code></span></div>
+</div>`;
+}
+
+/** The PHP request's summary, N+1 note and SQL waterfall, as the request page always showed them. */
+function requestSection(v: TraceView, windowMs: number): Html {
   const r = v.request;
   const extent = v.extentMs > 0 ? v.extentMs : 1;
   const pos = (offsetMs: number, durationMs: number) =>
     `left:${((offsetMs / extent) * 100).toFixed(3)}%;width:${((durationMs / extent) * 100).toFixed(3)}%`;
   const s = v.summary;
   const unattributed = v.queries.filter((q) => q.placement === 'outside_window');
-  return html`<h1>${r ? `${r.method ?? ''} ${r.url ?? r.name}` : 'Request'}</h1>
-<div class="facts">
+  return html`<div class="facts">
   <div><b>Duration</b><span>${r ? `${fmt(r.durationMs)} ms` : '-'}</span></div>
   <div><b>DB time</b><span>${fmt(v.dbTimeMs)} ms</span></div>
   <div><b>Queries</b><span>${v.queryCount}</span></div>
@@ -193,9 +266,13 @@ function tracePage(v: TraceView): Html {
   <div><b>Project</b><span>${v.project || '-'}</span></div>
   <div><b>Started (UTC)</b><span>${v.start ? v.start.replace('T', ' ').slice(0, 23) : '-'}</span></div>
   <div><b>Correlation id</b><span><code>${v.correlationId}</code></span></div>
-  <div><b>Summary</b><span>${s ? (s.revision > 1 ? `revision ${s.revision} (late spans)` : 'made') : 'pending (join window open)'}</span></div>
+  <div><b>Summary</b><span id="summary-state" data-state="${v.summaryState}">${s && s.revision > 1 ? `revision ${s.revision} (late spans)` : SUMMARY_TEXT[v.summaryState]}</span></div>
 </div>
-${!r ? html`<p class="empty">No request span is stored for this id yet: only DB spans.</p>` : ''}
+${!r
+  ? html`<p class="empty">${v.summaryState === 'pending'
+      ? `No request span is stored for this id yet: only DB spans. It is joined if one arrives within the join window (${formatDuration(windowMs)}).`
+      : 'No request span was stored for this id: only DB spans (a request faster than the PHP agent\'s threshold is not sent).'}</p>`
+  : ''}
 ${v.nPlusOne.map((g) => html`<div class="nplus-note"><b>N+1 pattern:</b> ${g.count} × <code>${g.query}</code> (${fmt(g.totalMs)} ms in total)</div>`)}
 <div class="wf" id="waterfall">
   <div class="axis"><span></span><span class="ticks"><span>0</span><span>${fmt(extent / 4)}</span><span>${fmt(extent / 2)}</span><span>${fmt((extent * 3) / 4)}</span><span>${fmt(extent)} ms</span></span><span></span></div>
@@ -209,9 +286,54 @@ ${unattributed.length > 0
       (q) => html`<li data-placement="${q.placement}"><span class="num">${q.offsetMs >= 0 ? '+' : ''}${fmt(q.offsetMs)} ms</span> · ${fmt(q.durationMs)} ms · <code>${q.text}</code></li>`,
     )}</ul></div>`
   : ''}
-${new Html(renderProfileSection(v.profile, v.dbTimeMs, r !== null))}
-${v.otherRecords > 0 ? html`<p>${v.otherRecords} other records carry this id.</p>` : ''}
-<p><a href="/">← all requests</a> · <a href="/api/requests/${encodeURIComponent(v.correlationId)}">JSON</a></p>`;
+${new Html(renderProfileSection(v.profile, v.dbTimeMs, r !== null))}`;
+}
+
+/** Every span as an indented tree on one time axis; events, exceptions and status under each. */
+function spanTreeSection(v: TraceView): Html {
+  const t = v.trace;
+  if (t.spans.length === 0) return html`<h2>Spans</h2><p class="empty">No spans carry this id (log records only).</p>`;
+  const extent = t.extentMs > 0 ? t.extentMs : 1;
+  const pct = (ms: number) => `${Math.max(0, Math.min(100, (ms / extent) * 100)).toFixed(3)}%`;
+  const row = (s: TreeSpan) => {
+    const details = s.events.length > 0 || s.status.message !== '';
+    return html`<li class="span${s.status.code === 'error' ? ' span-error' : ''}" id="span-${s.spanId}" data-span-id="${s.spanId}" data-parent-span-id="${s.parentSpanId}" data-depth="${s.depth}" data-kind="${s.kind}">
+<div class="row"><div class="label" style="padding-left:${s.depth * 16}px"><span class="kind k-${s.kind}" title="span kind">${s.kind}</span> <span class="name" title="${s.statement ?? s.name}">${s.name}</span> <span class="svc">${s.service}</span>${s.statement ? html` <code class="stmt" title="${s.statement}">${s.statement}</code>` : ''}${s.joinedByCorrelation ? html` <span class="svc" title="no parent span id: placed under the request by its correlation id">(joined)</span>` : ''}${s.status.code === 'error' ? html` <span class="badge errb">error</span>` : ''}</div><div class="track"><div class="bar" style="left:${pct(s.offsetMs)};width:${pct(s.durationMs)}"></div>${s.events.map(
+      (e) => html`<span class="tick${e.exception ? ' exc' : ''}" style="left:${pct(e.offsetMs)}" title="${e.name}"></span>`,
+    )}</div><div class="dur">${fmt(s.durationMs)} ms</div></div>
+${details
+  ? html`<div class="more" style="margin-left:${s.depth * 16 + 14}px">${s.status.message ? html`<p class="status-msg err">Status ${s.status.code}: ${s.status.message}</p>` : ''}${s.events.map((e) =>
+      e.exception
+        ? html`<div class="event exception"><b>exception</b> at +${fmt(e.offsetMs)} ms: <span class="exc-type">${e.exception.type ?? ''}</span>${e.exception.message ? html`: <span class="exc-msg">${e.exception.message}</span>` : ''}${e.exception.stacktrace ? html`<details><summary>stack trace</summary><pre>${e.exception.stacktrace}</pre></details>` : ''}</div>`
+        : html`<div class="event"><b>${e.name}</b> at +${fmt(e.offsetMs)} ms${attrList(e.attributes)}</div>`,
+    )}</div>`
+  : ''}
+</li>`;
+  };
+  return html`<h2>Spans (${t.spans.length})</h2>
+<div class="wf tree" id="spans">
+  <div class="axis"><span></span><span class="ticks"><span>0</span><span>${fmt(extent / 4)}</span><span>${fmt(extent / 2)}</span><span>${fmt((extent * 3) / 4)}</span><span>${fmt(extent)} ms</span></span><span></span></div>
+  <ol>${t.spans.map(row)}</ol>
+</div>`;
+}
+
+function attrList(attributes: Record<string, unknown>): Html | string {
+  const entries = Object.entries(attributes);
+  if (entries.length === 0) return '';
+  return html` <span class="attrs">${entries.map(([k, val]) => html`<code>${k}=${typeof val === 'string' ? val : JSON.stringify(val)}</code> `)}</span>`;
+}
+
+/** The id's log records, oldest first, each linked to the span it was emitted in. */
+function logSection(v: TraceView): Html | string {
+  const logs = v.trace.logs;
+  if (logs.length === 0) return '';
+  const names = new Map(v.trace.spans.map((s) => [s.spanId, s.name]));
+  return html`<h2>Logs (${logs.length})</h2>
+<table id="logs"><thead><tr><th>Time (UTC)</th><th>Offset</th><th>Severity</th><th>Service</th><th>Span</th><th>Message</th></tr></thead><tbody>
+${logs.map(
+  (l) => html`<tr class="${l.severityNumber >= 17 ? 'err' : ''}"><td class="num">${l.time.replace('T', ' ').slice(0, 23)}</td><td class="num">${l.offsetMs >= 0 ? '+' : ''}${fmt(l.offsetMs)} ms</td><td>${l.severity}</td><td>${l.service}</td><td>${l.spanId && names.has(l.spanId) ? html`<a href="#span-${l.spanId}">${names.get(l.spanId)}</a>` : l.spanId ? html`<code>${l.spanId}</code>` : '-'}</td><td class="body">${l.body}${attrList(l.attributes)}</td></tr>`,
+)}
+</tbody></table>`;
 }
 
 function fmt(ms: number): string {
