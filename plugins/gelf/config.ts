@@ -110,6 +110,12 @@ export function gelfConfigSchema(z: typeof Zod, helpers: SchemaHelpers) {
       max_full_message_bytes: helpers.size().default(256 * 1024),
       /** Delay before the next try after a failed send while the breaker is still closed. */
       retry_delay: helpers.duration().default(1000),
+      /**
+       * At start, open (and close) one TCP connection to the endpoint and log whether it answers,
+       * so a Graylog that is down shows in the log before any data arrives. Skipped while the
+       * breaker is open, and for UDP (nothing answers).
+       */
+      startup_check: z.boolean().default(true),
       circuit_breaker: z
         .strictObject({
           /** Consecutive failed sends that open the breaker. */

@@ -1,5 +1,6 @@
 // The gelf exporter: serializes a batch, sends it through the breaker-wrapped transport and
 // reports exactly what was sent. The collector marks `forwarded_to_graylog` from that report.
+import { connect } from 'node:net';
 import { hostname } from 'node:os';
 import type { ExportResult, Exporter, ExporterContext, StoredRecord } from '../../collector/core/api.js';
 import { BrokenCircuitError, PersistedBreaker, SameIncidentError, STATE_VALUES } from './breaker.js';
@@ -49,6 +50,8 @@ export function createTransport(config: GelfConfig): Transport {
 }
 
 /** Window over which the throughput gauge is measured. */
+/** How long the start-up reachability check waits for a TCP connection. */
+const STARTUP_CHECK_TIMEOUT_MS = 2000;
 const THROUGHPUT_WINDOW_MS = 10_000;
 
 /** Ids remembered as possibly delivered; past this the oldest are forgotten (only the metric suffers). */
@@ -113,6 +116,26 @@ export class GelfExporter implements Exporter {
       logger: this.context.logger,
       onTransition: () => this.metrics.transitions.inc(),
     });
+    if (this.config.startup_check && this.breaker.state === 'closed') void this.checkReachable();
+  }
+
+  /** One TCP connection, opened and closed at once: is anything listening at the endpoint? */
+  private async checkReachable(): Promise<void> {
+    const { scheme, host, port } = parseEndpoint(this.config.endpoint);
+    const endpoint = this.config.endpoint;
+    if (scheme === 'udp') {
+      this.context.logger.info({ endpoint }, 'GELF over UDP: nothing answers, so reachability cannot be checked');
+      return;
+    }
+    const error = await new Promise<Error | undefined>((resolve) => {
+      const socket = connect({ host, port, timeout: STARTUP_CHECK_TIMEOUT_MS });
+      socket.once('connect', () => (socket.destroy(), resolve(undefined)));
+      socket.once('timeout', () => (socket.destroy(), resolve(new Error(`no answer within ${STARTUP_CHECK_TIMEOUT_MS} ms`))));
+      socket.once('error', (err) => resolve(err));
+    });
+    if (this.stopping) return;
+    if (error) this.context.logger.warn({ endpoint, err: error.message }, 'GELF endpoint unreachable: records wait in the store until it answers');
+    else this.context.logger.info({ endpoint }, 'GELF endpoint reachable');
   }
 
   async shutdown(): Promise<void> {

@@ -237,3 +237,27 @@ async function waitUntil(condition: () => boolean, timeoutMs = 5000): Promise<vo
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+test('at start the exporter logs whether the endpoint answers, before any data', async (t) => {
+  const receiver = await TcpReceiver.start();
+  t.after(() => receiver.close());
+  const up = await startExporter(t, { endpoint: `tcp://127.0.0.1:${receiver.port}`, startup_check: true });
+  const reachable = await new Promise<Record<string, unknown>>((resolve) => {
+    const found = () => up.logs.find((l) => l.msg === 'GELF endpoint reachable');
+    if (found()) return resolve(found()!);
+    up.events.on('log', () => found() && resolve(found()!));
+  });
+  assert.equal(reachable.endpoint, `tcp://127.0.0.1:${receiver.port}`);
+
+  // A port nothing listens on: the one the receiver had, once it is closed.
+  const closed = await TcpReceiver.start();
+  const port = closed.port;
+  await closed.close();
+  const down = await startExporter(t, { endpoint: `tcp://127.0.0.1:${port}`, startup_check: true });
+  const unreachable = await new Promise<Record<string, unknown>>((resolve) => {
+    const found = () => down.logs.find((l) => /GELF endpoint unreachable/.test(String(l.msg)));
+    if (found()) return resolve(found()!);
+    down.events.on('log', () => found() && resolve(found()!));
+  });
+  assert.match(String(unreachable.err), /ECONNREFUSED/);
+});
