@@ -18,6 +18,19 @@ export interface BufferLimits {
 }
 
 export function agentMetrics(source: string, levels: () => BufferLevels, breakerState: () => number, limits?: BufferLimits) {
+  const metrics = createMetrics(source, levels, breakerState, limits);
+  // Every series whose labels are known up front exists at 0 from the start, so a dashboard or
+  // an alert can rate it before the first event.
+  for (const signal of ['traces', 'logs']) {
+    metrics.exported.inc({ signal }, 0);
+    metrics.batchSplits.inc({ signal }, 0);
+    for (const kind of ['retryable', 'permanent', 'unauthorized']) metrics.exportFailures.inc({ signal, kind }, 0);
+  }
+  for (const reason of ['memory_full', 'disk_full', 'rejected']) metrics.dropped.inc({ reason }, 0);
+  return metrics;
+}
+
+function createMetrics(source: string, levels: () => BufferLevels, breakerState: () => number, limits?: BufferLimits) {
   const registry = new Registry();
   registry.setDefaultLabels({ agent: source });
   collectDefaultMetrics({ register: registry });
