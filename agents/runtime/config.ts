@@ -23,6 +23,11 @@ export function runtimeConfigShape(defaults: RuntimeDefaults) {
     project: z.string().min(1),
     /** host.name of everything the agent sends. */
     host_name: z.string().min(1).default(hostname()),
+    /**
+     * How often the agent sends a heartbeat (a log record with its own counters), so the
+     * collector's `health` processor can tell a silent agent from an idle one; 0 turns it off.
+     */
+    heartbeat_interval: duration().prefault('1m'),
     exporter: z
       .strictObject({
         /** The collector's OTLP/HTTP base URL; /v1/traces and /v1/logs are appended. */

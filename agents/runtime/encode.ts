@@ -96,6 +96,7 @@ export function encodeLogs(logs: AgentLog[], resource: Attributes, scope: Scope)
             attributes: keyValues(l.attributes),
             traceId: l.traceId ? bytes(l.traceId) : undefined,
             spanId: l.spanId ? bytes(l.spanId) : undefined,
+            eventName: l.eventName ? wellFormed(l.eventName) : undefined,
           })),
         },
       ],

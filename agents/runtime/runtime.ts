@@ -70,6 +70,8 @@ export class AgentRuntime implements AgentSink {
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
   private persistTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private readonly startedAt = Date.now();
   private inFlight: AbortController | undefined;
   private idleWaiters: (() => void)[] = [];
   private server: Server | undefined;
@@ -116,6 +118,49 @@ export class AgentRuntime implements AgentSink {
     if (this.buffer.diskEvents > 0) this.logger.info({ events: this.buffer.diskEvents, bytes: this.buffer.diskBytes }, 'replaying the disk buffer');
     this.running = true;
     this.loop = this.run();
+    const every = this.config.heartbeat_interval;
+    if (every > 0) this.heartbeatTimer = setInterval(() => void this.heartbeat(), every);
+  }
+
+  /**
+   * Queues one heartbeat: a log record (event name `bitville.heartbeat`) with the agent's own
+   * counters, so silence is detectable downstream (the collector's `health` processor). It is
+   * buffered and exported like any event but never counted as a received event.
+   */
+  async heartbeat(): Promise<void> {
+    if (!this.running) return;
+    try {
+      const sum = async (counter: { get(): Promise<{ values: { value: number }[] }> }) => (await counter.get()).values.reduce((n, v) => n + v.value, 0);
+      const [received, exported, dropped] = await Promise.all([sum(this.metrics.received), sum(this.metrics.exported), sum(this.metrics.dropped)]);
+      const limits = this.config.buffer;
+      const event: AgentEvent = {
+        type: 'log',
+        log: {
+          timeUnixNano: `${Date.now()}000000`,
+          severityNumber: 9,
+          severityText: 'INFO',
+          body: 'heartbeat',
+          eventName: 'bitville.heartbeat',
+          attributes: {
+            'bitville.kind': 'heartbeat',
+            'bitville.heartbeat.interval_s': this.config.heartbeat_interval / 1000,
+            'bitville.agent.uptime_s': Math.round((Date.now() - this.startedAt) / 1000),
+            'bitville.agent.events_received': received,
+            'bitville.agent.events_exported': exported,
+            'bitville.agent.events_dropped': dropped,
+            'bitville.agent.buffered_events': this.buffer.memoryEvents + this.buffer.diskEvents,
+            'bitville.agent.buffer_memory_fill': Number((this.buffer.memoryBytes / limits.memory_limit).toFixed(4)),
+            'bitville.agent.buffer_disk_fill': Number((this.buffer.diskBytes / limits.disk_limit).toFixed(4)),
+            'bitville.agent.exporter_breaker_state': this.breaker.state === CircuitState.Closed ? 0 : this.breaker.state === CircuitState.HalfOpen ? 2 : 1,
+          },
+        },
+      };
+      if (!this.running) return;
+      this.buffer.add(JSON.stringify(event));
+      this.persistTimer ??= setTimeout(() => this.wakeLoop(), this.config.buffer.persist_interval);
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message }, 'cannot queue a heartbeat');
+    }
   }
 
   submit(event: AgentEvent): void {
@@ -154,6 +199,7 @@ export class AgentRuntime implements AgentSink {
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
+    clearInterval(this.heartbeatTimer);
     this.inFlight?.abort();
     this.wakeLoop();
     await this.loop;

@@ -34,6 +34,8 @@ export interface AgentLog {
   traceId?: string;
   spanId?: string;
   resource?: Record<string, AgentAttributeValue>;
+  /** OTLP LogRecord event name (`bitville.heartbeat`). */
+  eventName?: string;
 }
 
 export type AgentEvent = { type: 'span'; span: AgentSpan } | { type: 'log'; log: AgentLog };

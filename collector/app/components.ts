@@ -9,6 +9,7 @@ import { factory as samplerProcessor } from '../../plugins/sampler/index.js';
 import { factory as filterProcessor } from '../../plugins/filter/index.js';
 import { factory as redactionProcessor } from '../../plugins/redaction/index.js';
 import { factory as prometheusExporter } from '../../plugins/prometheus/index.js';
+import { factory as healthProcessor } from '../../plugins/health/index.js';
 import { factory as attributesProcessor, resourceFactory as resourceProcessor, enrichFactory as enrichProcessor } from '../../plugins/attributes/index.js';
 
 export const builtinFactories: readonly Factory[] = [
@@ -20,6 +21,7 @@ export const builtinFactories: readonly Factory[] = [
   redactionProcessor,
   filterProcessor,
   samplerProcessor,
+  healthProcessor,
   debugExporter,
   gelfExporter,
   prometheusExporter,

@@ -151,6 +151,7 @@ function urlOf(a: Attributes): string | undefined {
   return firstString(a, ['http.target']);
 }
 
+const LOG_KINDS = new Set(['alert', 'heartbeat']);
 const SPAN_KIND_NAMES = Object.fromEntries(Object.entries(SpanKind).map(([name, n]) => [n, name]));
 const STATUS_NAMES = Object.fromEntries(Object.entries(StatusCode).map(([name, n]) => [n, name]));
 
@@ -184,7 +185,8 @@ export function toGelf(record: StoredRecord, options: SerializerOptions): GelfMe
     for (const key in attributes) put(fieldName(key), attributes[key]);
   }
 
-  put('_kind', record.kind);
+  // A log record may name a finer kind of this project's own (`alert`, `heartbeat`), so `kind:alert` finds alerts.
+  put('_kind', record.kind === 'log' && LOG_KINDS.has(record.attributes['bitville.kind'] as string) ? (record.attributes['bitville.kind'] as string) : record.kind);
   put('_record_id', record.id);
   if (record.traceId) put('_trace_id', record.traceId);
   if (record.spanId) put('_span_id', record.spanId);
