@@ -142,16 +142,24 @@ function firstNumber(attributes: Attributes, keys: string[]): number | undefined
   return undefined;
 }
 
+// Attribute keys looked up per record, allocated once.
+const URL_KEYS = ['url.full', 'http.url'];
+const PATH_KEYS = ['url.path'];
+const QUERY_KEYS = ['url.query'];
+const TARGET_KEYS = ['http.target'];
+const METHOD_KEYS = ['http.request.method', 'http.method'];
+const STATUS_KEYS = ['http.response.status_code', 'http.status_code'];
+
 /** `_url`: url.full, else path (+ query), else the older http.url / http.target. */
 function urlOf(a: Attributes): string | undefined {
-  const full = firstString(a, ['url.full', 'http.url']);
+  const full = firstString(a, URL_KEYS);
   if (full) return full;
-  const path = firstString(a, ['url.path']);
+  const path = firstString(a, PATH_KEYS);
   if (path) {
-    const query = firstString(a, ['url.query']);
+    const query = firstString(a, QUERY_KEYS);
     return query ? `${path}?${query}` : path;
   }
-  return firstString(a, ['http.target']);
+  return firstString(a, TARGET_KEYS);
 }
 
 const SPAN_KIND_NAMES = Object.fromEntries(Object.entries(SpanKind).map(([name, n]) => [n, name]));
@@ -184,9 +192,9 @@ function partsOf(record: StoredRecord, options: SerializerOptions): Parts {
 
   // Attributes first, least specific first, so record attributes win over scope and
   // resource ones, and the fixed fields below win over all of them.
-  for (const attributes of [record.resource, record.scope.attributes, record.attributes]) {
-    for (const key in attributes) put(fieldName(key), attributes[key]);
-  }
+  for (const key in record.resource) put(fieldName(key), record.resource[key]);
+  for (const key in record.scope.attributes) put(fieldName(key), record.scope.attributes[key]);
+  for (const key in record.attributes) put(fieldName(key), record.attributes[key]);
 
   put('_kind', record.kind);
   put('_record_id', record.id);
@@ -211,8 +219,8 @@ function partsOf(record: StoredRecord, options: SerializerOptions): Parts {
 
   const a = record.attributes;
   put('_url', urlOf(a));
-  put('_method', firstString(a, ['http.request.method', 'http.method']));
-  put('_status_code', firstNumber(a, ['http.response.status_code', 'http.status_code']));
+  put('_method', firstString(a, METHOD_KEYS));
+  put('_status_code', firstNumber(a, STATUS_KEYS));
   if (record.correlationId) put('_correlation_id', record.correlationId);
   put('_project', project);
   put('_source', source);
