@@ -98,7 +98,7 @@ export default async function gelfReplayBench(): Promise<void> {
       await store.append(Array.from({ length: Math.min(5000, RECORDS - i) }, (_, k) => record(i + k)));
     }
     const telemetry = new Telemetry(pino({ level: 'warn' }));
-    const config = gelfConfig({ endpoint: `tcp://127.0.0.1:${sink.port}`, batch_size: BATCH });
+    const config = gelfConfig({ endpoint: `tcp://127.0.0.1:${sink.port}`, batch_size: BATCH, ...(process.env.GELF_BENCH_EXTRA ? JSON.parse(process.env.GELF_BENCH_EXTRA) : {}) });
 
     // The same frames the exporter writes, prepared ahead for the baseline.
     const serializerOptions = { defaultHost: 'bench', maxFieldBytes: 32_000, maxFullMessageBytes: 256 * 1024 };
