@@ -159,7 +159,7 @@ export default async function run(): Promise<void> {
     `  request latency p50 ${median(peaks.map((x) => x.p50)).toFixed(1)} ms, p99 ${median(peaks.map((x) => x.p99)).toFixed(1)} ms; collector CPU ${(median(peaks.map((x) => x.cpu)) * 100).toFixed(0)}% of one core; peak RSS ${median(peaks.map((x) => x.peakRss)).toFixed(0)} MiB; refused requests ${peaks.map((x) => x.refused).join(', ')}`,
   );
   const g = median(grpcPeaks.map((x) => x.rate));
-  console.log(`peak over OTLP/gRPC, 4 senders, 100-span batches: ${g.toFixed(0)} spans/s (median of ${RUNS}: ${grpcPeaks.map((x) => x.rate.toFixed(0)).join(', ')}); ratio to OTLP/HTTP ${(g / p).toFixed(2)}`);
+  console.log(`peak over OTLP/gRPC, 4 senders, 100-span batches: ${g.toFixed(0)} spans/s (median of ${RUNS}: ${grpcPeaks.map((x) => x.rate.toFixed(0)).join(', ')}); ratio to OTLP/HTTP ${(g / p).toFixed(2)}, to baseline ${(g / b).toFixed(2)}`);
   console.log(
     `  call latency p50 ${median(grpcPeaks.map((x) => x.p50)).toFixed(1)} ms, p99 ${median(grpcPeaks.map((x) => x.p99)).toFixed(1)} ms; collector CPU ${(median(grpcPeaks.map((x) => x.cpu)) * 100).toFixed(0)}% of one core; peak RSS ${median(grpcPeaks.map((x) => x.peakRss)).toFixed(0)} MiB; refused calls ${grpcPeaks.map((x) => x.refused).join(', ')}`,
   );
