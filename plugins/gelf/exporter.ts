@@ -6,7 +6,7 @@ import type { ExportResult, Exporter, ExporterContext, StoredRecord } from '../.
 import { BrokenCircuitError, PersistedBreaker, SameIncidentError, STATE_VALUES } from './breaker.js';
 import { compressionOf, parseEndpoint, type GelfConfig } from './config.js';
 import { HttpTransport } from './http.js';
-import { fitTo, serialize, type SerializerOptions } from './serializer.js';
+import { fitTo, serialize, toGelf, type SerializerOptions } from './serializer.js';
 import { TcpTransport } from './tcp.js';
 import { tlsOptions } from './tls-options.js';
 import { UnconfirmedError, type Encoded, type Transport } from './transport.js';
@@ -176,10 +176,11 @@ export class GelfExporter implements Exporter {
         continue;
       }
       let json: string | undefined = serialized.json;
-      let size = Buffer.byteLength(json);
+      let size = serialized.bytes;
       if (size > transport.maxMessageBytes) {
         // Too large for the transport (UDP: 128 chunks; HTTP: the body limit): cut full_message.
-        json = fitTo(serialized.message, transport.maxMessageBytes);
+        // Rare, so the message is mapped again here rather than kept for every record.
+        json = fitTo(toGelf(record, this.serializerOptions), transport.maxMessageBytes);
         if (json === undefined) {
           this.reject(rejected, record.id, `too large for the transport (${transport.maxMessageBytes} bytes) even with full_message cut to 64 bytes`);
           continue;

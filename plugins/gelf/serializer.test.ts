@@ -196,3 +196,29 @@ test('fitTo cuts full_message until the JSON fits a transport limit, escapes and
   assert.equal(fitTo(small, 1_000_000), JSON.stringify(small), 'a message that fits is left alone');
   assert.equal(fitTo(small, 200), undefined, 'too large even with full_message at 64 bytes');
 });
+
+test('serialize writes the same JSON as the mapped message, escapes, multi-byte text and cuts included', () => {
+  const small = { defaultHost: 'collector-host', maxFieldBytes: 64, maxFullMessageBytes: 400 };
+  const records = [
+    spanRecord(1),
+    spanRecord(2, {
+      resource: { 'host.name': 'wéb-"1"\n', 'service.name': 'shop', flag: true, list: [1, 'a'], ratio: Number.NaN },
+      attributes: { 'db.query.text': 'SELECT "x"\t\u0000'.repeat(20), 'http.status_code': '404', id: 'mine', 'a.b': -0 },
+      status: { code: 2, message: 'boom' },
+    } as Partial<StoredRecord>),
+    logRecord(3, { body: { query: 'SELECT 1', ms: 3 }, severityNumber: 17 } as Partial<StoredRecord>),
+  ];
+  for (const record of records) {
+    for (const opts of [options, small]) {
+      const result = serialize(record, opts);
+      assert.ok('json' in result, `record ${record.id} serializes`);
+      assert.equal(result.json, JSON.stringify(toGelf(record, opts)), 'the same text, field order included');
+      assert.equal(result.bytes, Buffer.byteLength(result.json));
+      assert.equal(validate(JSON.parse(result.json) as GelfMessage), undefined, 'valid for Graylog');
+    }
+  }
+  const blank = serialize(spanRecord(4, { resource: { 'host.name': '  ', 'service.name': 'shop' } } as Partial<StoredRecord>), options);
+  assert.deepEqual(blank, { id: 4, error: 'host is empty' });
+  const timeless = serialize(spanRecord(5, { startTimeUnixNano: '', receivedAtMs: Number.NaN } as Partial<StoredRecord>), options);
+  assert.deepEqual(timeless, { id: 5, error: 'timestamp is not a positive number' });
+});

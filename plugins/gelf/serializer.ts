@@ -112,9 +112,12 @@ function levelOf(record: StoredRecord): number {
 /** Nanoseconds (decimal string) -> RFC 3339 with nanoseconds, e.g. 2024-05-01T12:00:00.123456789Z. */
 export function isoNanos(nanos: string): string {
   const digits = nanos.padStart(10, '0');
-  const seconds = Number(digits.slice(0, -9));
-  return `${new Date(seconds * 1000).toISOString().slice(0, 19)}.${digits.slice(-9)}Z`;
+  const seconds = digits.slice(0, -9);
+  // Records come in time order: most share the previous record's second.
+  if (seconds !== isoSecond[0]) isoSecond = [seconds, new Date(Number(seconds) * 1000).toISOString().slice(0, 19)];
+  return `${isoSecond[1]}.${digits.slice(-9)}Z`;
 }
+let isoSecond: [string, string] = ['', ''];
 
 /** Nanoseconds (decimal string) -> GELF timestamp: seconds with millisecond decimals. */
 function gelfTimestamp(nanos: string): number {
@@ -139,51 +142,60 @@ function firstNumber(attributes: Attributes, keys: string[]): number | undefined
   return undefined;
 }
 
+// Attribute keys looked up per record, allocated once.
+const URL_KEYS = ['url.full', 'http.url'];
+const PATH_KEYS = ['url.path'];
+const QUERY_KEYS = ['url.query'];
+const TARGET_KEYS = ['http.target'];
+const METHOD_KEYS = ['http.request.method', 'http.method'];
+const STATUS_KEYS = ['http.response.status_code', 'http.status_code'];
+
 /** `_url`: url.full, else path (+ query), else the older http.url / http.target. */
 function urlOf(a: Attributes): string | undefined {
-  const full = firstString(a, ['url.full', 'http.url']);
+  const full = firstString(a, URL_KEYS);
   if (full) return full;
-  const path = firstString(a, ['url.path']);
+  const path = firstString(a, PATH_KEYS);
   if (path) {
-    const query = firstString(a, ['url.query']);
+    const query = firstString(a, QUERY_KEYS);
     return query ? `${path}?${query}` : path;
   }
-  return firstString(a, ['http.target']);
+  return firstString(a, TARGET_KEYS);
 }
 
 const LOG_KINDS = new Set(['alert', 'heartbeat']);
 const SPAN_KIND_NAMES = Object.fromEntries(Object.entries(SpanKind).map(([name, n]) => [n, name]));
 const STATUS_NAMES = Object.fromEntries(Object.entries(StatusCode).map(([name, n]) => [n, name]));
 
-/** Builds the GELF message of one record. Throws when the record is malformed. */
-export function toGelf(record: StoredRecord, options: SerializerOptions): GelfMessage {
+/** The header of a GELF message and its custom fields in output order (later writes win, in place). */
+interface Parts {
+  host: string;
+  short_message: string;
+  full_message: string;
+  timestamp: number;
+  level: number;
+  fields: Map<string, GelfValue>;
+}
+
+/** Maps one record to the parts of its GELF message. Throws when the record is malformed. */
+function partsOf(record: StoredRecord, options: SerializerOptions): Parts {
   const time = timeOf(record);
   const timeNs = time && /^[1-9]\d*$/.test(time) ? time : `${record.receivedAtMs}000000`;
   const project = projectOf(record);
   const source = sourceOf(record);
   const hostName = record.resource['host.name'];
   const maxField = options.maxFieldBytes;
-
-  const message = {
-    version: '1.1',
-    host: truncate(typeof hostName === 'string' && hostName !== '' ? hostName : options.defaultHost, maxField),
-    short_message: truncate(`${source} - ${project || 'unknown'}`, maxField),
-    full_message: truncate(JSON.stringify(record), options.maxFullMessageBytes),
-    timestamp: gelfTimestamp(timeNs),
-    level: levelOf(record),
-  } as GelfMessage;
-  const fields = message as unknown as Record<string, GelfValue>;
+  const fields = new Map<string, GelfValue>();
   const put = (name: string, value: AttributeValue | undefined) => {
     if (value === undefined) return;
     const v = fieldValue(value);
-    if (v !== undefined) fields[name] = typeof v === 'string' ? truncate(v, maxField) : v;
+    if (v !== undefined) fields.set(name, typeof v === 'string' ? truncate(v, maxField) : v);
   };
 
   // Attributes first, least specific first, so record attributes win over scope and
   // resource ones, and the fixed fields below win over all of them.
-  for (const attributes of [record.resource, record.scope.attributes, record.attributes]) {
-    for (const key in attributes) put(fieldName(key), attributes[key]);
-  }
+  for (const key in record.resource) put(fieldName(key), record.resource[key]);
+  for (const key in record.scope.attributes) put(fieldName(key), record.scope.attributes[key]);
+  for (const key in record.attributes) put(fieldName(key), record.attributes[key]);
 
   // A log record may name a finer kind of this project's own (`alert`, `heartbeat`), so `kind:alert` finds alerts.
   put('_kind', record.kind === 'log' && LOG_KINDS.has(record.attributes['bitville.kind'] as string) ? (record.attributes['bitville.kind'] as string) : record.kind);
@@ -209,13 +221,29 @@ export function toGelf(record: StoredRecord, options: SerializerOptions): GelfMe
 
   const a = record.attributes;
   put('_url', urlOf(a));
-  put('_method', firstString(a, ['http.request.method', 'http.method']));
-  put('_status_code', firstNumber(a, ['http.response.status_code', 'http.status_code']));
+  put('_method', firstString(a, METHOD_KEYS));
+  put('_status_code', firstNumber(a, STATUS_KEYS));
   if (record.correlationId) put('_correlation_id', record.correlationId);
   put('_project', project);
   put('_source', source);
   put('_duration_ms', durationOf(record));
   put('_timestamp', isoNanos(timeNs));
+  return {
+    host: truncate(typeof hostName === 'string' && hostName !== '' ? hostName : options.defaultHost, maxField),
+    short_message: truncate(`${source} - ${project || 'unknown'}`, maxField),
+    full_message: truncate(JSON.stringify(record), options.maxFullMessageBytes),
+    timestamp: gelfTimestamp(timeNs),
+    level: levelOf(record),
+    fields,
+  };
+}
+
+/** Builds the GELF message of one record. Throws when the record is malformed. */
+export function toGelf(record: StoredRecord, options: SerializerOptions): GelfMessage {
+  const { fields, ...header } = partsOf(record, options);
+  const message = { version: '1.1', ...header } as GelfMessage;
+  const out = message as unknown as Record<string, GelfValue>;
+  for (const [name, value] of fields) out[name] = value;
   return message;
 }
 
@@ -274,15 +302,26 @@ export function fitTo(message: GelfMessage, maxBytes: number): string | undefine
   return json;
 }
 
-export type Serialized = { id: number; message: GelfMessage; json: string } | { id: number; error: string };
+export type Serialized = { id: number; json: string; bytes: number } | { id: number; error: string };
 
-/** Maps, validates and encodes one record; never throws. */
+/**
+ * Maps, checks and encodes one record; never throws. The JSON text is built directly from the
+ * mapped parts, each value escaped once (full_message is the one long value); `bytes` is its
+ * UTF-8 length, measured once. Only what the mapping can get wrong is checked: the host (a
+ * blank resource host.name) and the timestamp (a record with no usable time). Field names are
+ * valid by construction (fieldName() and the fixed names use only A-Z, a-z, 0-9, `_`, `-`,
+ * never `_id`), and fieldValue() yields only strings and finite numbers; validate() checks
+ * whole messages from elsewhere.
+ */
 export function serialize(record: StoredRecord, options: SerializerOptions): Serialized {
   try {
-    const message = toGelf(record, options);
-    const problem = validate(message);
-    if (problem) return { id: record.id, error: problem };
-    return { id: record.id, message, json: encode(message) };
+    const parts = partsOf(record, options);
+    if (parts.host.trim() === '') return { id: record.id, error: 'host is empty' };
+    if (!(parts.timestamp > 0 && Number.isFinite(parts.timestamp))) return { id: record.id, error: 'timestamp is not a positive number' };
+    let json = `{"version":"1.1","host":${JSON.stringify(parts.host)},"short_message":${JSON.stringify(parts.short_message)},"full_message":${JSON.stringify(parts.full_message)},"timestamp":${parts.timestamp},"level":${parts.level}`;
+    for (const [name, value] of parts.fields) json += `,"${name}":${typeof value === 'string' ? JSON.stringify(value) : value}`;
+    json += '}';
+    return { id: record.id, json, bytes: Buffer.byteLength(json) };
   } catch (err) {
     return { id: record.id, error: `cannot map the record to GELF: ${(err as Error).message}` };
   }
