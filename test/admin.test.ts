@@ -65,4 +65,7 @@ test('the installed bin is executable and prints the version', async () => {
   assert.ok(statSync(bin).mode & 0o100, `${pkg.bin.bitville} has its execute bit`);
   const { stdout } = await run(bin, ['--version']);
   assert.equal(stdout.trim(), pkg.version);
+  // As a user runs it from the checkout, right after a build (--no-install: never the registry).
+  const viaNpx = await run('npx', ['--no-install', 'bitville', '--version'], { cwd: repoRoot });
+  assert.equal(viaNpx.stdout.trim(), pkg.version);
 });
