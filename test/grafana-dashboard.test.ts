@@ -10,6 +10,7 @@ import { daemonConfig, startDaemon } from '../agents/php/harness.fixture.js';
 import { startCollector } from './collector.js';
 import { repoRoot, tempDir } from './env.js';
 import { refusedPort } from './agent-check.fixture.js';
+import { declaredNames } from './prometheus-text.fixture.js';
 
 interface Panel {
   id: number;
@@ -31,15 +32,6 @@ const exprs = [
 ];
 /** Identifiers of this project's metrics (and `up`) in the PromQL; labels and functions are not metric names. */
 const usedNames = new Set(exprs.flatMap((e) => [...e.matchAll(/\b(?:bitville|otelcol)_[a-z0-9_]+\b|\bup(?=\{)/g)].map((m) => m[0])));
-
-function declaredNames(text: string): Set<string> {
-  const names = new Set<string>();
-  for (const m of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
-    names.add(m[1]!);
-    if (m[2] === 'histogram') for (const s of ['_bucket', '_sum', '_count']) names.add(m[1]! + s);
-  }
-  return names;
-}
 
 test('the dashboard is well formed: unique panel ids, every query on the datasource variable', () => {
   assert.equal(dashboard.uid, 'bitville-pipeline');

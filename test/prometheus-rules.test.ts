@@ -11,6 +11,7 @@ import { daemonConfig, startDaemon } from '../agents/php/harness.fixture.js';
 import { startCollector } from './collector.js';
 import { repoRoot, tempDir } from './env.js';
 import { refusedPort } from './agent-check.fixture.js';
+import { declaredNames } from './prometheus-text.fixture.js';
 
 const DIR = join(repoRoot, 'deploy', 'prometheus');
 
@@ -72,16 +73,6 @@ test('every alert has a unit test in which it fires', () => {
     assert.ok(alerts.includes(name), `${name} is defined`);
   }
 });
-
-/** Metric names a /metrics text declares (# TYPE lines; histograms also as _bucket, _sum, _count). */
-function declaredNames(text: string): Set<string> {
-  const names = new Set<string>();
-  for (const m of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
-    names.add(m[1]!);
-    if (m[2] === 'histogram') for (const s of ['_bucket', '_sum', '_count']) names.add(m[1]! + s);
-  }
-  return names;
-}
 
 test('every metric the rules read is served by a live collector or agent', async (t) => {
   const gelfPort = await refusedPort();

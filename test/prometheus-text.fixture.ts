@@ -47,3 +47,13 @@ export function readExposition(text: string): Exposition {
     },
   };
 }
+
+/** Metric names a /metrics text declares (# TYPE lines; histograms also as _bucket, _sum, _count). */
+export function declaredNames(text: string): Set<string> {
+  const names = new Set<string>();
+  for (const m of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
+    names.add(m[1]!);
+    if (m[2] === 'histogram') for (const s of ['_bucket', '_sum', '_count']) names.add(m[1]! + s);
+  }
+  return names;
+}
