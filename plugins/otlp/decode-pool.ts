@@ -4,7 +4,7 @@
 // The body is transferred (not copied) to the worker; the records come back by structured clone.
 import { isMainThread, parentPort, Worker } from 'node:worker_threads';
 import { ConsumerError } from '../../collector/core/api.js';
-import type { Signal } from '../../collector/core/api.js';
+import type { FlatRecord, Signal } from '../../collector/core/api.js';
 import { opentelemetry } from '../../proto/generated/otlp.js';
 import { flattenLogs, flattenTraces, MAX_ATTRIBUTE_DEPTH, type Flattened } from './decode.js';
 import { flattenMetrics } from './metrics-decode.js';
@@ -21,7 +21,7 @@ const REQUESTS = { traces: ExportTraceServiceRequest, logs: ExportLogsServiceReq
  * BV_BAD_DATA when the body is malformed, BV_DECODER_FAILED when the decoder itself failed
  * on it (a bug; the sender still gets a 400, since the same bytes would fail the same way).
  */
-export function decodeBody(signal: Signal, body: Uint8Array, protobuf: boolean): Flattened<any> {
+export function decodeBody(signal: Signal, body: Uint8Array, protobuf: boolean): Flattened<FlatRecord> {
   let message: object;
   try {
     if (protobuf) {
@@ -55,11 +55,11 @@ interface Job {
   body: Uint8Array;
   protobuf: boolean;
 }
-type Reply = { id: number; result: Flattened<any> } | { id: number; error: { message: string; code: ErrorCode; stack?: string | undefined } };
+type Reply = { id: number; result: Flattened<FlatRecord> } | { id: number; error: { message: string; code: ErrorCode; stack?: string | undefined } };
 
 export class DecodePool {
   readonly #workers: { worker: Worker; busy: number; held: Set<number> }[] = [];
-  readonly #waiting = new Map<number, { resolve: (r: Flattened<any>) => void; reject: (e: Error) => void }>();
+  readonly #waiting = new Map<number, { resolve: (r: Flattened<FlatRecord>) => void; reject: (e: Error) => void }>();
   #next = 0;
 
   /** size 0 decodes on the calling thread. */
@@ -100,7 +100,7 @@ export class DecodePool {
     this.#workers.push(entry);
   }
 
-  decode(signal: Signal, body: Buffer, protobuf: boolean): Promise<Flattened<any>> {
+  decode(signal: Signal, body: Buffer, protobuf: boolean): Promise<Flattened<FlatRecord>> {
     if (this.#workers.length === 0) return Promise.resolve().then(() => decodeBody(signal, body, protobuf));
     const entry = this.#workers.reduce((a, b) => (b.busy < a.busy ? b : a));
     entry.busy++;

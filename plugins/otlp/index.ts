@@ -10,7 +10,7 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { ConsumerError, defineReceiver, parseHostPort } from '../../collector/core/api.js';
-import type { ReceiverContext, Signal } from '../../collector/core/api.js';
+import type { FlatRecord, ReceiverContext, Signal } from '../../collector/core/api.js';
 import { signalCounters } from './counters.js';
 import { google } from '../../proto/generated/otlp.js';
 import { Admission } from './admission.js';
@@ -276,7 +276,7 @@ class OtlpHttpReceiver {
    * midway, the request is answered 503 and its retry may duplicate the records already
    * committed (at least once, as everywhere).
    */
-  async #commit(signal: Signal, flat: Flattened<any>): Promise<void> {
+  async #commit(signal: Signal, flat: Flattened<FlatRecord>): Promise<void> {
     try {
       await this.#ctx.consumer.consume(signal, flat.records);
       return;
@@ -284,7 +284,7 @@ class OtlpHttpReceiver {
       if (!refusedAsData(err)) throw err;
       this.#ctx.logger.warn({ err: (err as ConsumerError).cause, signal }, 'the store refused a value in a request; committing its records one by one');
     }
-    const kept: unknown[] = [];
+    const kept: FlatRecord[] = [];
     for (const record of flat.records) {
       try {
         await this.#ctx.consumer.consume(signal, [record]);
