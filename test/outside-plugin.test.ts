@@ -38,9 +38,12 @@ test('an outside exporter from a plugin file receives every stored record', asyn
     return l.length >= 3 ? l : undefined;
   }, 10_000, 'three records in the file');
   assert.deepEqual(lines.map((l) => JSON.parse(l).name), ['s1', 's2', 's3']);
-  const metrics = await (await fetch(`${c.adminUrl}/metrics`)).text();
-  assert.match(metrics, /file_exporter_written_records\{exporter="file\/main"\} 3/);
-  assert.match(metrics, /otelcol_exporter_queue_size\{exporter="file\/main"\} 0/);
+  // The lines are in the file a moment before export() returns and the queue marks them.
+  await eventually(async () => {
+    const metrics = await (await fetch(`${c.adminUrl}/metrics`)).text();
+    const done = /file_exporter_written_records\{exporter="file\/main"\} 3\n/.test(metrics) && /otelcol_exporter_queue_size\{exporter="file\/main"\} 0\n/.test(metrics);
+    return done || undefined;
+  }, 10_000, 'the exporter counted 3 records and its queue is empty');
 });
 
 test('a plugin that exports no factory is a config error naming the plugins entry', async (t) => {
