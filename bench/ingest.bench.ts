@@ -20,7 +20,7 @@ const BATCH = 100;
 // Every request carries a fresh trace id and later times than the one before, as real senders' do.
 const source = new BatchSource(BATCH);
 
-async function baseline(): Promise<number> {
+export async function baseline(): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'bitville-bench-'));
   const store = new SqliteStore({ path: join(dir, 'b.db'), retentionMs: 7 * 86_400_000, maxSizeBytes: 10 * 1024 ** 3, synchronous: 'NORMAL' });
   await store.configureExporters([]);
@@ -36,8 +36,9 @@ async function baseline(): Promise<number> {
   return (n * BATCH) / seconds;
 }
 
-async function peak(senders: number, seconds: number) {
-  const collector = await startBenchCollector();
+/** `extra`: config merged over the bench collector's (another pipeline, exporters). */
+export async function peak(senders: number, seconds: number, extra: Record<string, unknown> = {}) {
+  const collector = await startBenchCollector(extra);
   const url = new URL(`${collector.otlpUrl}/v1/traces`);
   const agent = new Agent({ keepAlive: true, maxSockets: senders });
   const latencies: number[] = [];
@@ -113,8 +114,8 @@ async function peakGrpc(senders: number, seconds: number) {
   return { rate: spans / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), peakRss: mem.peak, cpu, refused };
 }
 
-async function steady(rate: number, seconds: number) {
-  const collector = await startBenchCollector();
+export async function steady(rate: number, seconds: number, extra: Record<string, unknown> = {}) {
+  const collector = await startBenchCollector(extra);
   const url = new URL(`${collector.otlpUrl}/v1/traces`);
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   const perSecond = rate / BATCH;

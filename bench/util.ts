@@ -59,7 +59,8 @@ export async function startBenchCollector(extra: Record<string, unknown> = {}): 
   };
   const file = join(dir, 'config.yaml');
   writeFileSync(file, stringify(config));
-  const child = spawn(process.execPath, [CLI, 'collector', '--config', file], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env } });
+  // stderr is where the debug exporter prints; a benchmark shows its own figures only.
+  const child = spawn(process.execPath, [CLI, 'collector', '--config', file], { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env } });
   let grpcPort: number | undefined;
   const port = await new Promise<number>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`collector exited with ${code}`)));

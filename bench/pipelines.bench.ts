@@ -1,0 +1,56 @@
+// The pipelines people run, side by side in one run (issue 13's table): peak ingest with
+// 4 senders of 100-span batches and collector CPU and RSS at a steady 10,000 spans/s, for
+//  - no processors, no exporters (the store path alone),
+//  - the default pipeline (correlate, and the debug exporter at `basic`),
+//  - correlate with GELF forwarding to a loopback TCP receiver that reads and discards,
+// each beside the bare decode + insert baseline measured in the same run. Medians of 3.
+import { createServer, type AddressInfo } from 'node:net';
+import { baseline, peak, steady } from './ingest.bench.js';
+import { median } from './util.js';
+
+const RUNS = 3;
+
+function pipelines(gelfPort: number): { name: string; extra: Record<string, unknown> }[] {
+  const traces = (processors: string[], exporters: string[]) => ({
+    service: { pipelines: { traces: { receivers: ['otlp'], processors, exporters } }, telemetry: { metrics: { address: '127.0.0.1:0' } } },
+  });
+  return [
+    { name: 'no processors, no exporters', extra: traces([], []) },
+    { name: 'default: correlate + debug (basic)', extra: { processors: { correlate: {} }, exporters: { debug: {} }, ...traces(['correlate'], ['debug']) } },
+    {
+      name: 'correlate + GELF (TCP, loopback)',
+      extra: { processors: { correlate: {} }, exporters: { gelf: { endpoint: `tcp://127.0.0.1:${gelfPort}` } }, ...traces(['correlate'], ['gelf']) },
+    },
+  ];
+}
+
+export default async function run(): Promise<void> {
+  // A GELF TCP input that reads everything and keeps nothing.
+  const sink = createServer((socket) => socket.resume()).listen(0, '127.0.0.1');
+  await new Promise((r) => sink.once('listening', r));
+  const variants = pipelines((sink.address() as AddressInfo).port);
+  const base: number[] = [];
+  const results = variants.map(() => ({ peaks: [] as number[], cpu: [] as number[], rss: [] as number[] }));
+  for (let r = 0; r < RUNS; r++) {
+    base.push(await baseline());
+    for (const [i, v] of variants.entries()) {
+      results[i]!.peaks.push((await peak(4, 5, v.extra)).rate);
+      const s = await steady(10_000, 5, v.extra);
+      results[i]!.cpu.push(s.cpuPercent);
+      results[i]!.rss.push(s.rss);
+    }
+  }
+  sink.close();
+  const b = median(base);
+  const none = median(results[0]!.peaks);
+  const noneCpu = median(results[0]!.cpu);
+  console.log(`baseline (decode + flatten + SQLite insert, one thread): ${b.toFixed(0)} spans/s (median of ${RUNS})`);
+  for (const [i, v] of variants.entries()) {
+    const p = median(results[i]!.peaks);
+    const cpu = median(results[i]!.cpu);
+    console.log(
+      `${v.name}: peak ${p.toFixed(0)} spans/s (${(p / b).toFixed(2)} of baseline, ${(p / none).toFixed(2)} of no-processor); ` +
+        `steady 10k: CPU ${cpu.toFixed(1)}% of a core (${(cpu / noneCpu).toFixed(2)} of no-processor), RSS ${median(results[i]!.rss).toFixed(0)} MiB`,
+    );
+  }
+}
