@@ -125,9 +125,18 @@ test('persistent connections (pg_pconnect, PDO): no statement is counted for a r
     if (Date.now() > deadline) assert.fail(`not every request's statement and summary arrived: statements of ${[...filed].join(', ')}; ${stderr}`);
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
-  // Give late revisions a window to land, then read the final state once more.
-  await new Promise((resolve) => setTimeout(resolve, 1500));
-  for (const p of pages) views.set(p.correlation_id, await view(p.correlation_id));
+  // A statement that lands after a request's summary re-summarizes it a window later: wait until
+  // the join has no id pending and every summary counts what its request's view counts.
+  const settleBy = Date.now() + 15_000;
+  for (;;) {
+    const metrics = await (await fetch(`${stack.adminUrl}/metrics`)).text();
+    const idle = /^bitville_correlate_pending\{processor="correlate"\} 0$/m.test(metrics);
+    for (const p of pages) views.set(p.correlation_id, await view(p.correlation_id));
+    const current = [...views.values()].every((v) => v.summary?.queryCount === v.queries.filter((q) => q.placement === 'counted').length);
+    if (idle && current) break;
+    if (Date.now() > settleBy) assert.fail(`the summaries did not settle: ${JSON.stringify([...views.values()].map((v) => v.summary))}`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
 
   for (const [id, v] of views) {
     const own = byId.get(id)!.n;
