@@ -8,9 +8,9 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { freePort, pgConninfo } from '../agents/php/harness.fixture.js';
 import { PROJECT, REPO_ROOT, stackMissing, startStack } from '../demo/stack.js';
 import { PG_DSN, skipWithoutPhp, skipWithoutPostgres, tempDir } from './env.js';
 
@@ -74,7 +74,7 @@ test('persistent connections (pg_pconnect, PDO): no statement is counted for a r
         ...process.env,
         // One worker: the persistent connections are reused by the following requests.
         PHP_CLI_SERVER_WORKERS: '1',
-        BV_TEST_CONNINFO: `host=${u.hostname} port=${u.port || 5432} dbname=${db} user=${user}`,
+        BV_TEST_CONNINFO: pgConninfo(PG_DSN),
         BV_TEST_PDO_DSN: `pgsql:host=${u.hostname};port=${u.port || 5432};dbname=${db}`,
         BV_TEST_PDO_USER: user,
       },
@@ -161,14 +161,4 @@ test('persistent connections (pg_pconnect, PDO): no statement is counted for a r
 function markerOf(text: string): number | undefined {
   const m = /e2e-req-(\d+)/.exec(text);
   return m ? Number(m[1]) : undefined;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
 }

@@ -21,6 +21,12 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/** A libpq conninfo string for PHP's pg_connect, from a postgres:// URL. */
+export function pgConninfo(dsn: string): string {
+  const u = new URL(dsn);
+  return `host=${u.hostname} port=${u.port || 5432} dbname=${decodeURIComponent(u.pathname.slice(1))} user=${decodeURIComponent(u.username)}`;
+}
+
 export interface RunningDaemon {
   process: ChildProcess;
   metricsUrl: string;

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { eventually, readStore, startCollector } from '../../test/collector.js';
 import { PG_DSN, skipWithoutPhp, skipWithoutPostgres, tempDir } from '../../test/env.js';
-import { AGENT_PHP, PAGES, daemonConfig, freePort, runDaemonToExit, startDaemon, startPhp } from './harness.fixture.js';
+import { AGENT_PHP, PAGES, daemonConfig, freePort, pgConninfo, runDaemonToExit, startDaemon, startPhp } from './harness.fixture.js';
 
 const THRESHOLD = { threshold_ms: '60' };
 
@@ -69,8 +69,7 @@ test('PostgreSQL sees application_name req:<id> matching the span correlation id
   const dir = tempDir(t);
   const collector = await startCollector(t);
   const daemon = await startDaemon(t, daemonConfig(dir, collector.otlpUrl));
-  const u = new URL(PG_DSN);
-  const conninfo = `host=${u.hostname} port=${u.port || 5432} dbname=${u.pathname.slice(1)} user=${decodeURIComponent(u.username)}`;
+  const conninfo = pgConninfo(PG_DSN);
   const php = await startPhp(t, { ...THRESHOLD, socket: daemon.socketPath, state_file: join(dir, 'breaker') }, { BITVILLE_TEST_PG_CONNINFO: conninfo });
   const page = JSON.parse((await php.get('/db.php')).body);
   assert.equal(page.pgsql, `req:${page.id}`, 'pgsql connection');
@@ -285,8 +284,7 @@ test('persistent connections: pg_pconnect reuse (RESET ALL) and PDO persistent c
   const dir = tempDir(t);
   const collector = await startCollector(t);
   const daemon = await startDaemon(t, daemonConfig(dir, collector.otlpUrl));
-  const u = new URL(PG_DSN);
-  const conninfo = `host=${u.hostname} port=${u.port || 5432} dbname=${u.pathname.slice(1)} user=${decodeURIComponent(u.username)}`;
+  const conninfo = pgConninfo(PG_DSN);
   const php = await startPhp(t, { threshold_ms: '0', socket: daemon.socketPath, state_file: join(dir, 'breaker') }, { BITVILLE_TEST_PG_CONNINFO: conninfo });
   const first = JSON.parse((await php.get('/pconnect.php')).body);
   const second = JSON.parse((await php.get('/pconnect.php')).body);
