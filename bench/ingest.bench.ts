@@ -12,7 +12,7 @@ import { opentelemetry } from '../proto/generated/otlp.js';
 import { flattenTraces } from '../plugins/otlp/decode.js';
 import { SqliteStore } from '../collector/store/sqlite.js';
 import { BatchSource } from './spans.js';
-import { cpuSeconds, median, memoryMiB, percentile, post, startBenchCollector } from './util.js';
+import { cpuSeconds, median, memoryMiB, percentile, post, startBenchCollector, type BenchCollector } from './util.js';
 
 const { ExportTraceServiceRequest } = opentelemetry.proto.collector.trace.v1;
 const RUNS = 3;
@@ -36,35 +36,44 @@ export async function baseline(): Promise<number> {
   return (n * BATCH) / seconds;
 }
 
-/** `extra`: config merged over the bench collector's (another pipeline, exporters). */
-export async function peak(senders: number, seconds: number, extra: Record<string, unknown> = {}) {
-  const collector = await startBenchCollector(extra);
-  const url = new URL(`${collector.otlpUrl}/v1/traces`);
-  const agent = new Agent({ keepAlive: true, maxSockets: senders });
+/**
+ * `senders` concurrent loops, each sending batches through `send(sender, body)` (true when
+ * accepted) for `seconds`; the collector's rate, latency, CPU and peak RSS over that time.
+ */
+async function load(collector: BenchCollector, senders: number, seconds: number, send: (sender: number, body: Buffer) => Promise<boolean>) {
+  const pid = collector.process.pid!;
   const latencies: number[] = [];
   let spans = 0;
   let refused = 0;
-  const cpu0 = cpuSeconds(collector.process.pid!);
+  const cpu0 = cpuSeconds(pid);
   const started = performance.now();
   const deadline = started + seconds * 1000;
   await Promise.all(
     Array.from({ length: senders }, async (_, s) => {
-      for (let i = s; performance.now() < deadline; i += senders) {
+      while (performance.now() < deadline) {
         const t0 = performance.now();
-        const status = await post(url, agent, source.next());
+        const ok = await send(s, source.next());
         latencies.push(performance.now() - t0);
-        if (status === 200) spans += BATCH;
+        if (ok) spans += BATCH;
         else refused++;
       }
     }),
   );
   const elapsed = (performance.now() - started) / 1000;
-  const cpu = (cpuSeconds(collector.process.pid!) - cpu0) / elapsed;
-  const mem = memoryMiB(collector.process.pid!);
+  const cpu = (cpuSeconds(pid) - cpu0) / elapsed;
+  return { rate: spans / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), peakRss: memoryMiB(pid).peak, cpu, refused };
+}
+
+/** `extra`: config merged over the bench collector's (another pipeline, exporters). */
+export async function peak(senders: number, seconds: number, extra: Record<string, unknown> = {}) {
+  const collector = await startBenchCollector(extra);
+  const url = new URL(`${collector.otlpUrl}/v1/traces`);
+  const agent = new Agent({ keepAlive: true, maxSockets: senders });
+  const result = await load(collector, senders, seconds, async (_s, body) => (await post(url, agent, body)) === 200);
   agent.destroy();
   await collector.stop();
   rmSync(collector.dir, { recursive: true, force: true });
-  return { rate: spans / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), peakRss: mem.peak, cpu, refused };
+  return result;
 }
 
 const GRPC_TRACES = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
@@ -88,30 +97,11 @@ async function peakGrpc(senders: number, seconds: number) {
     });
   // One call per channel first, so connection set-up is not measured.
   await Promise.all(clients.map((c) => call(c, source.next())));
-  const latencies: number[] = [];
-  let spans = 0;
-  let refused = 0;
-  const cpu0 = cpuSeconds(collector.process.pid!);
-  const started = performance.now();
-  const deadline = started + seconds * 1000;
-  await Promise.all(
-    clients.map(async (client, s) => {
-      for (let i = s; performance.now() < deadline; i += senders) {
-        const t0 = performance.now();
-        const ok = await call(client, source.next());
-        latencies.push(performance.now() - t0);
-        if (ok) spans += BATCH;
-        else refused++;
-      }
-    }),
-  );
-  const elapsed = (performance.now() - started) / 1000;
-  const cpu = (cpuSeconds(collector.process.pid!) - cpu0) / elapsed;
-  const mem = memoryMiB(collector.process.pid!);
+  const result = await load(collector, senders, seconds, (s, body) => call(clients[s]!, body));
   for (const c of clients) c.close();
   await collector.stop();
   rmSync(collector.dir, { recursive: true, force: true });
-  return { rate: spans / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), peakRss: mem.peak, cpu, refused };
+  return result;
 }
 
 export async function steady(rate: number, seconds: number, extra: Record<string, unknown> = {}) {
