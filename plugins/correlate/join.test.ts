@@ -1,24 +1,11 @@
 // The join on records read back from a real SQLite store: what a summary says about a request,
 // DB spans before their request, late spans (a superseding summary), and the deterministic id.
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
-import type { FlatRecord } from '../../collector/core/api.js';
-import { SqliteStore } from '../../collector/store/sqlite.js';
-import { tempDir } from '../../test/env.js';
-import { flattenTraces } from '../otlp/decode.js';
+import { test } from 'node:test';
 import { buildSummary, classifyStatement, joinRecords, normalizeSql, summaryIdOf } from './join.js';
-import { querySpans, requestSpans, sampleRequest } from './traces.fixture.js';
+import { flat, querySpans, requestSpans, sampleRequest, storeWith } from './traces.fixture.js';
 
 const options = { slowestQueries: 3, nPlusOneThreshold: 5, toleranceMs: 2 };
-
-async function storeWith(t: TestContext) {
-  const store = new SqliteStore({ path: join(tempDir(t), 's.db'), retentionMs: 1e12, maxSizeBytes: 1e12, synchronous: 'NORMAL' });
-  await store.configureExporters([]);
-  t.after(() => store.close());
-  return store;
-}
-const flat = (body: unknown): FlatRecord[] => flattenTraces(body as Record<string, unknown>).records;
 
 test('normalizeSql: literals, placeholders, comments, IN lists, case and whitespace', () => {
   assert.equal(normalizeSql('SELECT * FROM t WHERE id = 7'), normalizeSql('select *\n  from t where id = $1;'));

@@ -2,25 +2,13 @@
 // (only while a join can still happen), and how the span tree nests, orders and survives odd
 // input (a parent never stored, a re-delivered span, a parent cycle).
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
-import type { FlatRecord } from '../../collector/core/api.js';
-import { SqliteStore } from '../../collector/store/sqlite.js';
-import { tempDir } from '../../test/env.js';
-import { flattenTraces } from '../otlp/decode.js';
+import { test } from 'node:test';
 import { buildSummary, DEFAULT_JOIN_OPTIONS, joinRecords } from './join.js';
 import { formatWaterfall, traceOf } from './lookup.js';
-import { newCorrelationId, querySpans, requestSpans, sampleRequest } from './traces.fixture.js';
+import { flat, newCorrelationId, querySpans, requestSpans, sampleRequest, storeWith } from './traces.fixture.js';
 
 const WINDOW = 10_000;
 
-async function storeWith(t: TestContext) {
-  const store = new SqliteStore({ path: join(tempDir(t), 's.db'), retentionMs: 1e12, maxSizeBytes: 1e12, synchronous: 'NORMAL' });
-  await store.configureExporters([]);
-  t.after(() => store.close());
-  return store;
-}
-const flat = (body: unknown): FlatRecord[] => flattenTraces(body as Record<string, unknown>).records;
 
 /** OTLP JSON for plain spans of one trace: [spanId, parentSpanId, name, kind, startMs, endMs]. */
 function spans(traceId: string, list: [string, string, string, number, number, number][]) {

@@ -1,6 +1,23 @@
 // Test support: a PHP request and its DB queries as the agents send them (a SERVER span with
 // the HTTP attributes, CLIENT spans with db.system.name and db.query.text), as OTLP/JSON.
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+import type { FlatRecord } from '../../collector/core/api.js';
+import { SqliteStore } from '../../collector/store/sqlite.js';
+import { tempDir } from '../../test/env.js';
+import { flattenTraces } from '../otlp/decode.js';
+
+/** A real SQLite store in a temporary directory, with no exporters; closed after the test. */
+export async function storeWith(t: TestContext): Promise<SqliteStore> {
+  const store = new SqliteStore({ path: join(tempDir(t), 's.db'), retentionMs: 1e12, maxSizeBytes: 1e12, synchronous: 'NORMAL' });
+  await store.configureExporters([]);
+  t.after(() => store.close());
+  return store;
+}
+
+/** OTLP/JSON traces as the receiver flattens them. */
+export const flat = (body: unknown): FlatRecord[] => flattenTraces(body as Record<string, unknown>).records;
 
 export interface FixtureQuery {
   sql: string;
