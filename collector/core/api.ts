@@ -137,6 +137,15 @@ export interface CorrelationActivity {
   lastReceivedAtMs: number;
 }
 
+/** Where one stored record sits, without its body (RecordReader.correlationIndex). */
+export interface RecordRef {
+  id: number;
+  kind: RecordKind;
+  /** Lowercase hex, '' when the record has none. */
+  spanId: string;
+  receivedAtMs: number;
+}
+
 /** The newest record of one kind per correlation id, filtered (RecordReader.latestPerCorrelation). */
 export interface LatestQuery {
   kind: RecordKind;
@@ -168,6 +177,17 @@ export interface RecordReader {
    * arrived since `sinceMs`, never to the whole store.
    */
   correlationsAfterKind(kind: RecordKind, sinceMs: number, limit: number): Promise<CorrelationActivity[]>;
+  /**
+   * Every stored record carrying this correlation id as its id, kind and span id, oldest first:
+   * byCorrelationId without reading (or parsing) the bodies.
+   */
+  correlationIndex(correlationId: string): Promise<RecordRef[]>;
+  /**
+   * Spans of one OTLP span kind whose start lies in [fromNs, toNs] (nanoseconds since the epoch,
+   * decimal strings), whatever their correlation id; by start, then store id; at most `limit`.
+   * Cost: proportional to the records whose time lies in the range.
+   */
+  spansStartingBetween(fromNs: string, toNs: string, spanKind: number, limit: number): Promise<StoredRecord[]>;
 }
 
 export interface ProcessorContext extends ComponentContext {

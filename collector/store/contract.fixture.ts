@@ -141,6 +141,28 @@ export function storeContract(impl: StoreUnderTest): void {
     assert.deepEqual(await store.byCorrelationId('nope'), []);
   });
 
+  it('reader: a correlation id’s records without their bodies', async (t) => {
+    const store = impl.open(t, impl.place(t));
+    await store.configureExporters([]);
+    await store.append([span(1), log(2), span(4), summary('c1', 10, 'http://x/')]);
+    const refs = await store.correlationIndex('c1');
+    assert.deepEqual(refs.map((r) => [r.id, r.kind, r.spanId]), [[1, 'span', span(1).spanId], [3, 'span', span(4).spanId], [4, 'summary', '']]);
+    assert.ok(refs.every((r) => typeof r.receivedAtMs === 'number' && r.receivedAtMs > 0));
+    assert.deepEqual(await store.correlationIndex('nope'), []);
+  });
+
+  it('reader: spans of one kind by start time, whatever their correlation id', async (t) => {
+    const store = impl.open(t, impl.place(t));
+    await store.configureExporters([]);
+    const at = (n: number, spanKind: number, startNs: string) => span(n, { spanKind, startTimeUnixNano: startNs, correlationId: `id${n}` });
+    await store.append([at(1, 3, '1764064800100000000'), at(2, 2, '1764064800200000000'), at(3, 3, '1764064800300000000'), at(4, 3, '1764064800050000000')]);
+    const ids = async (from: string, to: string, kind: number, limit = 10) => (await store.spansStartingBetween(from, to, kind, limit)).map((r) => r.correlationId);
+    assert.deepEqual(await ids('1764064800000000000', '1764064800300000000', 3), ['id4', 'id1', 'id3'], 'by start, bounds included');
+    assert.deepEqual(await ids('1764064800100000001', '1764064800400000000', 3), ['id3']);
+    assert.deepEqual(await ids('1764064800000000000', '1764064800400000000', 2), ['id2']);
+    assert.deepEqual(await ids('1764064800000000000', '1764064800400000000', 3, 1), ['id4']);
+  });
+
   it('reader: correlation ids with records newer than their newest summary, since a time', async (t) => {
     let now = 1_000_000;
     const store = impl.open(t, impl.place(t), { now: () => now, retentionMs: 1e12 });

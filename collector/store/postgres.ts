@@ -12,7 +12,7 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { FlatRecord, StoredRecord } from '../core/model.js';
-import type { CorrelationActivity, LatestQuery, RecordKind } from '../core/api.js';
+import type { CorrelationActivity, LatestQuery, RecordKind, RecordRef } from '../core/api.js';
 import type { ExporterRoute, Store, StoreStats } from '../core/store.js';
 import type { Db, PostgresStoreOptions } from './postgres/db.js';
 import { migrate, Partitions } from './postgres/schema.js';
@@ -130,6 +130,16 @@ export class PostgresStore implements Store {
   async correlationsAfterKind(kind: RecordKind, sinceMs: number, limit: number): Promise<CorrelationActivity[]> {
     await this.#db.ready;
     return this.#reader.correlationsAfterKind(kind, sinceMs, limit);
+  }
+
+  async correlationIndex(correlationId: string): Promise<RecordRef[]> {
+    await this.#db.ready;
+    return this.#reader.correlationIndex(correlationId);
+  }
+
+  async spansStartingBetween(fromNs: string, toNs: string, spanKind: number, limit: number): Promise<StoredRecord[]> {
+    await this.#db.ready;
+    return this.#reader.spansStartingBetween(fromNs, toNs, spanKind, limit);
   }
 
   async latestPerCorrelation(query: LatestQuery): Promise<StoredRecord[]> {

@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { BitvilleError } from '../common/errors.js';
 import type { FlatRecord, StoredRecord } from '../core/model.js';
-import type { CorrelationActivity, LatestQuery, RecordKind } from '../core/api.js';
+import type { CorrelationActivity, LatestQuery, RecordKind, RecordRef } from '../core/api.js';
 import type { ExporterRoute, Store, StoreStats } from '../core/store.js';
 import { Checkpointer } from './sqlite/checkpointer.js';
 import { migrate } from './sqlite/schema.js';
@@ -135,6 +135,14 @@ export class SqliteStore implements Store {
 
   async correlationsAfterKind(kind: RecordKind, sinceMs: number, limit: number): Promise<CorrelationActivity[]> {
     return this.#reader.correlationsAfterKind(kind, sinceMs, limit);
+  }
+
+  async correlationIndex(correlationId: string): Promise<RecordRef[]> {
+    return this.#reader.correlationIndex(correlationId);
+  }
+
+  async spansStartingBetween(fromNs: string, toNs: string, spanKind: number, limit: number): Promise<StoredRecord[]> {
+    return this.#reader.spansStartingBetween(fromNs, toNs, spanKind, limit);
   }
 
   async latestPerCorrelation(query: LatestQuery): Promise<StoredRecord[]> {

@@ -1,5 +1,5 @@
 // The PostgreSQL store's read queries (RecordReader in api.ts).
-import type { CorrelationActivity, LatestQuery, RecordKind } from '../../core/api.js';
+import type { CorrelationActivity, LatestQuery, RecordKind, RecordRef } from '../../core/api.js';
 import type { StoredRecord } from '../../core/model.js';
 import { toStored, type Db } from './db.js';
 
@@ -10,6 +10,26 @@ export class PostgresReader {
     const { rows } = await this.db.pool.query<{ id: string; received_at_ms: string; body: string }>(
       `SELECT id, received_at_ms, body FROM ${this.db.s}.records WHERE correlation_id = $1 ORDER BY id`,
       [correlationId],
+    );
+    return rows.map(toStored);
+  }
+
+  /** See RecordReader.correlationIndex. */
+  async correlationIndex(correlationId: string): Promise<RecordRef[]> {
+    const { rows } = await this.db.pool.query<{ id: string; kind: RecordKind; span_id: string | null; received_at_ms: string }>(
+      `SELECT id, kind, span_id, received_at_ms FROM ${this.db.s}.records WHERE correlation_id = $1 ORDER BY id`,
+      [correlationId],
+    );
+    return rows.map((r) => ({ id: Number(r.id), kind: r.kind, spanId: r.span_id ?? '', receivedAtMs: Number(r.received_at_ms) }));
+  }
+
+  /** See RecordReader.spansStartingBetween: the time index bounds the rows. */
+  async spansStartingBetween(fromNs: string, toNs: string, spanKind: number, limit: number): Promise<StoredRecord[]> {
+    const { rows } = await this.db.pool.query<{ id: string; received_at_ms: string; body: string }>(
+      `SELECT id, received_at_ms, body FROM ${this.db.s}.records
+       WHERE time_unix_nano BETWEEN $1::bigint AND $2::bigint AND kind = 'span' AND (body::jsonb ->> 'spanKind')::int = $3
+       ORDER BY time_unix_nano, id LIMIT $4`,
+      [fromNs, toNs, spanKind, limit],
     );
     return rows.map(toStored);
   }

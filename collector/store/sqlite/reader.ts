@@ -1,7 +1,8 @@
 // The SQLite store's read queries (RecordReader in api.ts): a request's records, the newest
-// record of a kind per correlation id, and ids with records newer than their newest summary.
+// record of a kind per correlation id, ids with records newer than their newest summary, an id's
+// records without their bodies, and spans by start time.
 import type Database from 'better-sqlite3';
-import type { CorrelationActivity, LatestQuery, RecordKind } from '../../core/api.js';
+import type { CorrelationActivity, LatestQuery, RecordKind, RecordRef } from '../../core/api.js';
 import type { StoredRecord } from '../../core/model.js';
 
 export type Row = { id: number; received_at_ms: number; body: string };
@@ -23,6 +24,24 @@ export class SqliteReader {
 
   byCorrelationId(correlationId: string): StoredRecord[] {
     const rows = this.#db.prepare('SELECT id, received_at_ms, body FROM records WHERE correlation_id = ? ORDER BY id').all(correlationId) as Row[];
+    return rows.map(toStored);
+  }
+
+  correlationIndex(correlationId: string): RecordRef[] {
+    return this.#db
+      .prepare("SELECT id, kind, coalesce(span_id, '') AS spanId, received_at_ms AS receivedAtMs FROM records WHERE correlation_id = ? ORDER BY id")
+      .all(correlationId) as RecordRef[];
+  }
+
+  spansStartingBetween(fromNs: string, toNs: string, spanKind: number, limit: number): StoredRecord[] {
+    // The time index bounds the rows; the span kind is only in the body.
+    const rows = this.#db
+      .prepare(
+        `SELECT id, received_at_ms, body FROM records INDEXED BY records_time
+         WHERE time_unix_nano BETWEEN @from AND @to AND kind = 'span' AND json_extract(body, '$.spanKind') = @spanKind
+         ORDER BY time_unix_nano, id LIMIT @limit`,
+      )
+      .all({ from: BigInt(fromNs), to: BigInt(toNs), spanKind, limit }) as Row[];
     return rows.map(toStored);
   }
 
