@@ -10,6 +10,12 @@ export const SUMMARY = {
   dbHousekeepingCount: 'bitville.db_housekeeping_count',
   /** DB spans carrying this request's id but outside its time window (a stale persistent-connection tag): not this request's. */
   dbUnattributedCount: 'bitville.db_unattributed_count',
+  /**
+   * Of the counted statements, those that carry another request's id (a persistent connection
+   * still tagged by an earlier request of the same PHP worker) but ran on this request's worker
+   * while it was running there.
+   */
+  dbWorkerAttributedCount: 'bitville.db_worker_attributed_count',
   slowestQueries: 'bitville.slowest_queries',
   nPlusOne: 'bitville.n_plus_one',
   nPlusOneQuery: 'bitville.n_plus_one_query',

@@ -1,15 +1,22 @@
-// The `correlate` processor: passes records through unchanged and notes their correlation
-// ids. Once an id has been quiet for the join window (no new record for `window`), it reads
-// the id's records back from the store and emits a request summary (kind `summary`), which is
-// stored and forwarded like any record. docs/correlation.md explains the join.
+// The `correlate` processor: passes records through unchanged, notes their correlation ids and
+// keeps what the join needs of them (inputs.ts). Once an id has been quiet for the join window
+// (no new record for `window`), it joins the id's records (from memory when the store confirms
+// they are exactly what it holds, else read back) and emits a request summary (kind `summary`),
+// which is stored and forwarded like any record. docs/correlation.md explains the join.
 //
 // Pending joins are derived from the store, not kept in memory alone: at start the processor
 // asks the store which ids have records newer than their newest summary (looking back
 // `recovery_lookback`), and every `window` it asks again for what arrived since (records that
 // reached the store without passing here: another pipeline, another collector instance).
+//
+// Statements on a persistent connection still tagged by an earlier request go to the request of
+// the same PHP worker that ran them (workers.ts).
 import { defineProcessor } from '../../collector/core/api.js';
 import type { AdminRoute, FlatRecord, Processor, ProcessorContext } from '../../collector/core/api.js';
-import { buildSummary, joinRecords, type JoinOptions } from './join.js';
+import { SpanKind } from '../../collector/core/api.js';
+import { JoinInputs } from './inputs.js';
+import { buildSummary, joinRecords, type JoinOptions, type Joined } from './join.js';
+import { WorkerAttribution } from './workers.js';
 import { unsummarizedCorrelations } from './queries.js';
 import { requestRoutes } from './web.js';
 
@@ -26,6 +33,11 @@ export interface CorrelateConfig {
 const EMIT_BATCH = 100;
 /** Ids asked of the store per sweep query. */
 const SWEEP_PAGE = 1000;
+/**
+ * How long before a stale-tagged statement its request may have started, when the store is asked
+ * for it (statements from before this processor started: their request may have passed earlier).
+ */
+const REQUEST_LOOKBACK_MS = 300_000;
 
 export const factory = defineProcessor<CorrelateConfig>({
   kind: 'processor',
@@ -66,6 +78,9 @@ class Correlator implements Processor {
    * with no request span stays unsummarized); this keeps it from being read again.
    */
   readonly #joined = new Map<string, number>();
+  readonly #inputs = new JoinInputs();
+  readonly #workers: WorkerAttribution;
+  #startedAtMs = 0;
   #timer: NodeJS.Timeout | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
   #lastSweepMs = 0;
@@ -78,13 +93,16 @@ class Correlator implements Processor {
   readonly #incomplete;
   readonly #overflow;
   readonly #failures;
+  readonly #readBacks;
 
   constructor(config: CorrelateConfig, ctx: ProcessorContext) {
     this.#config = config;
     this.#ctx = ctx;
     this.#options = { slowestQueries: config.slowest_queries, nPlusOneThreshold: config.n_plus_one_threshold, toleranceMs: config.tolerance };
+    this.#workers = new WorkerAttribution(ctx.reader, config.tolerance);
     const m = ctx.metrics;
-    this.#joins = m.counter('bitville_correlate_joins_total', 'Ids joined (read back from the store), whether or not a summary came of it.');
+    this.#joins = m.counter('bitville_correlate_joins_total', 'Ids joined, whether or not a summary came of it.');
+    this.#readBacks = m.counter('bitville_correlate_read_backs_total', 'Joins that read the id\'s records back from the store (memory did not hold exactly what was stored).');
     this.#summaries = m.counter('bitville_correlate_summaries_total', 'Request summaries emitted.');
     this.#resummaries = m.counter('bitville_correlate_resummaries_total', 'Summaries that supersede an earlier one (late spans).');
     this.#incomplete = m.counter('bitville_correlate_incomplete_total', 'Ids whose window passed with DB spans but no request (SERVER) span stored.');
@@ -98,6 +116,7 @@ class Correlator implements Processor {
     // Recover what a previous run left pending, then keep sweeping for records that reach the
     // store without passing through this processor.
     const startedAt = Date.now();
+    this.#startedAtMs = startedAt;
     this.#lastSweepMs = startedAt - this.#config.recovery_lookback;
     this.#run(() => this.#sweep());
     this.#sweepTimer = setInterval(() => this.#run(() => this.#sweep()), Math.max(this.#config.window, 100));
@@ -121,19 +140,23 @@ class Correlator implements Processor {
   process(records: FlatRecord[]): FlatRecord[] {
     const now = Date.now();
     for (const r of records) {
-      if (r.correlationId !== '' && r.kind !== 'summary') this.#note(r.correlationId, now);
+      if (r.correlationId === '' || r.kind === 'summary') continue;
+      if (this.#note(r.correlationId, now)) this.#inputs.add(r);
+      if (r.kind === 'span' && r.spanKind === SpanKind.SERVER) this.#workers.noteRequest(r.correlationId, r);
     }
     this.#schedule();
     return records;
   }
 
-  #note(id: string, receivedAtMs: number): void {
+  /** Marks the id pending (its window restarts); false when max_pending ids already wait. */
+  #note(id: string, receivedAtMs: number): boolean {
     const known = this.#pending.get(id);
     if (known === undefined && this.#pending.size >= this.#config.max_pending) {
       this.#overflow.inc();
-      return;
+      return false;
     }
     if (known === undefined || receivedAtMs > known) this.#pending.set(id, receivedAtMs);
+    return true;
   }
 
   /** Sets the timer for the earliest deadline (one timer, however many ids wait). */
@@ -194,10 +217,11 @@ class Correlator implements Processor {
       let superseding = 0;
       let incomplete = 0;
       const readAt = new Map<string, number>();
+      const rejoin = new Set<string>();
       try {
         for (const [id] of batch) {
           readAt.set(id, Date.now());
-          const joined = joinRecords(id, await this.#ctx.reader.byCorrelationId(id), this.#options);
+          const joined = await this.#join(id, rejoin);
           const summary = buildSummary(joined, this.#options);
           if (summary) summaries.push(summary);
           if (summary && joined.summaries.length > 0) superseding++;
@@ -220,6 +244,38 @@ class Correlator implements Processor {
         this.#joined.set(id, readAt.get(id)!);
         if (this.#pending.get(id) === at) this.#pending.delete(id);
       }
+      // Requests that ran statements of these ids on their worker: joined again a window from now.
+      const at = Date.now();
+      for (const id of rejoin) this.#note(id, at);
     }
+  }
+
+  /**
+   * One id's join: its records (memory or store), plus the statements its request ran on a
+   * connection tagged by an earlier request of its worker. Statements of this id that ran outside
+   * its window, in a later request of the worker that this processor knows, add that request to
+   * `rejoin` (it may have been summarized before they arrived).
+   */
+  async #join(id: string, rejoin: Set<string>): Promise<Joined> {
+    const read = await this.#inputs.read(this.#ctx.reader, id);
+    if (!read.fromMemory) this.#readBacks.inc();
+    const own = joinRecords(id, read.records, this.#options);
+    const request = own.request;
+    if (!request) return own;
+    this.#workers.noteRequest(id, request);
+    const lent = await this.#workers.statementsFor(id, request);
+    const joined = lent.length > 0 ? joinRecords(id, read.records, this.#options, lent) : own;
+    // Only statements stored since the newest summary can be news to another request.
+    const coveredUpTo = joined.summaries.at(-1)?.id ?? 0;
+    for (const q of joined.queries) {
+      if (q.placement !== 'outside_window' || q.attributedBy !== 'tag' || q.span.id <= coveredUpTo) continue;
+      let runner = this.#workers.runningAt(request, q.span);
+      // A statement from before this processor started: its request may have passed earlier.
+      if (runner === undefined && Number(BigInt(q.span.startTimeUnixNano) / 1_000_000n) < this.#startedAtMs + this.#config.window) {
+        runner = await this.#workers.runningAtFromStore(request, q.span, REQUEST_LOOKBACK_MS);
+      }
+      if (runner !== undefined && runner !== id) rejoin.add(runner);
+    }
+    return joined;
   }
 }

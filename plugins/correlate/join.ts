@@ -63,8 +63,16 @@ export function queryTextOf(span: SpanRecord): string {
  */
 export type Placement = 'counted' | 'housekeeping' | 'outside_window' | 'no_request';
 
+/**
+ * Why a statement is the request's: it carries the request's correlation id (`tag`), or it ran on
+ * a persistent connection still tagged by an earlier request of the same PHP worker while this
+ * request was the one running there (`worker`, see workers.ts).
+ */
+export type AttributedBy = 'tag' | 'worker';
+
 export interface Query {
   span: StoredSpan;
+  attributedBy: AttributedBy;
   text: string;
   normalized: string;
   statement: StatementClass;
@@ -89,7 +97,10 @@ export interface Joined {
   counted: Query[];
   /** Every summary stored so far, oldest first. */
   summaries: StoredSummary[];
-  /** Newest store id among the records other than summaries and re-delivered spans (0 when none). */
+  /**
+   * Newest store id among the records other than summaries and re-delivered spans, the
+   * statements attributed by worker included (0 when none).
+   */
   lastRecordId: number;
   /** The union of the counted statements' intervals, clipped to the request: never more than its duration. */
   dbTimeMs: number;
@@ -97,8 +108,17 @@ export interface Joined {
   repeated: RepeatedQuery[];
 }
 
-/** Groups one correlation id's stored records (any order). */
-export function joinRecords(correlationId: string, records: readonly StoredRecord[], options: JoinOptions = DEFAULT_JOIN_OPTIONS): Joined {
+/**
+ * Groups one correlation id's stored records (any order). `byWorker`: DB spans carrying another
+ * id that ran on this request's PHP worker while it was running (workers.ts finds them); they
+ * join as this request's statements when they lie in its window.
+ */
+export function joinRecords(
+  correlationId: string,
+  records: readonly StoredRecord[],
+  options: JoinOptions = DEFAULT_JOIN_OPTIONS,
+  byWorker: readonly StoredSpan[] = [],
+): Joined {
   // Spans are unique by span id: a re-delivered span (an agent's retry) is the same span, and
   // the first stored copy is the one that counts, so re-delivery never changes a summary.
   const firstCopies = new Map<string, StoredSpan>();
@@ -113,21 +133,25 @@ export function joinRecords(correlationId: string, records: readonly StoredRecor
     lastRecordId = Math.max(lastRecordId, r.id);
   }
   const spans = [...firstCopies.values()];
-  const servers = spans.filter(isRequestSpan);
-  // The outermost server span: its parent is not among this id's spans; earliest start breaks ties.
-  const ids = new Set(spans.map((s) => s.spanId));
-  const outer = servers.filter((s) => !ids.has(s.parentSpanId));
-  const request = (outer.length > 0 ? outer : servers).sort((a, b) => compareNanos(a.startTimeUnixNano, b.startTimeUnixNano) || a.id - b.id)[0];
+  const borrowed = new Map<string, StoredSpan>();
+  for (const s of [...byWorker].sort((a, b) => a.id - b.id)) {
+    const key = `${s.traceId}/${s.spanId}`;
+    if (!firstCopies.has(key) && !borrowed.has(key)) borrowed.set(key, s);
+  }
+  const request = requestSpanOf(spans);
   const window = request ? windowOf(request, options.toleranceMs) : undefined;
-  const queries = spans
-    .filter(isDbSpan)
-    .sort((a, b) => compareNanos(a.startTimeUnixNano, b.startTimeUnixNano) || a.id - b.id)
-    .map((span): Query => {
+  const own = spans.filter(isDbSpan).map((span) => ({ span, attributedBy: 'tag' as const }));
+  // Borrowed statements count only inside the window (the finder checked; a changed tolerance may not).
+  const lent = window ? [...borrowed.values()].filter((span) => isDbSpan(span) && inWindow(span, window)).map((span) => ({ span, attributedBy: 'worker' as const })) : [];
+  for (const { span } of lent) lastRecordId = Math.max(lastRecordId, span.id);
+  const queries = [...own, ...lent]
+    .sort((a, b) => compareNanos(a.span.startTimeUnixNano, b.span.startTimeUnixNano) || a.span.id - b.span.id)
+    .map(({ span, attributedBy }): Query => {
       const text = queryTextOf(span);
       const normalized = normalizeSql(text);
       const statement = classifyStatement(normalized);
       const placement: Placement = !window ? 'no_request' : !inWindow(span, window) ? 'outside_window' : statement === 'housekeeping' ? 'housekeeping' : 'counted';
-      return { span, text, normalized, statement, placement };
+      return { span, attributedBy, text, normalized, statement, placement };
     });
   const counted = queries.filter((q) => q.placement === 'counted' || (q.placement === 'no_request' && q.statement !== 'housekeeping'));
   const groups = new Map<string, RepeatedQuery>();
@@ -151,13 +175,22 @@ export function joinRecords(correlationId: string, records: readonly StoredRecor
   };
 }
 
-interface Window {
+/** The request among one id's records: the outermost SERVER span (its parent is not among them), earliest start first. */
+export function requestSpanOf(records: readonly StoredRecord[]): StoredSpan | undefined {
+  const ids = new Set(records.map((r) => r.spanId));
+  const servers = records.filter(isRequestSpan);
+  const outer = servers.filter((s) => !ids.has(s.parentSpanId));
+  return (outer.length > 0 ? outer : servers).sort((a, b) => compareNanos(a.startTimeUnixNano, b.startTimeUnixNano) || a.id - b.id)[0];
+}
+
+export interface Window {
   /** Earliest start and latest end a statement may have, in ns. */
   fromNs: bigint;
   toNs: bigint;
 }
 
-function windowOf(request: SpanRecord, toleranceMs: number): Window {
+/** The request's window: its interval widened by the tolerance on both sides. */
+export function windowOf(request: SpanRecord, toleranceMs: number): Window {
   const tolerance = BigInt(Math.round(toleranceMs * 1e6));
   return { fromNs: BigInt(request.startTimeUnixNano) - tolerance, toNs: BigInt(request.endTimeUnixNano) + tolerance };
 }
@@ -167,7 +200,7 @@ function windowOf(request: SpanRecord, toleranceMs: number): Window {
  * allows, is within it too. The start is exact (pg_stat_activity's query_start); a sampled end
  * may be late by up to the uncertainty.
  */
-function inWindow(span: SpanRecord, w: Window): boolean {
+export function inWindow(span: SpanRecord, w: Window): boolean {
   const start = BigInt(span.startTimeUnixNano);
   const u = span.attributes[END_UNCERTAINTY];
   const uncertainty = typeof u === 'number' && Number.isFinite(u) && u > 0 ? BigInt(Math.round(u * 1e6)) : 0n;
@@ -239,6 +272,7 @@ export function buildSummary(joined: Joined, options: JoinOptions = DEFAULT_JOIN
     [SUMMARY.dbQueryCount]: counted.length,
     [SUMMARY.dbHousekeepingCount]: joined.queries.filter((q) => q.placement === 'housekeeping').length,
     [SUMMARY.dbUnattributedCount]: joined.queries.filter((q) => q.placement === 'outside_window').length,
+    [SUMMARY.dbWorkerAttributedCount]: counted.filter((q) => q.attributedBy === 'worker').length,
     [SUMMARY.slowestQueries]: slowest,
     [SUMMARY.nPlusOne]: repeated.length > 0,
     [SUMMARY.repeatedQueries]: repeated.map((g): AttributeValue => ({ query: g.normalized, count: g.count, total_ms: round(g.totalMs) })),

@@ -5,7 +5,8 @@ import { BitvilleError, parseDuration, projectOf, z } from '../../collector/core
 import type { AttributeValue, DerivedRecord, RecordReader, StoredRecord } from '../../collector/core/api.js';
 import { HTTP, SUMMARY } from './attributes.js';
 import { END_UNCERTAINTY } from './join.js';
-import { DEFAULT_JOIN_OPTIONS, joinRecords, type JoinOptions, type Joined, type Placement } from './join.js';
+import { DEFAULT_JOIN_OPTIONS, joinRecords, type AttributedBy, type JoinOptions, type Joined, type Placement } from './join.js';
+import { WorkerAttribution } from './workers.js';
 import { recentRequests } from './queries.js';
 import { formatProfileTop, profileOf, type ProfileView } from './profile.js';
 import { formatSpanTree, spanTreeOf, type SpanTree } from './trace-view.js';
@@ -118,6 +119,11 @@ export interface WaterfallQuery {
    * `no_request` (no request span stored yet).
    */
   placement: Placement;
+  /**
+   * `tag`: it carries this request's id; `worker`: it carries an earlier request's id (a
+   * persistent connection) but ran on this request's PHP worker while this request ran there.
+   */
+  attributedBy: AttributedBy;
   /** How far the agent's end time may be off (ms), when it said. */
   endUncertaintyMs: number | null;
 }
@@ -173,7 +179,12 @@ export async function traceOf(
 ): Promise<TraceView | undefined> {
   const records = await reader.byCorrelationId(correlationId);
   if (records.length === 0) return undefined;
-  const joined = joinRecords(correlationId, records, options);
+  let joined = joinRecords(correlationId, records, options);
+  // The same statements the processor gives the request by worker (workers.ts).
+  if (joined.request) {
+    const lent = await new WorkerAttribution(reader, options.toleranceMs).statementsFor(correlationId, joined.request);
+    if (lent.length > 0) joined = joinRecords(correlationId, records, options, lent);
+  }
   return viewOf(joined, records, clock);
 }
 
@@ -240,6 +251,7 @@ function viewOf(j: Joined, records: StoredRecord[], clock: LookupClock): TraceVi
       nPlusOne: counted.has(q) && q.statement === 'query' && flagged.has(q.normalized),
       error: q.span.status.code === 2,
       placement: q.placement,
+      attributedBy: q.attributedBy,
       endUncertaintyMs: num(q.span.attributes[END_UNCERTAINTY]),
     })),
     nPlusOne: j.repeated.filter((g) => flagged.has(g.normalized)).map((g) => ({ query: g.normalized, count: g.count, totalMs: Math.round(g.totalMs * 1000) / 1000 })),
@@ -276,12 +288,12 @@ export function formatWaterfall(view: TraceView, width = 50): string {
     if (r) lines.push(`${bar(r.offsetMs, r.durationMs, '=')} ${ms(r.durationMs)}  ${r.name}`);
     for (const q of view.queries) {
       if (q.placement === 'outside_window') continue;
-      const mark = q.nPlusOne ? ` [N+1 x${q.repeats}]` : q.placement === 'housekeeping' ? ' [housekeeping]' : '';
+      const mark = (q.nPlusOne ? ` [N+1 x${q.repeats}]` : q.placement === 'housekeeping' ? ' [housekeeping]' : '') + (q.attributedBy === 'worker' ? ' [by worker]' : '');
       lines.push(`${bar(q.offsetMs, q.durationMs, q.nPlusOne ? '#' : q.placement === 'housekeeping' ? '.' : '-')} ${ms(q.durationMs)}  ${oneLine(q.text, 100)}${mark}${q.error ? ' [error]' : ''}`);
     }
     const outside = view.queries.filter((q) => q.placement === 'outside_window');
     if (outside.length > 0) {
-      lines.push('', `unattributed: ${outside.length} statements carry this id but ran outside the request's window (a persistent connection still tagged with it); not counted`);
+      lines.push('', `unattributed: ${outside.length} statements carry this id but ran outside the request's window (a persistent connection still tagged with it); not counted here (a later request of the same PHP worker may count them)`);
       for (const q of outside) lines.push(`  ${`${q.offsetMs >= 0 ? '+' : ''}${q.offsetMs.toFixed(1)} ms`.padStart(14)} ${ms(q.durationMs)}  ${oneLine(q.text, 100)}`);
     }
     lines.push('');

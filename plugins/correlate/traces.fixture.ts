@@ -39,6 +39,8 @@ export interface FixtureRequest {
   status: number;
   project: string;
   queries: FixtureQuery[];
+  /** The PHP worker's process id (`process.pid` on the request span, as the PHP agent sends it). */
+  pid?: number;
 }
 
 const attr = (key: string, v: string | number | boolean) => ({
@@ -91,6 +93,7 @@ export function requestSpans(r: FixtureRequest) {
                   attr('http.request.method', r.method),
                   attr('url.full', r.url),
                   attr('http.response.status_code', r.status),
+                  ...(r.pid !== undefined ? [attr('process.pid', r.pid)] : []),
                 ],
               },
             ],

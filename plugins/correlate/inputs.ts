@@ -1,0 +1,84 @@
+// The join's inputs collected as records pass the processor, so a join need not read back and
+// parse what was just stored. Memory is a cache the store validates: at join time the store's
+// list of the id's records (ids, kinds and span ids, no bodies) must match what passed here,
+// record for record in order; then the remembered records get their store ids and the join runs
+// on them. Anything else (records that reached the store another way, a commit that failed, a
+// restart, a late span after an earlier join) reads the records back, as before.
+import type { FlatRecord, RecordReader, StoredRecord } from '../../collector/core/api.js';
+import { SpanKind } from '../../collector/core/api.js';
+import { END_UNCERTAINTY } from './join.js';
+
+/** The attributes of a DB span the join reads; the rest is not kept. */
+const DB_ATTRIBUTES = ['db.system.name', 'db.system', 'db.query.text', 'db.statement', END_UNCERTAINTY];
+/** Records remembered per id; an id with more is read back from the store. */
+const MAX_PER_ID = 5_000;
+
+export interface JoinRead {
+  records: StoredRecord[];
+  /** True when the records came from memory (validated), false when read back. */
+  fromMemory: boolean;
+}
+
+export class JoinInputs {
+  /** id -> the records that passed, in order (null: too many, read back instead). */
+  readonly #byId = new Map<string, FlatRecord[] | null>();
+
+  /** Remembers a record of a pending id. */
+  add(record: FlatRecord): void {
+    const list = this.#byId.get(record.correlationId);
+    if (list === null) return;
+    if (list === undefined) this.#byId.set(record.correlationId, [slim(record)]);
+    else if (list.length >= MAX_PER_ID) this.#byId.set(record.correlationId, null);
+    else list.push(slim(record));
+  }
+
+  get size(): number {
+    return this.#byId.size;
+  }
+
+  /**
+   * The id's stored records: from memory when the store confirms it holds exactly those, else
+   * read back. Memory of the id is handed over (records that pass later start a new list).
+   */
+  async read(reader: RecordReader, id: string): Promise<JoinRead> {
+    const list = this.#byId.get(id);
+    this.#byId.delete(id);
+    if (list) {
+      const refs = await reader.correlationIndex(id);
+      const others = refs.filter((r) => r.kind !== 'summary');
+      if (others.length === list.length && others.every((r, i) => r.kind === list[i]!.kind && r.spanId === list[i]!.spanId)) {
+        // Copies: the passed records belong to the pipeline.
+        const records: StoredRecord[] = list.map((r, i) => ({ ...r, id: others[i]!.id, receivedAtMs: others[i]!.receivedAtMs }));
+        // A summary counts for the join by its store id and summary id (its span id) alone.
+        for (const s of refs) if (s.kind === 'summary') records.push(summaryRef(id, s.id, s.spanId, s.receivedAtMs));
+        return { records, fromMemory: true };
+      }
+    }
+    return { records: await reader.byCorrelationId(id), fromMemory: false };
+  }
+}
+
+/** What the join needs of a record: request spans whole, DB spans without their other attributes and events. */
+function slim(r: FlatRecord): FlatRecord {
+  if (r.kind !== 'span' || r.spanKind === SpanKind.SERVER) return r;
+  const attributes: Record<string, FlatRecord['attributes'][string]> = {};
+  for (const key of DB_ATTRIBUTES) if (r.attributes[key] !== undefined) attributes[key] = r.attributes[key]!;
+  return { ...r, resource: {}, attributes, events: [], links: [] };
+}
+
+function summaryRef(correlationId: string, id: number, spanId: string, receivedAtMs: number): StoredRecord {
+  return {
+    kind: 'summary',
+    id,
+    receivedAtMs,
+    spanId,
+    correlationId,
+    traceId: '',
+    resource: {},
+    scope: { name: '', version: '', attributes: {} },
+    attributes: {},
+    name: '',
+    timeUnixNano: '0',
+    durationMs: 0,
+  };
+}
