@@ -4,6 +4,10 @@
 //  - baseline: one full scan of the same table (SELECT count(*) over every row's body length)
 //  - lookups: recentRequests (1 h, slowest first) and byCorrelationId (one request's records)
 //  - join: joinRecords + buildSummary of one request (13 spans), CPU only
+//  - a join per id as the processor does it: reading the records back (byCorrelationId, the way
+//    before issue 13) against the records kept from process() and checked against the store's
+//    index (correlationIndex), for a 13-span and a 100-span request; and what keeping costs in
+//    process() per record
 //  - normalizeSql: the one-pass normaliser against the regular-expression chain it replaced
 import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -16,6 +20,7 @@ import { flattenTraces } from '../plugins/otlp/decode.js';
 import { querySpans, requestSpans, sampleRequest } from '../plugins/correlate/traces.fixture.js';
 import { median } from './util.js';
 import { recentRequests, unsummarizedCorrelations } from '../plugins/correlate/queries.js';
+import { JoinInputs } from '../plugins/correlate/inputs.js';
 
 const REQUESTS = 30_000; // x 13 spans + 1 summary each = 420,000 rows
 const HOURS = 6;
@@ -113,6 +118,39 @@ export default async function (): Promise<void> {
   line('lookup: recentRequests 1 h, slowest, 50', median(listMs));
   line('join read: byCorrelationId (13 records)', median(readMs));
   process.stdout.write(`correlate: joinRecords + buildSummary (13 spans)     median ${(joinUs).toFixed(2).padStart(8)} us per request\n`);
+  await joinPaths(store, now);
   await store.close();
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** One id's join, both ways, on the large store: read back and parse, or memory checked against the index. */
+async function joinPaths(store: SqliteStore, now: number): Promise<void> {
+  for (const spans of [13, 100]) {
+    const requests = Array.from({ length: 200 }, () => sampleRequest({ startMs: now }, spans - 3));
+    const flats = requests.map((r) => [...flattenTraces(requestSpans(r)).records, ...flattenTraces(querySpans(r)).records]);
+    for (const f of flats) await store.append(f);
+    const back: number[] = [];
+    const memory: number[] = [];
+    const keep: number[] = [];
+    for (let run = 0; run < RUNS; run++) {
+      back.push(await timeAsync(async () => {
+        for (const r of requests) buildSummary(joinRecords(r.correlationId, await store.byCorrelationId(r.correlationId)));
+      }));
+      const inputs = new JoinInputs();
+      keep.push(time(() => { for (const f of flats) for (const rec of f) inputs.add(rec); }));
+      memory.push(await timeAsync(async () => {
+        for (const r of requests) {
+          const read = await inputs.read(store, r.correlationId);
+          if (!read.fromMemory) throw new Error('the bench expects the memory path');
+          buildSummary(joinRecords(r.correlationId, read.records));
+        }
+      }));
+    }
+    const perId = (ms: number) => (ms * 1000) / requests.length;
+    const b = perId(median(back));
+    const m = perId(median(memory));
+    process.stdout.write(`correlate: join per id (${String(spans).padStart(3)} spans), read back (before)    median ${b.toFixed(1).padStart(8)} us\n`);
+    process.stdout.write(`correlate: join per id (${String(spans).padStart(3)} spans), from memory (after)   median ${m.toFixed(1).padStart(8)} us  (${(m / b).toFixed(2)} of read back)\n`);
+    process.stdout.write(`correlate: keeping join inputs in process()          median ${((median(keep) * 1e6) / (requests.length * spans)).toFixed(0).padStart(8)} ns per record\n`);
+  }
 }

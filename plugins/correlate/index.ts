@@ -37,7 +37,7 @@ const SWEEP_PAGE = 1000;
  * How long before a stale-tagged statement its request may have started, when the store is asked
  * for it (statements from before this processor started: their request may have passed earlier).
  */
-const REQUEST_LOOKBACK_MS = 300_000;
+const REQUEST_LOOKBACK_MS = 60_000;
 
 export const factory = defineProcessor<CorrelateConfig>({
   kind: 'processor',
@@ -267,13 +267,12 @@ class Correlator implements Processor {
     const joined = lent.length > 0 ? joinRecords(id, read.records, this.#options, lent) : own;
     // Only statements stored since the newest summary can be news to another request.
     const coveredUpTo = joined.summaries.at(-1)?.id ?? 0;
-    for (const q of joined.queries) {
-      if (q.placement !== 'outside_window' || q.attributedBy !== 'tag' || q.span.id <= coveredUpTo) continue;
-      let runner = this.#workers.runningAt(request, q.span);
-      // A statement from before this processor started: its request may have passed earlier.
-      if (runner === undefined && Number(BigInt(q.span.startTimeUnixNano) / 1_000_000n) < this.#startedAtMs + this.#config.window) {
-        runner = await this.#workers.runningAtFromStore(request, q.span, REQUEST_LOOKBACK_MS);
-      }
+    const stale = joined.queries.filter((q) => q.placement === 'outside_window' && q.attributedBy === 'tag' && q.span.id > coveredUpTo).map((q) => q.span);
+    // Statements from before this processor started: their request may have passed earlier.
+    const early = stale.filter((s) => !this.#workers.runningAt(request, s) && Number(BigInt(s.startTimeUnixNano) / 1_000_000n) < this.#startedAtMs + this.#config.window);
+    await this.#workers.recall(request, early, REQUEST_LOOKBACK_MS);
+    for (const s of stale) {
+      const runner = this.#workers.runningAt(request, s);
       if (runner !== undefined && runner !== id) rejoin.add(runner);
     }
     return joined;

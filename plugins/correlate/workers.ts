@@ -116,18 +116,18 @@ export class WorkerAttribution {
   }
 
   /**
-   * Requests whose windows contain the statement's start, found in the store (for statements
-   * near a restart, whose request may have passed before this processor started): SERVER spans
-   * that started up to `lookbackMs` before it.
+   * Loads into memory the requests of `request`'s worker that started up to `lookbackMs` before
+   * the earliest of `statements` and no later than the latest (for statements from before this
+   * processor started: their request may have passed before it). One store read.
    */
-  async runningAtFromStore(request: SpanRecord, statement: SpanRecord, lookbackMs: number): Promise<string | undefined> {
+  async recall(request: SpanRecord, statements: readonly SpanRecord[], lookbackMs: number): Promise<void> {
     const worker = workerOf(request);
-    if (!worker) return undefined;
-    const start = BigInt(statement.startTimeUnixNano);
-    const found = await this.#reader.spansStartingBetween((start - BigInt(lookbackMs) * 1_000_000n).toString(), start.toString(), SpanKind.SERVER, WINDOW_QUERY_LIMIT);
-    const running = found.filter((s) => s.kind === 'span' && workerOf(s) === worker && within(start, windowOf(s, this.#toleranceMs)));
-    for (const s of running) if (s.kind === 'span') this.noteRequest(s.correlationId, s);
-    return running.length === 1 ? running[0]!.correlationId : undefined;
+    if (!worker || statements.length === 0) return;
+    const starts = statements.map((s) => BigInt(s.startTimeUnixNano));
+    const first = starts.reduce((a, b) => (b < a ? b : a));
+    const last = starts.reduce((a, b) => (b > a ? b : a));
+    const found = await this.#reader.spansStartingBetween((first - BigInt(lookbackMs) * 1_000_000n).toString(), last.toString(), SpanKind.SERVER, WINDOW_QUERY_LIMIT);
+    for (const s of found) if (s.kind === 'span' && workerOf(s) === worker) this.noteRequest(s.correlationId, s);
   }
 
   async #ownerOf(correlationId: string): Promise<Ran | undefined> {
