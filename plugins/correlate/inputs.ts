@@ -4,7 +4,7 @@
 // record for record in order; then the remembered records get their store ids and the join runs
 // on them. Anything else (records that reached the store another way, a commit that failed, a
 // restart, a late span after an earlier join) reads the records back, as before.
-import type { FlatRecord, RecordReader, StoredRecord } from '../../collector/core/api.js';
+import type { Attributes, FlatRecord, RecordReader, SpanRecord, StoredRecord } from '../../collector/core/api.js';
 import { SpanKind } from '../../collector/core/api.js';
 import { END_UNCERTAINTY } from './join.js';
 
@@ -21,7 +21,7 @@ export interface JoinRead {
 
 export class JoinInputs {
   /** id -> the records that passed, in order (null: too many, read back instead). */
-  readonly #byId = new Map<string, FlatRecord[] | null>();
+  readonly #byId = new Map<string, Kept[] | null>();
 
   /** Remembers a record of a pending id. */
   add(record: FlatRecord): void {
@@ -47,8 +47,12 @@ export class JoinInputs {
       const refs = await reader.correlationIndex(id);
       const others = refs.filter((r) => r.kind !== 'summary');
       if (others.length === list.length && others.every((r, i) => r.kind === list[i]!.kind && r.spanId === list[i]!.spanId)) {
-        // Copies: the passed records belong to the pipeline.
-        const records: StoredRecord[] = list.map((r, i) => ({ ...r, id: others[i]!.id, receivedAtMs: others[i]!.receivedAtMs }));
+        const records: StoredRecord[] = list.map((k, i) => {
+          const { id, receivedAtMs } = others[i]!;
+          // A slim copy is ours to stamp; a record kept whole belongs to the pipeline: copied.
+          if (k.slim) return Object.assign(k.slim, { id, receivedAtMs });
+          return { ...k.whole!, id, receivedAtMs };
+        });
         // A summary counts for the join by its store id and summary id (its span id) alone.
         for (const s of refs) if (s.kind === 'summary') records.push(summaryRef(id, s.id, s.spanId, s.receivedAtMs));
         return { records, fromMemory: true };
@@ -58,12 +62,54 @@ export class JoinInputs {
   }
 }
 
-/** What the join needs of a record: request spans whole, DB spans without their other attributes and events. */
-function slim(r: FlatRecord): FlatRecord {
-  if (r.kind !== 'span' || r.spanKind === SpanKind.SERVER) return r;
-  const attributes: Record<string, FlatRecord['attributes'][string]> = {};
-  for (const key of DB_ATTRIBUTES) if (r.attributes[key] !== undefined) attributes[key] = r.attributes[key]!;
-  return { ...r, resource: {}, attributes, events: [], links: [] };
+/** A record as kept: its kind and span id (to compare with the store's index) and its content. */
+interface Kept {
+  kind: FlatRecord['kind'];
+  spanId: string;
+  /** Spans other than requests: a copy with what the join reads. */
+  slim?: StoredRecord;
+  /** Request spans, logs and the rest: the record itself. */
+  whole?: FlatRecord;
+}
+
+const NO_EVENTS: SpanRecord['events'] = [];
+const NO_LINKS: SpanRecord['links'] = [];
+
+/**
+ * What the join needs of a record: request spans whole; other spans without their resource,
+ * events and other attributes, built as one literal so every copy has the same shape (spread
+ * copies are slower for the join to read than parsed JSON).
+ */
+function slim(r: FlatRecord): Kept {
+  if (r.kind !== 'span' || r.spanKind === SpanKind.SERVER) return { kind: r.kind, spanId: r.spanId, whole: r };
+  const attributes: Attributes = {};
+  for (const key of DB_ATTRIBUTES) {
+    const v = r.attributes[key];
+    if (v !== undefined) attributes[key] = v;
+  }
+  const copy: StoredRecord = {
+    kind: 'span',
+    id: 0,
+    receivedAtMs: 0,
+    resource: {},
+    scope: r.scope,
+    attributes,
+    traceId: r.traceId,
+    spanId: r.spanId,
+    correlationId: r.correlationId,
+    parentSpanId: r.parentSpanId,
+    traceState: r.traceState,
+    name: r.name,
+    spanKind: r.spanKind,
+    startTimeUnixNano: r.startTimeUnixNano,
+    endTimeUnixNano: r.endTimeUnixNano,
+    durationMs: r.durationMs,
+    status: r.status,
+    events: NO_EVENTS,
+    links: NO_LINKS,
+    flags: r.flags,
+  };
+  return { kind: 'span', spanId: r.spanId, slim: copy };
 }
 
 function summaryRef(correlationId: string, id: number, spanId: string, receivedAtMs: number): StoredRecord {

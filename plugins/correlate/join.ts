@@ -148,8 +148,7 @@ export function joinRecords(
     .sort((a, b) => compareNanos(a.span.startTimeUnixNano, b.span.startTimeUnixNano) || a.span.id - b.span.id)
     .map(({ span, attributedBy }): Query => {
       const text = queryTextOf(span);
-      const normalized = normalizeSql(text);
-      const statement = classifyStatement(normalized);
+      const { normalized, statement } = analyzed(text);
       const placement: Placement = !window ? 'no_request' : !inWindow(span, window) ? 'outside_window' : statement === 'housekeeping' ? 'housekeeping' : 'counted';
       return { span, attributedBy, text, normalized, statement, placement };
     });
@@ -301,6 +300,25 @@ export function buildSummary(joined: Joined, options: JoinOptions = DEFAULT_JOIN
     timeUnixNano: request.startTimeUnixNano,
     durationMs: round(request.durationMs),
   };
+}
+
+/**
+ * Normalized text and class of a statement, remembered: the same text recurs (prepared
+ * statements, N+1 loops, the same page again), and the scan is most of a join's time. The memo
+ * is dropped whole when full, which keeps it simple and bounded.
+ */
+const ANALYZED = new Map<string, { normalized: string; statement: StatementClass }>();
+const ANALYZED_MAX = 10_000;
+
+function analyzed(text: string): { normalized: string; statement: StatementClass } {
+  let a = ANALYZED.get(text);
+  if (a === undefined) {
+    const normalized = normalizeSql(text);
+    a = { normalized, statement: classifyStatement(normalized) };
+    if (ANALYZED.size >= ANALYZED_MAX) ANALYZED.clear();
+    ANALYZED.set(text, a);
+  }
+  return a;
 }
 
 function compareNanos(a: string, b: string): number {
