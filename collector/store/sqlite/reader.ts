@@ -17,32 +17,33 @@ export function toStored(row: Row): StoredRecord {
 
 export class SqliteReader {
   readonly #db: Database.Database;
+  // Prepared once: the join runs these for every id (preparing costs as much as a small query).
+  readonly #byCorrelation: Database.Statement;
+  readonly #index: Database.Statement;
+  readonly #spansBetween: Database.Statement;
 
   constructor(db: Database.Database) {
     this.#db = db;
+    this.#byCorrelation = db.prepare('SELECT id, received_at_ms, body FROM records WHERE correlation_id = ? ORDER BY id');
+    this.#index = db.prepare("SELECT id, kind, coalesce(span_id, '') AS spanId, received_at_ms AS receivedAtMs FROM records WHERE correlation_id = ? ORDER BY id");
+    // The time index (records_time) bounds the rows; the span kind is only in the body.
+    this.#spansBetween = db.prepare(
+      `SELECT id, received_at_ms, body FROM records
+       WHERE time_unix_nano BETWEEN @from AND @to AND kind = 'span' AND json_extract(body, '$.spanKind') = @spanKind
+       ORDER BY time_unix_nano, id LIMIT @limit`,
+    );
   }
 
   byCorrelationId(correlationId: string): StoredRecord[] {
-    const rows = this.#db.prepare('SELECT id, received_at_ms, body FROM records WHERE correlation_id = ? ORDER BY id').all(correlationId) as Row[];
-    return rows.map(toStored);
+    return (this.#byCorrelation.all(correlationId) as Row[]).map(toStored);
   }
 
   correlationIndex(correlationId: string): RecordRef[] {
-    return this.#db
-      .prepare("SELECT id, kind, coalesce(span_id, '') AS spanId, received_at_ms AS receivedAtMs FROM records WHERE correlation_id = ? ORDER BY id")
-      .all(correlationId) as RecordRef[];
+    return this.#index.all(correlationId) as RecordRef[];
   }
 
   spansStartingBetween(fromNs: string, toNs: string, spanKind: number, limit: number): StoredRecord[] {
-    // The time index bounds the rows; the span kind is only in the body.
-    const rows = this.#db
-      .prepare(
-        `SELECT id, received_at_ms, body FROM records INDEXED BY records_time
-         WHERE time_unix_nano BETWEEN @from AND @to AND kind = 'span' AND json_extract(body, '$.spanKind') = @spanKind
-         ORDER BY time_unix_nano, id LIMIT @limit`,
-      )
-      .all({ from: BigInt(fromNs), to: BigInt(toNs), spanKind, limit }) as Row[];
-    return rows.map(toStored);
+    return (this.#spansBetween.all({ from: BigInt(fromNs), to: BigInt(toNs), spanKind, limit }) as Row[]).map(toStored);
   }
 
   correlationsAfterKind(kind: RecordKind, sinceMs: number, limit: number): CorrelationActivity[] {
