@@ -12,6 +12,8 @@ import { END_UNCERTAINTY } from './join.js';
 const DB_ATTRIBUTES = ['db.system.name', 'db.system', 'db.query.text', 'db.statement', END_UNCERTAINTY];
 /** Records remembered per id; an id with more is read back from the store. */
 const MAX_PER_ID = 5_000;
+/** Distinct strings shared among kept records before the table starts over. */
+const MAX_STRINGS = 50_000;
 
 export interface JoinRead {
   records: StoredRecord[];
@@ -23,13 +25,62 @@ export class JoinInputs {
   /** id -> the records that passed, in order (null: too many, read back instead). */
   readonly #byId = new Map<string, Kept[] | null>();
 
+  /** Strings that recur across records (trace ids of one request, statement texts, names), kept once. */
+  readonly #strings = new Map<string, string>();
+
   /** Remembers a record of a pending id. */
   add(record: FlatRecord): void {
     const list = this.#byId.get(record.correlationId);
     if (list === null) return;
-    if (list === undefined) this.#byId.set(record.correlationId, [slim(record)]);
+    if (list === undefined) this.#byId.set(record.correlationId, [this.#slim(record)]);
     else if (list.length >= MAX_PER_ID) this.#byId.set(record.correlationId, null);
-    else list.push(slim(record));
+    else list.push(this.#slim(record));
+  }
+
+  /** One copy of each recurring string: a kept span is mostly strings, and most of them repeat. */
+  #once(value: string): string {
+    const known = this.#strings.get(value);
+    if (known !== undefined) return known;
+    if (this.#strings.size >= MAX_STRINGS) this.#strings.clear();
+    this.#strings.set(value, value);
+    return value;
+  }
+
+  /**
+   * What the join needs of a record: request spans whole; other spans without their resource,
+   * events and other attributes, built as one literal so every copy has the same shape (spread
+   * copies are slower for the join to read than parsed JSON), recurring strings shared.
+   */
+  #slim(r: FlatRecord): Kept {
+    if (r.kind !== 'span' || r.spanKind === SpanKind.SERVER) return { kind: r.kind, spanId: r.spanId, whole: r };
+    const attributes: Attributes = {};
+    for (const key of DB_ATTRIBUTES) {
+      const v = r.attributes[key];
+      if (v !== undefined) attributes[key] = typeof v === 'string' ? this.#once(v) : v;
+    }
+    const copy: StoredRecord = {
+      kind: 'span',
+      id: 0,
+      receivedAtMs: 0,
+      resource: NO_ATTRIBUTES,
+      scope: r.scope,
+      attributes,
+      traceId: this.#once(r.traceId),
+      spanId: r.spanId,
+      correlationId: this.#once(r.correlationId),
+      parentSpanId: this.#once(r.parentSpanId),
+      traceState: this.#once(r.traceState),
+      name: this.#once(r.name),
+      spanKind: r.spanKind,
+      startTimeUnixNano: r.startTimeUnixNano,
+      endTimeUnixNano: r.endTimeUnixNano,
+      durationMs: r.durationMs,
+      status: r.status.code === 0 && r.status.message === '' ? UNSET : r.status,
+      events: NO_EVENTS,
+      links: NO_LINKS,
+      flags: r.flags,
+    };
+    return { kind: 'span', spanId: r.spanId, slim: copy };
   }
 
   get size(): number {
@@ -72,45 +123,11 @@ interface Kept {
   whole?: FlatRecord;
 }
 
+// Shared by every kept span: the join never changes a record.
 const NO_EVENTS: SpanRecord['events'] = [];
 const NO_LINKS: SpanRecord['links'] = [];
-
-/**
- * What the join needs of a record: request spans whole; other spans without their resource,
- * events and other attributes, built as one literal so every copy has the same shape (spread
- * copies are slower for the join to read than parsed JSON).
- */
-function slim(r: FlatRecord): Kept {
-  if (r.kind !== 'span' || r.spanKind === SpanKind.SERVER) return { kind: r.kind, spanId: r.spanId, whole: r };
-  const attributes: Attributes = {};
-  for (const key of DB_ATTRIBUTES) {
-    const v = r.attributes[key];
-    if (v !== undefined) attributes[key] = v;
-  }
-  const copy: StoredRecord = {
-    kind: 'span',
-    id: 0,
-    receivedAtMs: 0,
-    resource: {},
-    scope: r.scope,
-    attributes,
-    traceId: r.traceId,
-    spanId: r.spanId,
-    correlationId: r.correlationId,
-    parentSpanId: r.parentSpanId,
-    traceState: r.traceState,
-    name: r.name,
-    spanKind: r.spanKind,
-    startTimeUnixNano: r.startTimeUnixNano,
-    endTimeUnixNano: r.endTimeUnixNano,
-    durationMs: r.durationMs,
-    status: r.status,
-    events: NO_EVENTS,
-    links: NO_LINKS,
-    flags: r.flags,
-  };
-  return { kind: 'span', spanId: r.spanId, slim: copy };
-}
+const NO_ATTRIBUTES: Attributes = {};
+const UNSET: SpanRecord['status'] = { code: 0, message: '' };
 
 function summaryRef(correlationId: string, id: number, spanId: string, receivedAtMs: number): StoredRecord {
   return {
