@@ -12,6 +12,12 @@ import { END_UNCERTAINTY } from './join.js';
 const DB_ATTRIBUTES = ['db.system.name', 'db.system', 'db.query.text', 'db.statement', END_UNCERTAINTY];
 /** Records remembered per id; an id with more is read back from the store. */
 const MAX_PER_ID = 5_000;
+/**
+ * Records remembered in all (about 450 bytes each: some 22 MiB); beyond it new ids are read back.
+ * Memory saves a join the parse of its records but holds them for a window; the cap keeps the
+ * collector's memory flat whatever the rate and the window.
+ */
+const MAX_KEPT = 50_000;
 /** Distinct strings shared among kept records before the table starts over. */
 const MAX_STRINGS = 50_000;
 
@@ -28,13 +34,26 @@ export class JoinInputs {
   /** Strings that recur across records (trace ids of one request, statement texts, names), kept once. */
   readonly #strings = new Map<string, string>();
 
+  /** Records kept now, over every id. */
+  #kept = 0;
+
   /** Remembers a record of a pending id. */
   add(record: FlatRecord): void {
-    const list = this.#byId.get(record.correlationId);
+    const id = record.correlationId;
+    const list = this.#byId.get(id);
     if (list === null) return;
-    if (list === undefined) this.#byId.set(record.correlationId, [this.#slim(record)]);
-    else if (list.length >= MAX_PER_ID) this.#byId.set(record.correlationId, null);
-    else list.push(this.#slim(record));
+    if (list === undefined) {
+      // A new id over the cap is not kept at all (read back when joined).
+      if (this.#kept >= MAX_KEPT) return;
+      this.#byId.set(id, [this.#slim(record)]);
+      this.#kept++;
+    } else if (list.length >= MAX_PER_ID || this.#kept >= MAX_KEPT) {
+      this.#kept -= list.length;
+      this.#byId.set(id, null);
+    } else {
+      list.push(this.#slim(record));
+      this.#kept++;
+    }
   }
 
   /** One copy of each recurring string: a kept span is mostly strings, and most of them repeat. */
@@ -94,6 +113,7 @@ export class JoinInputs {
   async read(reader: RecordReader, id: string): Promise<JoinRead> {
     const list = this.#byId.get(id);
     this.#byId.delete(id);
+    if (list) this.#kept -= list.length;
     if (list) {
       const refs = await reader.correlationIndex(id);
       const others = refs.filter((r) => r.kind !== 'summary');
