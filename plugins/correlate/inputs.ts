@@ -121,7 +121,11 @@ export class JoinInputs {
         const records: StoredRecord[] = list.map((k, i) => {
           const { id, receivedAtMs } = others[i]!;
           // A slim copy is ours to stamp; a record kept whole belongs to the pipeline: copied.
-          if (k.slim) return Object.assign(k.slim, { id, receivedAtMs });
+          if (k.slim) {
+            k.slim.id = id;
+            k.slim.receivedAtMs = receivedAtMs;
+            return k.slim;
+          }
           return { ...k.whole!, id, receivedAtMs };
         });
         // A summary counts for the join by its store id and summary id (its span id) alone.
