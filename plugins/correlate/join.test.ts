@@ -2,7 +2,7 @@
 // DB spans before their request, late spans (a superseding summary), and the deterministic id.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildSummary, classifyStatement, joinRecords, normalizeSql, summaryIdOf } from './join.js';
+import { buildSummary, classifyStatement, joinRecords, normalizeSql, summaryIdOf, type StoredSpan } from './join.js';
 import { flat, querySpans, requestSpans, sampleRequest, storeWith } from './traces.fixture.js';
 
 const options = { slowestQueries: 3, nPlusOneThreshold: 5, toleranceMs: 2 };
@@ -189,4 +189,39 @@ test('a persistent connection still tagged with an ended request: the next reque
   assert.equal(s.attributes['bitville.db_time_ms'], 70);
   assert.equal(s.attributes['bitville.db_unattributed_count'], 3);
   assert.equal(s.attributes['bitville.n_plus_one'], false);
+});
+
+test('statements attributed by worker: counted and marked inside the window, once each, and they move the summary id', async (t) => {
+  const store = await storeWith(t);
+  const b = sampleRequest({ durationMs: 300, queries: [{ sql: 'SELECT 1 /* own */', atMs: 10, ms: 5 }] });
+  // Spans tagged with another id, as workers.ts hands them over: two in B's window (one sent twice), one after it.
+  const a = { ...b, correlationId: b.correlationId.replace(/^./, (c) => (c === 'f' ? '0' : 'f')) };
+  const lentQueries = [
+    { sql: 'SELECT * FROM carts WHERE id = 7', atMs: 50, ms: 20, spanId: 'b'.repeat(16) },
+    { sql: 'RESET ALL', atMs: 80, ms: 0.1, spanId: 'c'.repeat(16) },
+    { sql: 'SELECT * FROM late', atMs: 400, ms: 5, spanId: 'd'.repeat(16) },
+  ];
+  await store.append(flat(requestSpans(b)));
+  await store.append(flat(querySpans(b)));
+  const own = await store.byCorrelationId(b.correlationId);
+  const first = buildSummary(joinRecords(b.correlationId, own, options), options)!;
+  await store.append(flat(querySpans(a, lentQueries)));
+  await store.append(flat(querySpans(a, lentQueries.slice(0, 1))));
+  const lent = (await store.byCorrelationId(a.correlationId)).filter((r) => r.kind === 'span') as StoredSpan[];
+  const j = joinRecords(b.correlationId, own, options, lent);
+  assert.deepEqual(
+    j.queries.map((q) => [q.text, q.placement, q.attributedBy]),
+    [
+      ['SELECT 1 /* own */', 'counted', 'tag'],
+      ['SELECT * FROM carts WHERE id = 7', 'counted', 'worker'],
+      ['RESET ALL', 'housekeeping', 'worker'],
+    ],
+    'the one after the window is left out; the re-sent copy counts once',
+  );
+  const s = buildSummary({ ...j, summaries: [] }, options)!;
+  assert.equal(s.attributes['bitville.db_query_count'], 2);
+  assert.equal(s.attributes['bitville.db_worker_attributed_count'], 1);
+  assert.equal(s.attributes['bitville.db_time_ms'], 25);
+  assert.notEqual(s.spanId, first.spanId, 'the lent statements are part of what the summary covers');
+  assert.equal(j.lastRecordId, lent.find((x) => x.spanId === 'c'.repeat(16))!.id, 'covered up to the newest first copy in the window');
 });
