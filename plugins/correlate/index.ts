@@ -12,6 +12,7 @@ import type { AdminRoute, FlatRecord, Processor, ProcessorContext } from '../../
 import { buildSummary, joinRecords, type JoinOptions } from './join.js';
 import { unsummarizedCorrelations } from './queries.js';
 import { requestRoutes } from './web.js';
+import { withRollup } from './rollup.js';
 
 export interface CorrelateConfig {
   window: number;
@@ -199,7 +200,8 @@ class Correlator implements Processor {
           readAt.set(id, Date.now());
           const joined = joinRecords(id, await this.#ctx.reader.byCorrelationId(id), this.#options);
           const summary = buildSummary(joined, this.#options);
-          if (summary) summaries.push(summary);
+          // The overview's rollups travel with the summary to its commit (rollup.ts).
+          if (summary) summaries.push(withRollup(summary, joined, this.#options));
           if (summary && joined.summaries.length > 0) superseding++;
           // DB spans whose request never came; a trace without DB spans or a SERVER span is complete as it is.
           if (!joined.request && joined.queries.length > 0) incomplete++;
