@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join } from 'node:path';
 import type { DerivedRecord } from '../collector/core/api.js';
-import { attachRollup } from '../collector/core/api.js';
+import { attachRollup, coveringRanges, ROLLUP_RESOLUTIONS } from '../collector/core/api.js';
 import { SqliteStore } from '../collector/store/sqlite.js';
 import { bucketField } from '../plugins/correlate/histogram.js';
 import { endpoints, latency, statements, type TimeRange } from '../plugins/correlate/overview-queries.js';
@@ -21,6 +21,7 @@ import { median } from './util.js';
 
 const MINUTE = 60_000;
 const HOUR = 3_600_000;
+const DAY = 86_400_000;
 const DAYS = 7;
 const PER_SECOND = 100;
 const STATEMENTS_PER_REQUEST = 20;
@@ -48,47 +49,63 @@ function buildWeek(path: string, now: number): number {
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = OFF');
   const put = db.prepare('INSERT INTO rollups (series, resolution_ms, bucket_ms, key, fields) VALUES (?, ?, ?, ?, ?)');
-  const from = Math.floor((now - DAYS * 86_400_000) / HOUR) * HOUR;
+  const from = Math.floor((now - DAYS * 86_400_000) / DAY) * DAY;
   const perMinute = PER_SECOND * 60;
   const endpointWeight = Array.from({ length: ENDPOINTS }, (_, i) => 1 / (i + 1));
   const ew = endpointWeight.reduce((a, b) => a + b, 0);
   let rows = 0;
-  const addInto = (a: Record<string, number>, b: Record<string, number>) => {
-    for (const [k, v] of Object.entries(b)) a[k] = (a[k] ?? 0) + v;
+  // The coarser rows as the store would have summed them: resolution -> bucket -> series\tkey -> fields.
+  const coarse = new Map<number, Map<number, Map<string, Record<string, number>>>>(ROLLUP_RESOLUTIONS.slice(1).map((r) => [r, new Map()]));
+  const flush = (resolution: number, before: number) => {
+    const buckets = coarse.get(resolution)!;
+    for (const [bucket, keys] of buckets) {
+      if (bucket + resolution > before) continue;
+      for (const [sk, f] of keys) {
+        const [series, key] = sk.split('\t') as [string, string];
+        put.run(series, resolution, bucket, key, JSON.stringify(f));
+        rows++;
+      }
+      buckets.delete(bucket);
+    }
+  };
+  const add = (series: string, key: string, minute: number, f: Record<string, number>) => {
+    put.run(series, MINUTE, minute, key, JSON.stringify(f));
+    rows++;
+    for (const [resolution, buckets] of coarse) {
+      const bucket = Math.floor(minute / resolution) * resolution;
+      let keys = buckets.get(bucket);
+      if (!keys) buckets.set(bucket, (keys = new Map()));
+      const sum = keys.get(`${series}\t${key}`) ?? {};
+      for (const [k, v] of Object.entries(f)) sum[k] = (sum[k] ?? 0) + v;
+      keys.set(`${series}\t${key}`, sum);
+    }
   };
   for (let hour = from; hour < now; hour += HOUR) {
-    const hourRows = new Map<string, Record<string, number>>();
     db.transaction(() => {
       for (let minute = hour; minute < hour + HOUR && minute < now; minute += MINUTE) {
         // Busier and slower in the afternoon.
-        const load = 1 + 0.5 * Math.sin(((minute % 86_400_000) / 86_400_000) * 2 * Math.PI);
+        const load = 1 + 0.5 * Math.sin(((minute % DAY) / DAY) * 2 * Math.PI);
         for (let e = 0; e < ENDPOINTS; e++) {
           const n = Math.max(1, Math.round((perMinute * endpointWeight[e]!) / ew));
           const center = (40 + e * 15) * load;
           const f = histogram(center, n, 12);
           Object.assign(f, { n, ms: n * center, db: n * center * 0.3, q: n * STATEMENTS_PER_REQUEST, err: Math.round(n * 0.01), np1: Math.round(n * 0.05) });
-          put.run(SERIES.endpoint, MINUTE, minute, `GET /endpoint/${e}/:id`, JSON.stringify(f));
-          addInto((hourRows.get(`e${e}`) ?? hourRows.set(`e${e}`, {}).get(`e${e}`))!, f);
-          rows++;
+          add(SERIES.endpoint, `GET /endpoint/${e}/:id`, minute, f);
         }
         for (let s = 0; s < STATEMENTS; s++) {
           const calls = Math.round((perMinute * STATEMENTS_PER_REQUEST) / STATEMENTS);
           const center = (0.3 + s * 0.2) * load;
           const f = histogram(center, calls, 8);
           Object.assign(f, { calls, ms: calls * center, reqs: Math.round(calls / 3), np1: s % 10 === 0 ? 50 : 0 });
-          put.run(SERIES.statement, MINUTE, minute, `select * from table_${s} where id = ?`, JSON.stringify(f));
-          addInto((hourRows.get(`s${s}`) ?? hourRows.set(`s${s}`, {}).get(`s${s}`))!, f);
-          rows++;
+          add(SERIES.statement, `select * from table_${s} where id = ?`, minute, f);
         }
       }
-      for (const [k, f] of hourRows) {
-        const series = k.startsWith('e') ? SERIES.endpoint : SERIES.statement;
-        const key = k.startsWith('e') ? `GET /endpoint/${k.slice(1)}/:id` : `select * from table_${k.slice(1)} where id = ?`;
-        put.run(series, HOUR, hour, key, JSON.stringify(f));
-        rows++;
-      }
+      for (const resolution of coarse.keys()) flush(resolution, Math.min(now, hour + HOUR));
     })();
   }
+  db.transaction(() => {
+    for (const resolution of coarse.keys()) flush(resolution, Infinity);
+  })();
   db.pragma('wal_checkpoint(TRUNCATE)');
   db.close();
   return rows;
@@ -155,17 +172,14 @@ export default async function run(): Promise<void> {
         endpointLatency: await medianOf(() => latency(store, range, 'GET /endpoint/3/:id')),
         page: await medianOf(() => Promise.all([latency(store, range), endpoints(store, range), statements(store, range)])),
       };
-      // Baseline: the very rows the statements query reads (minute edges, hour middle), fetched raw.
+      // Baseline: the very rows the statements query reads, fetched raw.
       const raw = new Database(path, { readonly: true });
       const read = raw.prepare('SELECT fields FROM rollups WHERE series = ? AND resolution_ms = ? AND bucket_ms >= ? AND bucket_ms < ?').raw();
-      const firstHour = Math.ceil(range.fromMs / HOUR) * HOUR;
-      const lastHour = Math.floor(range.untilMs / HOUR) * HOUR;
-      const parts: [number, number, number][] =
-        firstHour >= lastHour ? [[MINUTE, range.fromMs, range.untilMs]] : [[MINUTE, range.fromMs, firstHour], [HOUR, firstHour, lastHour], [MINUTE, lastHour, range.untilMs]];
+      const parts = coveringRanges(range.fromMs, range.untilMs);
       let rowsRead = 0;
       const rawRead = await medianOf(async () => {
         rowsRead = 0;
-        for (const [res, a, b] of parts) rowsRead += read.all(SERIES.statement, res, a, b).length;
+        for (const p of parts) rowsRead += read.all(SERIES.statement, p.resolutionMs, p.fromMs, p.untilMs).length;
       });
       raw.close();
       console.log(

@@ -24,7 +24,7 @@ export { BitvilleError, ConsumerError } from '../common/errors.js';
 export { parseDuration, formatDuration, parseSize, parseHostPort } from '../common/schema.js';
 export type { StandardSchema, StandardResult } from '../common/schema.js';
 export type { RollupContribution, RollupDelta, RollupQuery, RollupRow, RollupResolution } from './rollup.js';
-export { attachRollup, addFields, ROLLUP_RESOLUTIONS } from './rollup.js';
+export { attachRollup, addFields, coveringRanges, ROLLUP_RESOLUTIONS } from './rollup.js';
 /** The schema builder the collector uses (zod 4), for plugins that want one; any Standard Schema works. */
 export { z, schemaHelpers };
 

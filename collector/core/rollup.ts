@@ -9,7 +9,7 @@ import type { FlatRecord } from './model.js';
 export interface RollupDelta {
   /** What the row counts, named by the component (`correlate.endpoint`). */
   series: string;
-  /** When the counted event happened (ms since the epoch); the store files it under its minute and hour. */
+  /** When the counted event happened (ms since the epoch); the store files it under its minute, 10 minutes, hour and day. */
   atMs: number;
   /** The row within the series and interval (an endpoint, a statement). */
   key: string;
@@ -25,8 +25,8 @@ export interface RollupContribution {
   deltas: readonly RollupDelta[];
 }
 
-/** The rows' resolutions (ms): every delta is added to its minute row and its hour row. */
-export const ROLLUP_RESOLUTIONS = [60_000, 3_600_000] as const;
+/** The rows' resolutions (ms), finest first: every delta is added to its row at each (UTC days). */
+export const ROLLUP_RESOLUTIONS = [60_000, 600_000, 3_600_000, 86_400_000] as const;
 export type RollupResolution = (typeof ROLLUP_RESOLUTIONS)[number];
 
 /** How long a contribution's `once` key is remembered (duplicates arrive within seconds of each other). */
@@ -54,6 +54,23 @@ export interface RollupRow {
 const attached = new WeakMap<FlatRecord, RollupContribution>();
 
 /** Lets `contribution` travel with `record` to the commit; returns the record. */
+/**
+ * The rows that cover [fromMs, untilMs) exactly with the fewest rows: the coarsest resolution
+ * for the whole intervals in the middle, finer ones for the ragged ends (both ends are taken to
+ * be whole minutes).
+ */
+export function coveringRanges(fromMs: number, untilMs: number, resolutions: readonly number[] = ROLLUP_RESOLUTIONS): { resolutionMs: RollupResolution; fromMs: number; untilMs: number }[] {
+  if (fromMs >= untilMs) return [];
+  const [finest, ...coarser] = resolutions;
+  if (coarser.length === 0) return [{ resolutionMs: finest as RollupResolution, fromMs, untilMs }];
+  const r = coarser.at(-1)!;
+  const a = Math.ceil(fromMs / r) * r;
+  const b = Math.floor(untilMs / r) * r;
+  const finer = resolutions.slice(0, -1);
+  if (a >= b) return coveringRanges(fromMs, untilMs, finer);
+  return [...coveringRanges(fromMs, a, finer), { resolutionMs: r as RollupResolution, fromMs: a, untilMs: b }, ...coveringRanges(b, untilMs, finer)];
+}
+
 export function attachRollup<R extends FlatRecord>(record: R, contribution: RollupContribution): R {
   attached.set(record, contribution);
   return record;

@@ -1,8 +1,8 @@
 // The overview's figures, read from rollup rows only (never from records): endpoints,
 // statements, and latency over time, for a time range. One module for the web page, its JSON
 // and `bitville top`, so all three show the same numbers.
-import { addFields, BitvilleError, parseDuration } from '../../collector/core/api.js';
-import type { RecordReader, RollupRow } from '../../collector/core/api.js';
+import { addFields, BitvilleError, coveringRanges, parseDuration, ROLLUP_RESOLUTIONS } from '../../collector/core/api.js';
+import type { RecordReader, RollupResolution, RollupRow } from '../../collector/core/api.js';
 import { quantiles } from './histogram.js';
 import { SERIES } from './rollup-names.js';
 
@@ -40,20 +40,13 @@ export function parseRange(input: { range?: string | undefined; since?: string |
 }
 
 /**
- * The rows of a series covering the range at the coarsest resolution that is exact: minute rows
- * for the ragged ends, hour rows for the whole hours between (a week reads 168 rows per key
- * plus at most 118 minute rows).
+ * The rows of a series covering the range at the coarsest resolutions that are exact: days for
+ * the whole days, then hours, 10 minutes and minutes towards the ragged ends (a week reads at
+ * most about 100 rows per key).
  */
 export async function rowsOf(reader: RecordReader, series: string, range: TimeRange, key?: string): Promise<RollupRow[]> {
   const k = key !== undefined ? { key } : {};
-  const firstHour = Math.ceil(range.fromMs / HOUR) * HOUR;
-  const lastHour = Math.floor(range.untilMs / HOUR) * HOUR;
-  if (firstHour >= lastHour) return reader.rollups({ series, resolutionMs: MINUTE, ...range, ...k });
-  const parts = await Promise.all([
-    reader.rollups({ series, resolutionMs: MINUTE, fromMs: range.fromMs, untilMs: firstHour, ...k }),
-    reader.rollups({ series, resolutionMs: HOUR, fromMs: firstHour, untilMs: lastHour, ...k }),
-    reader.rollups({ series, resolutionMs: MINUTE, fromMs: lastHour, untilMs: range.untilMs, ...k }),
-  ]);
+  const parts = await Promise.all(coveringRanges(range.fromMs, range.untilMs).map((r) => reader.rollups({ series, ...r, ...k })));
   return parts.flat();
 }
 
@@ -198,19 +191,23 @@ export interface LatencySeries {
 }
 
 /** Interval lengths a chart may use; the shortest giving at most MAX_POINTS points is taken. */
-const STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440].map((m) => m * MINUTE);
+const STEPS = [1, 2, 5, 10, 20, 30, 60, 120, 180, 360, 720, 1440].map((m) => m * MINUTE);
 const MAX_POINTS = 120;
 
 /** p50/p95/p99 and request volume per interval, for all endpoints or one. */
 export async function latency(reader: RecordReader, range: TimeRange, endpoint?: string): Promise<LatencySeries> {
   const span = range.untilMs - range.fromMs;
   const stepMs = STEPS.find((s) => span / s <= MAX_POINTS) ?? STEPS.at(-1)!;
-  // Hour steps read hour rows; shorter steps need minute rows.
+  // The coarsest rows that fit whole in a step (a 20-minute step reads 10-minute rows).
+  const resolutionMs = [...ROLLUP_RESOLUTIONS].reverse().find((r) => stepMs % r === 0) as RollupResolution;
   const from = Math.floor(range.fromMs / stepMs) * stepMs;
-  const rows =
-    stepMs >= HOUR && stepMs % HOUR === 0
-      ? await reader.rollups({ series: SERIES.endpoint, resolutionMs: HOUR, fromMs: Math.floor(range.fromMs / HOUR) * HOUR, untilMs: range.untilMs, ...(endpoint !== undefined ? { key: endpoint } : {}) })
-      : await reader.rollups({ series: SERIES.endpoint, resolutionMs: MINUTE, ...range, ...(endpoint !== undefined ? { key: endpoint } : {}) });
+  const rows = await reader.rollups({
+    series: SERIES.endpoint,
+    resolutionMs,
+    fromMs: Math.floor(range.fromMs / resolutionMs) * resolutionMs,
+    untilMs: range.untilMs,
+    ...(endpoint !== undefined ? { key: endpoint } : {}),
+  });
   const buckets = new Map<number, Record<string, number>>();
   for (const r of rows) {
     const at = Math.floor(r.bucketMs / stepMs) * stepMs;

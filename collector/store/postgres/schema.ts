@@ -1,6 +1,7 @@
 // The PostgreSQL store's schema: migrations (one per version, under an advisory lock so
 // instances starting together stay in line) and the daily partitions of `records`
 // (`records_YYYYMMDD`, UTC), created `partitions_ahead` days ahead and on demand.
+import { ROLLUP_RESOLUTIONS } from '../../core/rollup.js';
 import type { Db } from './db.js';
 import { tx } from './db.js';
 
@@ -89,7 +90,7 @@ const MIGRATIONS: ((s: string) => string)[] = [
         INSERT INTO ${s}.rollup_once (once, added_at_ms) VALUES (c ->> 'once', NEW.received_at_ms) ON CONFLICT DO NOTHING;
         IF NOT FOUND THEN RETURN NEW; END IF;
         FOR d IN SELECT jsonb_array_elements(c -> 'deltas') LOOP
-          FOREACH res IN ARRAY ARRAY[60000, 3600000] LOOP
+          FOREACH res IN ARRAY ARRAY[${ROLLUP_RESOLUTIONS.join(', ')}] LOOP
             INSERT INTO ${s}.rollups AS r (series, resolution_ms, bucket_ms, key, fields)
               VALUES (d ->> 'series', res, floor((d ->> 'atMs')::float8 / res)::bigint * res, d ->> 'key', ${s}.rollup_add('{}'::jsonb, d -> 'add'))
               ON CONFLICT (series, resolution_ms, bucket_ms, key) DO UPDATE SET fields = ${s}.rollup_add(r.fields, EXCLUDED.fields);
