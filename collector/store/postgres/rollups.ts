@@ -3,7 +3,8 @@
 // BEFORE INSERT trigger (schema.ts, version 2) takes the key out of the body, adds the deltas
 // to the rollup rows and stores the body without it, all in the insert's own transaction.
 // That keeps the records' one-statement append as it is, and lets several instances add to
-// the same rows atomically (each upsert locks its row).
+// the same rows atomically: commits carrying contributions take one advisory lock in turn (so
+// their row upserts cannot deadlock), each upsert sums under its row's lock.
 import type { FlatRecord } from '../../core/model.js';
 import { rollupOf, ROLLUP_ONCE_HORIZON_MS, type RollupQuery, type RollupRow } from '../../core/rollup.js';
 import type { Db } from './db.js';

@@ -84,6 +84,9 @@ const MIGRATIONS: ((s: string) => string)[] = [
         res integer;
       BEGIN
         IF left(NEW.body, 20) <> '{"bitville.rollup":{' THEN RETURN NEW; END IF;
+        -- One lock for every commit that adds to rollups: upserts of several rows in different
+        -- orders by concurrent commits would otherwise deadlock. Such commits are few (summaries).
+        PERFORM pg_advisory_xact_lock(hashtext('bitville:' || TG_TABLE_SCHEMA || ':rollups'));
         doc := NEW.body::jsonb;
         c := doc -> 'bitville.rollup';
         NEW.body := (doc - 'bitville.rollup')::text;
