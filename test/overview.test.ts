@@ -241,3 +241,20 @@ test('the overview page in Chromium: chart, sortable tables by keyboard, an endp
   assert.equal(await page.locator('img').count(), 0);
   assert.match(await page.locator('h1').innerText(), /<img src=x/);
 });
+
+test('with an admin token, every overview page and API needs it', async (t) => {
+  const c = await startCollector(t, {
+    config: {
+      processors: { correlate: {}, overview: {} },
+      service: { pipelines: { traces: { processors: ['correlate', 'overview'] } }, telemetry: { metrics: { auth: { bearer_token: 's3cret' } } } },
+    },
+  });
+  const get = (path: string, token?: string) => fetch(`${c.adminUrl}${path}`, token ? { headers: { authorization: `Bearer ${token}` } } : {});
+  for (const path of ['/overview', '/overview/endpoint?name=x', '/api/overview/endpoints', '/api/overview/statements', '/api/overview/latency']) {
+    assert.equal((await get(path)).status, 401, `${path} without a token`);
+    assert.equal((await get(path, 'wrong')).status, 401, `${path} with a wrong token`);
+  }
+  assert.equal((await get('/overview', 's3cret')).status, 200);
+  const empty = (await (await get('/api/overview/endpoints?range=7d', 's3cret')).json()) as { endpoints: unknown[] };
+  assert.deepEqual(empty.endpoints, []);
+});
