@@ -1,14 +1,13 @@
 // The SQLite store's rollups (core/rollup.ts): contributions added inside the append's
-// transaction, range reads, and retention. One writer process, so a row is read, summed in
-// JavaScript and written back.
+// transaction, range reads, and retention.
 import type Database from 'better-sqlite3';
 import type { FlatRecord } from '../../core/model.js';
-import { addFields, rollupOf, rowsOf, ROLLUP_ONCE_HORIZON_MS, type RollupContribution, type RollupQuery, type RollupRow } from '../../core/rollup.js';
+import { rollupOf, rowsOf, ROLLUP_ONCE_HORIZON_MS, type RollupContribution, type RollupQuery, type RollupRow } from '../../core/rollup.js';
 
 export class SqliteRollups {
   readonly #db: Database.Database;
   readonly #now: () => number;
-  #write: { once: Database.Statement; get: Database.Statement; put: Database.Statement } | undefined;
+  #write: { once: Database.Statement; add: Database.Statement } | undefined;
 
   constructor(db: Database.Database, now: () => number) {
     this.#db = db;
@@ -26,11 +25,7 @@ export class SqliteRollups {
     }
     if (fresh.length === 0) return;
     const w = this.#statements();
-    for (const row of rowsOf(fresh).values()) {
-      const old = w.get.get(row.series, row.resolutionMs, row.bucketMs, row.key) as { fields: string } | undefined;
-      const fields = addFields(old ? (JSON.parse(old.fields) as Record<string, number>) : {}, row.add);
-      w.put.run(row.series, row.resolutionMs, row.bucketMs, row.key, JSON.stringify(fields));
-    }
+    for (const row of rowsOf(fresh).values()) w.add.run(row.series, row.resolutionMs, row.bucketMs, row.key, JSON.stringify(row.add));
   }
 
   read(q: RollupQuery): RollupRow[] {
@@ -55,8 +50,16 @@ export class SqliteRollups {
   #statements() {
     this.#write ??= {
       once: this.#db.prepare('INSERT OR IGNORE INTO rollup_once (once, added_at_ms) VALUES (?, ?)'),
-      get: this.#db.prepare('SELECT fields FROM rollups WHERE series = ? AND resolution_ms = ? AND bucket_ms = ? AND key = ?'),
-      put: this.#db.prepare('INSERT OR REPLACE INTO rollups (series, resolution_ms, bucket_ms, key, fields) VALUES (?, ?, ?, ?, ?)'),
+      // The key-wise sum in one statement: no read back into JavaScript. Keys that reach zero go.
+      add: this.#db.prepare(
+        `INSERT INTO rollups (series, resolution_ms, bucket_ms, key, fields) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (series, resolution_ms, bucket_ms, key) DO UPDATE SET fields = (
+           SELECT coalesce(json_group_object(k, v), '{}') FROM (
+             SELECT k, sum(v) AS v FROM (
+               SELECT key AS k, value AS v FROM json_each(rollups.fields)
+               UNION ALL SELECT key, value FROM json_each(excluded.fields))
+             GROUP BY k) WHERE abs(v) >= 1e-9)`,
+      ),
     };
     return this.#write;
   }
