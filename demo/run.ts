@@ -1,7 +1,7 @@
 // `npm run demo`: the whole pipeline on this machine. Starts a GELF receiver that prints what
 // it gets, the collector, both agents and a small PHP shop under `php -S` running real
-// PostgreSQL queries; makes a few slow requests (one with an N+1 pattern); prints where to
-// look; runs until Ctrl-C (or exits once the summaries arrived, with --once).
+// PostgreSQL queries; makes a few slow requests (one with an N+1 pattern, one spending its time
+// in a named PHP function, for the flame graph); prints where to look (the overview too); runs until Ctrl-C (or exits once the summaries arrived, with --once).
 //
 // Environment: BITVILLE_DEMO_PG (default postgres://postgres@127.0.0.1:5432/test).
 import { rmSync } from 'node:fs';
@@ -43,13 +43,15 @@ stack.gelf.on('message', (m: Received) => {
   say(`      correlation id ${m._correlation_id}`);
 });
 
-const pages = ['/orders.php', '/report.php', '/customer.php?id=3', '/fast.php'];
+const pages = ['/orders.php', '/report.php', '/customer.php?id=3', '/invoice.php', '/fast.php'];
 const slow: string[] = [];
+let invoice = '';
 for (const page of pages) {
   const res = await fetch(stack.appUrl + page);
   const body = (await res.json()) as { page: string; correlation_id: string; queries: number; db_ms: number };
   say(`app   GET ${page.padEnd(20)} ${res.status}  ${body.page}; PHP timed ${body.queries} queries at ${body.db_ms} ms`);
   if (page !== '/fast.php') slow.push(body.correlation_id);
+  if (page === '/invoice.php') invoice = body.correlation_id;
 }
 say();
 say('Waiting for the request summaries (the join window is 4 s after the last span of a request) ...');
@@ -60,11 +62,14 @@ const config = relative(process.cwd(), stack.collectorConfig);
 say();
 say(bold('Where to look'));
 say(`  web page     ${stack.adminUrl}/   (slow requests; click one for its waterfall)`);
-say(`  N+1 request  ${stack.adminUrl}/requests/${slow[0]}   (with PHP's excimer extension: its flame graph)`);
+say(`  overview     ${stack.adminUrl}/overview   (endpoints, statements, latency over time; also bitville top endpoints)`);
+say(`  N+1 request  ${stack.adminUrl}/requests/${slow[0]}`);
+say(`  flame graph  ${stack.adminUrl}/requests/${invoice}#profile   (450 ms in demo_render_invoice(); needs PHP's excimer extension)`);
 say(`  trace view   ${stack.adminUrl}/traces/${slow[0]}   (every span and log of the trace; paste any trace id on the list page)`);
 say(`  JSON API     ${stack.adminUrl}/api/requests?slowest   and   ${stack.adminUrl}/api/requests/${slow[0]}`);
 say(`  CLI          node dist/collector/app/cli.js requests --config ${config} --slowest`);
 say(`               node dist/collector/app/cli.js trace ${slow[0]} --config ${config}`);
+say(`               node dist/collector/app/cli.js top endpoints --config ${config}`);
 say(`  files        ${relative(process.cwd(), dir)}/ (configs, the store, each process's log)`);
 say(`  GELF         ${summaries.size} request summaries and ${others} other messages printed above`);
 if (slow.some((id) => !summaries.has(id))) say('  (some summaries did not arrive within 60 s: see the logs under the files directory)');

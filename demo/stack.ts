@@ -85,13 +85,13 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       collectorConfig,
       stringify({
         receivers: { otlp: { protocols: { http: { endpoint: '127.0.0.1:0' } } } },
-        processors: { correlate: { window: options.window ?? '4s' } },
+        processors: { correlate: { window: options.window ?? '4s' }, overview: {} },
         exporters: { gelf: { endpoint: `tcp://127.0.0.1:${gelf.port}` } },
         storage: { sqlite: { path: join(dir, 'bitville.db') } },
         service: {
           pipelines: {
-            traces: { receivers: ['otlp'], processors: ['correlate'], exporters: ['gelf'] },
-            logs: { receivers: ['otlp'], exporters: ['gelf'] },
+            traces: { receivers: ['otlp'], processors: ['correlate', 'overview'], exporters: ['gelf'] },
+            logs: { receivers: ['otlp'], processors: ['overview'], exporters: ['gelf'] },
           },
           telemetry: { metrics: { address: '127.0.0.1:0' } },
         },

@@ -4,6 +4,7 @@
 // the queries the page ran, report a DB time within tolerance of what PHP measured around
 // them, and flag the N+1 pattern.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import type { Received } from '../demo/gelf-receiver.js';
 import { stackMissing, startStack, type Stack } from '../demo/stack.js';
@@ -75,4 +76,41 @@ test('demo path: the summary at the GELF receiver has the query count, the DB ti
   const view = (await (await fetch(`${stack.adminUrl}/api/requests/${orders.correlation_id}`)).json()) as { queries: { nPlusOne: boolean }[] };
   assert.equal(view.queries.length, 11);
   assert.equal(view.queries.filter((q) => q.nPlusOne).length, 10);
+
+});
+
+test("demo path: the slow PHP page's flame graph names its function; the overview counts the demo's pages", async (t) => {
+  if (skipWithoutPhp(t) || (await skipWithoutPostgres(t))) return;
+  const missing = await stackMissing(PG_DSN);
+  if (missing) return t.skip(missing);
+  const stack = await startStack({ dir: tempDir(t), pgDsn: PG_DSN });
+  t.after(() => stack.stop());
+  const get = async (path: string) => {
+    const res = await fetch(stack.appUrl + path);
+    assert.equal(res.status, 200, path);
+    return (await res.json()) as Page;
+  };
+  const orders = await get('/orders.php');
+  await summaryFor(stack, orders.correlation_id);
+
+  // The page that spends its time in PHP: its flame graph names the function (with excimer).
+  const invoice = await get('/invoice.php');
+  await summaryFor(stack, invoice.correlation_id);
+  if (execFileSync('php', ['-m'], { encoding: 'utf8' }).split('\n').includes('excimer')) {
+    const profiled = (await (await fetch(`${stack.adminUrl}/api/requests/${invoice.correlation_id}`)).json()) as { profile: { top: { name: string; selfMs: number }[] } | null };
+    assert.ok(profiled.profile, 'the slow request carries a profile');
+    const frames = profiled.profile.top.map((f) => f.name);
+    assert.ok(frames.some((f) => f.includes('demo_render_invoice')), `top frames: ${frames.join(', ')}`);
+    const page = await (await fetch(`${stack.adminUrl}/requests/${invoice.correlation_id}`)).text();
+    assert.match(page, /<section id="profile"[\s\S]*demo_render_invoice/);
+  } else t.diagnostic('PHP has no excimer extension (apt-get install php-excimer): the flame graph part is skipped');
+
+  // The overview counts the demo's endpoints (the N+1 needs the orders page's short statements: the log source).
+  const overview = (await (await fetch(`${stack.adminUrl}/api/overview/endpoints?range=1h`)).json()) as { endpoints: { endpoint: string; requests: number; nPlusOne: number }[] };
+  const byName = new Map(overview.endpoints.map((e) => [e.endpoint, e]));
+  assert.equal(byName.get('GET /orders.php')?.requests, 1);
+  if (stack.logSource) assert.equal(byName.get('GET /orders.php')?.nPlusOne, 1);
+  assert.equal(byName.get('GET /invoice.php')?.requests, 1);
+  const html = await (await fetch(`${stack.adminUrl}/overview?range=1h`)).text();
+  assert.match(html, /GET \/invoice\.php/);
 });

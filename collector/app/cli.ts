@@ -5,12 +5,12 @@ import { Command } from 'commander';
 import { BitvilleError } from '../common/errors.js';
 import { registerCollector } from './collector-command.js';
 import { registerValidate } from './validate.js';
-import { registerRequests, registerTrace } from './lookup-commands.js';
+import { registerRequests, registerTop, registerTrace } from './lookup-commands.js';
 import type { RegisterCommand } from '../common/commands.js';
 import { registerPgAgent } from '../../agents/pg/command.js';
 import { registerPhpAgent } from '../../agents/php/command.js';
 
-const commands: RegisterCommand[] = [registerCollector, registerValidate, registerRequests, registerTrace, registerPhpAgent, registerPgAgent];
+const commands: RegisterCommand[] = [registerCollector, registerValidate, registerRequests, registerTrace, registerTop, registerPhpAgent, registerPgAgent];
 
 // dist/collector/app/cli.js -> the package.json at the root of the checkout or package.
 const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };

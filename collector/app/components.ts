@@ -10,11 +10,13 @@ import { factory as filterProcessor } from '../../plugins/filter/index.js';
 import { factory as redactionProcessor } from '../../plugins/redaction/index.js';
 import { factory as prometheusExporter } from '../../plugins/prometheus/index.js';
 import { factory as healthProcessor } from '../../plugins/health/index.js';
+import { overviewFactory as overviewProcessor } from '../../plugins/correlate/overview.js';
 import { factory as attributesProcessor, resourceFactory as resourceProcessor, enrichFactory as enrichProcessor } from '../../plugins/attributes/index.js';
 
 export const builtinFactories: readonly Factory[] = [
   otlpReceiver,
   correlateProcessor,
+  overviewProcessor,
   attributesProcessor,
   resourceProcessor,
   enrichProcessor,

@@ -1,9 +1,12 @@
-// `bitville requests` and `bitville trace <correlation-id>`: the request lookups on the command
-// line. They open the collector's store read-only (beside a running collector is fine).
+// `bitville requests`, `bitville trace <correlation-id>` and `bitville top endpoints|queries`:
+// the lookups on the command line. They open the collector's store read-only (beside a running collector is fine).
 import type { Command } from 'commander';
 import { builtinFactories } from './components.js';
 import { loadConfig } from '../core/config.js';
 import { formatRequests, formatWaterfall, listRequests, parseRequestFilters, traceOf } from '../../plugins/correlate/lookup.js';
+import { endpoints, parseRange, statements, ENDPOINT_SORTS, STATEMENT_SORTS, type EndpointSort, type StatementSort } from '../../plugins/correlate/overview-queries.js';
+import { formatEndpoints, formatStatements } from '../../plugins/correlate/overview-text.js';
+import { BitvilleError } from '../common/errors.js';
 import { openStore } from '../store/index.js';
 import type { Store } from '../core/store.js';
 import type { Config } from '../core/config.js';
@@ -71,3 +74,48 @@ export function registerTrace(program: Command): void {
       process.stdout.write(opts.json ? `${JSON.stringify(view, null, 2)}\n` : formatWaterfall(view, width));
     });
 }
+
+interface TopOptions {
+  config: string;
+  range?: string;
+  since?: string;
+  until?: string;
+  sort: string;
+  limit: string;
+  json?: boolean;
+}
+
+/** `bitville top endpoints` and `bitville top queries`: the overview's tables (docs/overview.md). */
+export function registerTop(program: Command): void {
+  const top = program.command('top').description('the overview on the command line: endpoints or statements of a time range, from the rollups');
+  const common = (c: Command, sorts: readonly string[]) =>
+    c
+      .option('-c, --config <file>', 'collector config file (finds the store)', 'otel-config.yaml')
+      .option('--range <duration>', 'the last 1h, 24h, 7d (default 24h)')
+      .option('--since <when>', 'from: a duration back (2d) or an ISO 8601 time')
+      .option('--until <when>', 'to: a duration back or an ISO 8601 time (default now)')
+      .option('--sort <key>', `order by: ${sorts.join(', ')}`, 'total')
+      .option('--limit <n>', 'at most this many rows', '20')
+      .option('--json', 'print JSON');
+  const parse = (opts: TopOptions, sorts: readonly string[]) => {
+    if (!sorts.includes(opts.sort)) throw new BitvilleError('BV_BAD_FILTER', `--sort: one of ${sorts.join(', ')}`);
+    const limit = Number(opts.limit);
+    if (!Number.isInteger(limit) || limit < 1) throw new BitvilleError('BV_BAD_FILTER', '--limit: a positive whole number');
+    return { range: parseRange({ range: opts.range, since: opts.since, until: opts.until }), limit };
+  };
+  common(top.command('endpoints').description('endpoints: requests, p50/p95/p99, error rate, DB share, N+1 count, total time'), ENDPOINT_SORTS).action(async (opts: TopOptions) => {
+    const { range, limit } = parse(opts, ENDPOINT_SORTS);
+    const rows = (await withStore(opts.config, (store) => endpoints(store, range, opts.sort as EndpointSort))).slice(0, limit);
+    process.stdout.write(opts.json ? `${JSON.stringify({ range: iso(range), endpoints: rows }, null, 2)}\n` : formatEndpoints(rows, range));
+  });
+  common(top.command('queries').description('statements (normalized): calls, total and mean time, p95, requests, N+1, pg_stat_statements totals'), STATEMENT_SORTS).action(
+    async (opts: TopOptions) => {
+      const { range, limit } = parse(opts, STATEMENT_SORTS);
+      const rows = (await withStore(opts.config, (store) => statements(store, range, opts.sort as StatementSort))).slice(0, limit);
+      const width = Math.max(30, (process.stdout.columns ?? 160) - 75);
+      process.stdout.write(opts.json ? `${JSON.stringify({ range: iso(range), statements: rows }, null, 2)}\n` : formatStatements(rows, range, width));
+    },
+  );
+}
+
+const iso = (r: { fromMs: number; untilMs: number }) => ({ from: new Date(r.fromMs).toISOString(), until: new Date(r.untilMs).toISOString() });

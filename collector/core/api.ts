@@ -10,6 +10,7 @@ import { z } from 'zod';
 import type { Logger } from 'pino';
 import type { FlatRecord, RecordKind, Signal, StoredRecord } from './model.js';
 import { schemaHelpers, type StandardSchema } from '../common/schema.js';
+import type { RollupQuery, RollupRow } from './rollup.js';
 
 /**
  * The version of this API. A factory may state the version it was written for (`apiVersion`);
@@ -22,6 +23,8 @@ export { SpanKind, StatusCode, CORRELATION_ATTRIBUTE, signalOf, timeOf, projectO
 export { BitvilleError, ConsumerError } from '../common/errors.js';
 export { parseDuration, formatDuration, parseSize, parseHostPort } from '../common/schema.js';
 export type { StandardSchema, StandardResult } from '../common/schema.js';
+export type { RollupContribution, RollupDelta, RollupQuery, RollupRow, RollupResolution } from './rollup.js';
+export { attachRollup, addFields, coveringRanges, ROLLUP_RESOLUTIONS } from './rollup.js';
 /** The schema builder the collector uses (zod 4), for plugins that want one; any Standard Schema works. */
 export { z, schemaHelpers };
 
@@ -188,6 +191,11 @@ export interface RecordReader {
    * Cost: proportional to the records whose time lies in the range.
    */
   spansStartingBetween(fromNs: string, toNs: string, spanKind: number, limit: number): Promise<StoredRecord[]>;
+  /**
+   * Rollup rows of one series and resolution in a time range (contributions attached to
+   * committed records with `attachRollup`, summed per row). Cost: the rows asked for.
+   */
+  rollups(query: RollupQuery): Promise<RollupRow[]>;
 }
 
 export interface ProcessorContext extends ComponentContext {

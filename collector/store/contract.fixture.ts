@@ -6,6 +6,7 @@ import { test, type TestContext } from 'node:test';
 import type { DerivedRecord, FlatRecord, SpanRecord } from '../core/model.js';
 import type { Store } from '../core/store.js';
 import { log, span, summary } from './records.fixture.js';
+import { attachRollup } from '../core/rollup.js';
 
 export interface OpenOptions {
   now?: () => number;
@@ -206,5 +207,45 @@ export function storeContract(impl: StoreUnderTest): void {
     assert.deepEqual(await q({ attributeContains: { key: 'url.full', text: 'checkout' } }), ['b:300']);
     assert.deepEqual(await q({ minDurationMs: 500 }), ['a:950', 'c:2000']);
     assert.deepEqual(await q({ sinceMs: 2500 }), ['a:950', 'c:2000']);
+  });
+
+  it('rollups: contributions are added with their record, per minute and hour, once per key; ranges read; retention drops old rows', async (t) => {
+    let now = 10 * DAY;
+    const place = impl.place(t);
+    let store = impl.open(t, place, { now: () => now, retentionMs: DAY });
+    await store.configureExporters([{ id: 'gelf', signals: ['traces'] }]);
+    const minute = 10 * DAY + 5 * 60_000;
+    const contributed = (id: string, at: number, add: Record<string, number>) =>
+      attachRollup(summary(id, 100, 'http://x/'), { once: id, deltas: [{ series: 'test.endpoint', atMs: at, key: 'GET /x', add }] });
+    await store.append([contributed('a', minute + 1000, { n: 1, ms: 100.5, h3: 1 }), span(1)]);
+    await store.append([contributed('b', minute + 2000, { n: 1, ms: 50, h3: 1, err: 1 })]);
+    await store.append([contributed('b', minute + 2000, { n: 1, ms: 50, h3: 1, err: 1 })]); // a duplicate: not counted again
+    // A revision takes its predecessor's figures back and adds its own.
+    await store.append([contributed('b2', minute + 2000, { ms: 10 - 50, h3: -1, h4: 1 })]);
+    await store.append([contributed('c', minute + 60_000, { n: 1, ms: 7 })]);
+    const read = async (resolutionMs: 60_000 | 3_600_000, fromMs = 0, untilMs = 20 * DAY) =>
+      (await store.rollups({ series: 'test.endpoint', resolutionMs, fromMs, untilMs })).sort((x, y) => x.bucketMs - y.bucketMs);
+    assert.deepEqual(await read(60_000), [
+      { bucketMs: minute, key: 'GET /x', fields: { n: 2, ms: 110.5, h3: 1, h4: 1, err: 1 } },
+      { bucketMs: minute + 60_000, key: 'GET /x', fields: { n: 1, ms: 7 } },
+    ]);
+    const hour = Math.floor(minute / 3_600_000) * 3_600_000;
+    assert.deepEqual(await read(3_600_000), [{ bucketMs: hour, key: 'GET /x', fields: { n: 3, ms: 117.5, h3: 1, h4: 1, err: 1 } }]);
+    assert.deepEqual(await read(60_000, minute + 60_000), [{ bucketMs: minute + 60_000, key: 'GET /x', fields: { n: 1, ms: 7 } }]);
+    assert.deepEqual(await store.rollups({ series: 'test.endpoint', resolutionMs: 60_000, fromMs: 0, untilMs: 20 * DAY, key: 'GET /y' }), []);
+    // The stored record is the record as it was: the contribution is not part of it.
+    const stored = await store.byCorrelationId('a');
+    assert.equal(stored.length, 1);
+    assert.equal(JSON.stringify(stored[0]).includes('rollup'), false);
+    assert.equal((await store.pending('gelf', 10)).length, 6);
+    await store.close();
+    // Rows survive reopening; retention drops those whose interval has passed the window.
+    store = impl.open(t, place, { now: () => now, retentionMs: DAY });
+    await store.configureExporters([]);
+    assert.equal((await read(60_000)).length, 2);
+    now = minute + DAY + 60_000;
+    await store.enforceLimits();
+    assert.deepEqual((await read(60_000)).map((r) => r.bucketMs), [minute + 60_000]);
+    assert.equal((await read(3_600_000)).length, 1, 'the hour row stays while a minute of it is within retention');
   });
 }

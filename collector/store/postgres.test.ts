@@ -1,12 +1,13 @@
 // What only the PostgreSQL store does, against the real server, each test in a schema of its
 // own: claims shared by two instances without overlap, takeover of an abandoned claim, wake-ups
-// and state changes across instances, daily partitions. The common contract is contract.test.ts.
+// and state changes across instances, daily partitions, rollups merged from two instances. The common contract is contract.test.ts.
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { PG_DSN, skipWithoutPostgres } from '../../test/env.js';
 import { freshSchema, sql } from '../../test/pg.js';
 import type { FlatRecord } from '../core/model.js';
-import { span } from './records.fixture.js';
+import { span, summary } from './records.fixture.js';
+import { attachRollup } from '../core/rollup.js';
 import { PostgresStore, type PostgresStoreOptions } from './postgres.js';
 
 const spans = (from: number, count: number) => Array.from({ length: count }, (_, i) => span(from + i)) as FlatRecord[];
@@ -183,4 +184,27 @@ test('a bad connection string fails the first call with the reason', async (t) =
   if (await skipWithoutPostgres(t)) return;
   const store = open(t, freshSchema(t), { dsn: 'postgres://postgres@127.0.0.1:1/test' });
   await assert.rejects(store.configureExporters([]), /ECONNREFUSED/);
+});
+
+test('two instances add to the same rollup rows at once: the sums merge, a summary both emit counts once', async (t) => {
+  if (await skipWithoutPostgres(t)) return;
+  const schema = freshSchema(t);
+  const a = open(t, schema);
+  const b = open(t, schema);
+  await a.configureExporters([]);
+  await b.configureExporters([]);
+  const at = Date.UTC(2026, 11, 1, 10, 30);
+  const contributed = (id: string) =>
+    attachRollup(summary(id, 10, 'http://x/'), { once: id, deltas: [{ series: 'test.endpoint', atMs: at, key: 'GET /x', add: { n: 1, ms: 10, h58: 1 } }] });
+  // 200 summaries, each committed by both instances concurrently (as two instances that join the same id do).
+  await Promise.all(
+    Array.from({ length: 20 }, (_, batch) => {
+      const ids = Array.from({ length: 10 }, (_, i) => `s${batch * 10 + i}`);
+      return Promise.all([a.append(ids.map(contributed)), b.append(ids.map(contributed))]);
+    }),
+  );
+  for (const resolutionMs of [60_000, 600_000, 3_600_000, 86_400_000] as const) {
+    const rows = await b.rollups({ series: 'test.endpoint', resolutionMs, fromMs: 0, untilMs: at + 86_400_000 });
+    assert.deepEqual(rows.map((r) => r.fields), [{ n: 200, ms: 2000, h58: 200 }], `at ${resolutionMs} ms`);
+  }
 });

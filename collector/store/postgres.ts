@@ -20,6 +20,8 @@ import { Listener } from './postgres/notify.js';
 import { PostgresQueue } from './postgres/queue.js';
 import { PostgresReader } from './postgres/reader.js';
 import { PostgresState } from './postgres/state.js';
+import { PostgresRollups, withRollupsInBody } from './postgres/rollups.js';
+import type { RollupQuery, RollupRow } from '../core/rollup.js';
 import { StoreHealth } from './health.js';
 
 export type { PostgresStoreOptions } from './postgres/db.js';
@@ -44,6 +46,7 @@ export class PostgresStore implements Store {
   readonly #queue: PostgresQueue;
   readonly #reader: PostgresReader;
   readonly #state: PostgresState;
+  readonly #rollups: PostgresRollups;
   readonly #health: StoreHealth;
   #statsTimer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -70,6 +73,7 @@ export class PostgresStore implements Store {
     this.#queue = new PostgresQueue(this.#db, this.#partitions);
     this.#reader = new PostgresReader(this.#db);
     this.#state = new PostgresState(this.#db);
+    this.#rollups = new PostgresRollups(this.#db);
     this.#listener = new Listener(this.#db, (component, key) => this.#state.get(component, key));
     this.#health = new StoreHealth(`the PostgreSQL store (schema ${options.schema})`, options.logger, () => this.#state.probe(), options.probeEveryMs);
     ready = this.#open();
@@ -98,7 +102,7 @@ export class PostgresStore implements Store {
   async append(records: readonly FlatRecord[]): Promise<void> {
     if (records.length === 0) return;
     await this.#db.ready;
-    await this.#health.commit(() => this.#queue.append(records), isStorageFailure);
+    await this.#health.commit(() => this.#queue.append(withRollupsInBody(records)), isStorageFailure);
     this.#db.events.emit('commit');
   }
 
@@ -154,7 +158,14 @@ export class PostgresStore implements Store {
 
   async enforceLimits(): Promise<number> {
     await this.#db.ready;
-    return this.#queue.enforceLimits();
+    const removed = await this.#queue.enforceLimits();
+    await this.#rollups.enforceRetention(this.#db.options.retentionMs);
+    return removed;
+  }
+
+  async rollups(query: RollupQuery): Promise<RollupRow[]> {
+    await this.#db.ready;
+    return this.#rollups.read(query);
   }
 
   /** Figures refreshed every 15 s and after each limits check (stats() is synchronous). */

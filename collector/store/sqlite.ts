@@ -17,6 +17,8 @@ import { migrate } from './sqlite/schema.js';
 import { SqliteQueue } from './sqlite/queue.js';
 import { SqliteReader } from './sqlite/reader.js';
 import { SqliteState } from './sqlite/state.js';
+import { SqliteRollups } from './sqlite/rollups.js';
+import type { RollupQuery, RollupRow } from '../core/rollup.js';
 import { StoreHealth } from './health.js';
 
 export interface SqliteStoreOptions {
@@ -48,6 +50,9 @@ export class SqliteStore implements Store {
   readonly #queue: SqliteQueue | undefined;
   readonly #reader: SqliteReader;
   readonly #state: SqliteState | undefined;
+  readonly #rollups: SqliteRollups;
+  /** The records and the rollup contributions they carry, in one transaction. */
+  readonly #appendTx: ((records: readonly FlatRecord[]) => void) | undefined;
   readonly #checkpointer: Checkpointer | undefined;
   readonly #health: StoreHealth;
   #lastCheckpointLog = -Infinity;
@@ -81,11 +86,18 @@ export class SqliteStore implements Store {
     }
     try {
       this.#reader = new SqliteReader(this.#db);
+      this.#rollups = new SqliteRollups(this.#db, now);
       // Read-only (lookups) needs the records table only; the queue and state are for the owner.
       this.#db.prepare('SELECT id, received_at_ms, body, correlation_id, kind FROM records LIMIT 0').all();
       if (!options.readOnly) {
         this.#queue = new SqliteQueue(this.#db, options, now);
         this.#state = new SqliteState(this.#db, now);
+        const queue = this.#queue;
+        // The queue's own transaction nests inside this one (a savepoint).
+        this.#appendTx = this.#db.transaction((records: readonly FlatRecord[]) => {
+          queue.append(records);
+          this.#rollups.add(records);
+        });
       }
     } catch (err) {
       this.#db.close();
@@ -105,8 +117,8 @@ export class SqliteStore implements Store {
 
   async append(records: readonly FlatRecord[]): Promise<void> {
     if (records.length === 0) return;
-    const { queue } = this.#writer();
-    this.#health.commitSync(() => queue.append(records), isStorageFailure);
+    this.#writer();
+    this.#health.commitSync(() => this.#appendTx!(records), isStorageFailure);
     this.#checkpointer?.requested();
     this.#events.emit('commit');
   }
@@ -149,6 +161,10 @@ export class SqliteStore implements Store {
     return this.#reader.latestPerCorrelation(query);
   }
 
+  async rollups(query: RollupQuery): Promise<RollupRow[]> {
+    return this.#rollups.read(query);
+  }
+
   onCommit(listener: () => void): () => void {
     this.#events.on('commit', listener);
     return () => this.#events.off('commit', listener);
@@ -156,7 +172,11 @@ export class SqliteStore implements Store {
 
   async enforceLimits(): Promise<number> {
     const { queue } = this.#writer();
-    return this.#health.commitSync(() => queue.enforceLimits(), isStorageFailure);
+    return this.#health.commitSync(() => {
+      const removed = queue.enforceLimits();
+      this.#rollups.enforceRetention(this.#options.retentionMs);
+      return removed;
+    }, isStorageFailure);
   }
 
   stats(): StoreStats {

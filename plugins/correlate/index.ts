@@ -19,6 +19,7 @@ import { buildSummary, joinRecords, type JoinOptions, type Joined } from './join
 import { WorkerAttribution } from './workers.js';
 import { unsummarizedCorrelations } from './queries.js';
 import { requestRoutes } from './web.js';
+import { withRollup } from './rollup.js';
 
 export interface CorrelateConfig {
   window: number;
@@ -223,7 +224,8 @@ class Correlator implements Processor {
           readAt.set(id, Date.now());
           const joined = await this.#join(id, rejoin);
           const summary = buildSummary(joined, this.#options);
-          if (summary) summaries.push(summary);
+          // The overview's rollups travel with the summary to its commit (rollup.ts).
+          if (summary) summaries.push(withRollup(summary, joined, this.#options));
           if (summary && joined.summaries.length > 0) superseding++;
           // DB spans whose request never came; a trace without DB spans or a SERVER span is complete as it is.
           if (!joined.request && joined.queries.length > 0) incomplete++;

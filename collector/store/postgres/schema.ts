@@ -1,6 +1,7 @@
 // The PostgreSQL store's schema: migrations (one per version, under an advisory lock so
 // instances starting together stay in line) and the daily partitions of `records`
 // (`records_YYYYMMDD`, UTC), created `partitions_ahead` days ahead and on demand.
+import { ROLLUP_RESOLUTIONS } from '../../core/rollup.js';
 import type { Db } from './db.js';
 import { tx } from './db.js';
 
@@ -53,6 +54,54 @@ const MIGRATIONS: ((s: string) => string)[] = [
       updated_at timestamptz NOT NULL DEFAULT now(),
       PRIMARY KEY (component, key)
     );`,
+  // Version 2: rollups (core/rollup.ts), added to by a trigger in the transaction that inserts
+  // the record a contribution came with (postgres/rollups.ts explains the hand-over), so
+  // several instances add to the same rows atomically.
+  (s) => `
+    CREATE TABLE ${s}.rollups (
+      series text NOT NULL,
+      resolution_ms integer NOT NULL,
+      bucket_ms bigint NOT NULL,
+      key text NOT NULL,
+      fields jsonb NOT NULL,
+      PRIMARY KEY (series, resolution_ms, bucket_ms, key)
+    );
+    CREATE TABLE ${s}.rollup_once (once text PRIMARY KEY, added_at_ms bigint NOT NULL);
+    CREATE INDEX rollup_once_time ON ${s}.rollup_once (added_at_ms);
+    -- Key-wise sum of two objects of numbers; keys that reach zero go.
+    CREATE FUNCTION ${s}.rollup_add(a jsonb, b jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+      SELECT coalesce(jsonb_object_agg(k, v), '{}'::jsonb) FROM (
+        SELECT k, sum(v) AS v FROM (
+          SELECT key AS k, value::float8 AS v FROM jsonb_each_text(a)
+          UNION ALL SELECT key, value::float8 FROM jsonb_each_text(b)) t
+        GROUP BY k) s
+      WHERE abs(v) >= 1e-9 $$;
+    CREATE FUNCTION ${s}.records_rollup() RETURNS trigger LANGUAGE plpgsql AS $$
+      DECLARE
+        doc jsonb;
+        c jsonb;
+        d jsonb;
+        res integer;
+      BEGIN
+        IF left(NEW.body, 20) <> '{"bitville.rollup":{' THEN RETURN NEW; END IF;
+        -- One lock for every commit that adds to rollups: upserts of several rows in different
+        -- orders by concurrent commits would otherwise deadlock. Such commits are few (summaries).
+        PERFORM pg_advisory_xact_lock(hashtext('bitville:' || TG_TABLE_SCHEMA || ':rollups'));
+        doc := NEW.body::jsonb;
+        c := doc -> 'bitville.rollup';
+        NEW.body := (doc - 'bitville.rollup')::text;
+        INSERT INTO ${s}.rollup_once (once, added_at_ms) VALUES (c ->> 'once', NEW.received_at_ms) ON CONFLICT DO NOTHING;
+        IF NOT FOUND THEN RETURN NEW; END IF;
+        FOR d IN SELECT jsonb_array_elements(c -> 'deltas') LOOP
+          FOREACH res IN ARRAY ARRAY[${ROLLUP_RESOLUTIONS.join(', ')}] LOOP
+            INSERT INTO ${s}.rollups AS r (series, resolution_ms, bucket_ms, key, fields)
+              VALUES (d ->> 'series', res, floor((d ->> 'atMs')::float8 / res)::bigint * res, d ->> 'key', ${s}.rollup_add('{}'::jsonb, d -> 'add'))
+              ON CONFLICT (series, resolution_ms, bucket_ms, key) DO UPDATE SET fields = ${s}.rollup_add(r.fields, EXCLUDED.fields);
+          END LOOP;
+        END LOOP;
+        RETURN NEW;
+      END $$;
+    CREATE TRIGGER records_rollup BEFORE INSERT ON ${s}.records FOR EACH ROW EXECUTE FUNCTION ${s}.records_rollup();`,
 ];
 
 /** Applies missing migrations. */

@@ -65,6 +65,19 @@ const MIGRATIONS: Migration[] = [
        WHERE forwarded_to_graylog NOT IN (0, 1)`,
     ).run(JSON.stringify(gelf));
   },
+  // Version 5: rollups (core/rollup.ts): named numbers per series, resolution, interval and key,
+  // added to in the transaction of the record they came with; `rollup_once` remembers which
+  // contributions were added, for an hour, so a duplicate is not counted twice.
+  `CREATE TABLE rollups (
+     series TEXT NOT NULL,
+     resolution_ms INTEGER NOT NULL,
+     bucket_ms INTEGER NOT NULL,
+     key TEXT NOT NULL,
+     fields TEXT NOT NULL,
+     PRIMARY KEY (series, resolution_ms, bucket_ms, key)
+   ) WITHOUT ROWID;
+   CREATE TABLE rollup_once (once TEXT PRIMARY KEY, added_at_ms INTEGER NOT NULL) WITHOUT ROWID;
+   CREATE INDEX rollup_once_time ON rollup_once(added_at_ms);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
