@@ -1,0 +1,171 @@
+// Compares what the monitoring stored with what each request measured about itself: pure, so
+// the table's definitions are in one place. A stored DB span is matched to the statement of the
+// same backend during whose PHP-timed call the server started it (a backend runs one statement
+// at a time); driver housekeeping (DEALLOCATE, RESET ALL, SET application_name) matches nothing.
+import { median, percentile } from '../util.js';
+
+export interface TruthStatement {
+  pid: number;
+  sql: string;
+  start_us: number;
+  end_us: number;
+}
+
+export interface TruthRequest {
+  id: string;
+  page: string;
+  /** How the page connects: `ordinary` (a new connection, tagged by PGAPPNAME) or `persistent`. */
+  connection: 'ordinary' | 'persistent';
+  start_us: number;
+  end_us: number;
+  statements: TruthStatement[];
+}
+
+export interface StoredDbSpan {
+  spanId: string;
+  correlationId: string;
+  pid: number;
+  startUs: number;
+  endUs: number;
+  text: string;
+  endPrecision: string;
+  endUncertaintyMs: number;
+}
+
+export interface StoredView {
+  summary: { queryCount: number; dbTimeMs: number; nPlusOne: boolean } | null;
+  /** Span ids the request's summary counts. */
+  counted: string[];
+}
+
+export interface Measured {
+  rows: [label: string, value: string][];
+  /** Diagnostics printed under the table. */
+  notes: string[];
+}
+
+const HOUSEKEEPING = /^\s*(DEALLOCATE|RESET|DISCARD|SET\s+(SESSION\s+)?application_name)\b/i;
+/** The server starts a statement just after PHP's call begins; its clock is PHP's (one machine). */
+const MATCH_SLACK_US = 1_000;
+const LONG_MS = 100;
+
+const pct = (n: number, of: number) => (of === 0 ? 'n/a' : `${((100 * n) / of).toFixed(n === of || n === 0 ? 0 : 1)}%`);
+const ms = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(1)}`;
+
+/** The union of intervals' length (µs). */
+function unionUs(intervals: [number, number][]): number {
+  const sorted = [...intervals].sort((a, b) => a[0] - b[0]);
+  let total = 0;
+  let [from, to] = [-Infinity, -Infinity];
+  for (const [s, e] of sorted) {
+    if (s > to) {
+      if (to > from) total += to - from;
+      [from, to] = [s, e];
+    } else if (e > to) to = e;
+  }
+  if (to > from) total += to - from;
+  return total;
+}
+
+export function measure(truth: TruthRequest[], spans: StoredDbSpan[], views: Map<string, StoredView>, thresholdMs: number): Measured {
+  // Match each application span to the statement whose call it started in.
+  const byPid = new Map<number, { req: TruthRequest; st: TruthStatement; spans: StoredDbSpan[] }[]>();
+  for (const req of truth) for (const st of req.statements) {
+    const list = byPid.get(st.pid) ?? [];
+    list.push({ req, st, spans: [] });
+    byPid.set(st.pid, list);
+  }
+  let unmatched = 0;
+  for (const span of spans) {
+    if (HOUSEKEEPING.test(span.text)) continue;
+    let best: { spans: StoredDbSpan[] } | undefined;
+    let bestGap = Infinity;
+    for (const c of byPid.get(span.pid) ?? []) {
+      if (span.startUs < c.st.start_us - MATCH_SLACK_US || span.startUs > c.st.end_us + MATCH_SLACK_US) continue;
+      const gap = span.startUs < c.st.start_us ? c.st.start_us - span.startUs : span.startUs > c.st.end_us ? span.startUs - c.st.end_us : 0;
+      if (gap < bestGap) (best = c), (bestGap = gap);
+    }
+    if (best) best.spans.push(span);
+    else unmatched++;
+  }
+  const countedIn = new Map<string, string>();
+  for (const [id, v] of views) for (const spanId of v.counted) countedIn.set(spanId, id);
+
+  const matched = [...byPid.values()].flat();
+  const isSlow = (r: TruthRequest) => (r.end_us - r.start_us) / 1000 >= thresholdMs;
+  const slow = truth.filter(isSlow);
+  const fast = truth.filter((r) => !isSlow(r));
+  const summarized = (r: TruthRequest) => views.get(r.id)?.summary != null;
+
+  // Statements of 100 ms or more in slow (summarized) requests.
+  const placement = (filter: (r: TruthRequest) => boolean) => {
+    const c = { right: 0, wrong: 0, unattributed: 0, missing: 0, total: 0 };
+    for (const m of matched) {
+      if (!isSlow(m.req) || !filter(m.req) || (m.st.end_us - m.st.start_us) / 1000 < LONG_MS) continue;
+      c.total++;
+      const span = m.spans[0];
+      const where = span ? countedIn.get(span.spanId) : undefined;
+      if (!span) c.missing++;
+      else if (where === m.req.id) c.right++;
+      else if (where !== undefined) c.wrong++;
+      else c.unattributed++;
+    }
+    return c;
+  };
+  const long = placement(() => true);
+  const longOrdinary = placement((r) => r.connection === 'ordinary');
+  const longPersistent = placement((r) => r.connection === 'persistent');
+  const share = (c: typeof long) => `${pct(c.right, c.total)} right (${c.right}/${c.wrong}/${c.unattributed}/${c.missing})`;
+
+  const captured = matched.filter((m) => m.spans.length > 0);
+  const duplicates = matched.reduce((n, m) => n + Math.max(0, m.spans.length - 1), 0);
+  const endErrors = captured.map((m) => (m.spans[0]!.endUs - m.st.end_us) / 1000);
+  // The PHP-timed end is later than the server's by the result's way back: allow 2 ms.
+  const withinUncertainty = captured.filter((m) => Math.abs(m.spans[0]!.endUs - m.st.end_us) / 1000 <= m.spans[0]!.endUncertaintyMs + 2).length;
+
+  // DB time: the summary against the union of the statements PHP timed, per page.
+  const pages = [...new Set(truth.map((r) => r.page))].sort();
+  const dbErrors = pages.map((page) => {
+    const errs = slow
+      .filter((r) => r.page === page && summarized(r))
+      .map((r) => {
+        const truthMs = unionUs(r.statements.map((s) => [s.start_us, s.end_us])) / 1000;
+        const diff = views.get(r.id)!.summary!.dbTimeMs - truthMs;
+        return { rel: truthMs > 0 ? diff / truthMs : 0, diff };
+      });
+    if (errs.length === 0) return `${page} n/a`;
+    return `${page} ${ms(100 * median(errs.map((e) => e.rel)))}% (${ms(median(errs.map((e) => e.diff)))} ms)`;
+  });
+
+  const withSummary = truth.filter(summarized);
+  const nPlusOne = withSummary.filter((r) => r.page === 'nplus1');
+  const others = withSummary.filter((r) => r.page !== 'nplus1');
+  const exact = (rs: TruthRequest[]) => rs.filter((r) => views.get(r.id)!.summary!.queryCount === r.statements.length).length;
+  const ordinarySummaries = withSummary.filter((r) => r.connection === 'ordinary');
+
+  const byPrecision = new Map<string, number[]>();
+  for (const m of captured) {
+    const p = m.spans[0]!.endPrecision;
+    byPrecision.set(p, [...(byPrecision.get(p) ?? []), (m.spans[0]!.endUs - m.st.end_us) / 1000]);
+  }
+
+  return {
+    rows: [
+      ['requests (slow / fast)', `${slow.length} / ${fast.length}`],
+      ['slow requests captured / fast wrongly captured', `${slow.filter(summarized).length}/${slow.length}, ${fast.filter(summarized).length}/${fast.length}`],
+      ['statements >= 100 ms right (right/wrong/unattributed/missing)', share(long)],
+      ['same, ordinary connections only', share(longOrdinary)],
+      ['same, persistent connections only', share(longPersistent)],
+      ['all statements captured', `${pct(captured.length, matched.length)} (${captured.length}/${matched.length})`],
+      ['duplicate spans / spans matching no statement', `${duplicates} / ${unmatched}`],
+      ['span end minus PHP-measured end, median / p99 (ms)', endErrors.length ? `${ms(median(endErrors))} / ${ms(percentile(endErrors, 99))}` : 'n/a'],
+      ['PHP-measured end within the stated uncertainty (+2 ms)', pct(withinUncertainty, captured.length)],
+      ['DB time error vs PHP, median, per slow page', dbErrors.join(', ')],
+      ['N+1 page flagged / other pages flagged', `${pct(nPlusOne.filter((r) => views.get(r.id)!.summary!.nPlusOne).length, nPlusOne.length)}, ${others.filter((r) => views.get(r.id)!.summary!.nPlusOne).length}/${others.length}`],
+      ['query count exact (all / ordinary connections)', `${exact(withSummary)} of ${withSummary.length} / ${exact(ordinarySummaries)} of ${ordinarySummaries.length}`],
+    ],
+    notes: [
+      `span end minus PHP end by end precision, median ms (n): ${[...byPrecision].map(([p, e]) => `${p} ${ms(median(e))} (${e.length})`).join(', ')}`,
+    ],
+  };
+}
