@@ -4,8 +4,9 @@
 // a PHP-only slow page, at about 8 requests/s; the real collector (correlate), php-agent and
 // pg-agent run as in the demo. Then the stored summaries and DB spans are compared with the
 // truth, once with sampling only and once with the server log as well.
-// `npm run bench -- accuracy` (60 s per run), `--long` (3 min per run), `--duration=SECONDS`.
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+// `npm run bench -- accuracy` (60 s per run), `--long` (3 min per run), `--duration=SECONDS`,
+// `--keep` (keep the files: truth, store, every process's log).
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -202,6 +203,7 @@ export default async function accuracy(): Promise<void> {
     }
   } finally {
     await cluster.stop();
+    if (!process.argv.includes('--keep')) rmSync(dir, { recursive: true, force: true });
   }
   const [sampling, logged] = results as [Measured, Measured];
   console.log('\n| measured against ground truth | sampling only | sampling + log source |\n|---|---|---|');

@@ -50,3 +50,18 @@ test('a statement sampled from its Bind phase pairs with the logged Execute; the
   assert.equal(out.length, 1);
   assert.deepEqual([out[0]!.startUs, out[0]!.endUs, out[0]!.endUncertaintyUs, out[0]!.endPrecision], [1_000_000n, 1_004_000n + 116_000n, 0n, 'exact']);
 });
+
+test('a backend that reports idle a few ms after it logged the duration (a busy machine) is still one statement', () => {
+  const out: QueryObservation[] = [];
+  const merger = new QueryMerger((o) => out.push(o), 1000, true);
+  // Measured under load: logged 0.76 ms, state_change 4.1 ms after the logged end.
+  merger.addSampled(obs({ startUs: 1_000_000n, endUs: 1_005_100n, query: 'SELECT count(*) FROM t' }), 0);
+  merger.addLogged(obs({ source: 'log', startUs: 1_000_200n, endUs: 1_001_000n, endPrecision: 'millisecond', endUncertaintyUs: 1000n, query: 'SELECT count(*) FROM t' }), 10);
+  assert.equal(out.length, 1);
+  assert.deepEqual([out[0]!.source, out[0]!.endUs], ['sampling+log', 1_000_800n]);
+  // A logged end this much later than the sampled one is another execution.
+  merger.addSampled(obs({ startUs: 2_000_000n, endUs: 2_001_000n, query: 'SELECT count(*) FROM t' }), 20);
+  merger.addLogged(obs({ source: 'log', startUs: 2_000_300n, endUs: 2_020_000n, endPrecision: 'millisecond', endUncertaintyUs: 1000n, query: 'SELECT count(*) FROM t' }), 30);
+  merger.flush(5000);
+  assert.deepEqual(out.slice(1).map((o) => o.source), ['sampling', 'log']);
+});

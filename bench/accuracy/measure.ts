@@ -1,7 +1,7 @@
 // Compares what the monitoring stored with what each request measured about itself: pure, so
 // the table's definitions are in one place. A stored DB span is matched to the statement of the
-// same backend during whose PHP-timed call the server started it (a backend runs one statement
-// at a time); driver housekeeping (DEALLOCATE, RESET ALL, SET application_name) matches nothing.
+// same backend during whose PHP-timed call it ran (a backend runs one statement at a time);
+// driver housekeeping (DEALLOCATE, RESET ALL, SET application_name) matches nothing.
 import { median, percentile } from '../util.js';
 
 export interface TruthStatement {
@@ -52,6 +52,11 @@ const LONG_MS = 100;
 const pct = (n: number, of: number) => (of === 0 ? 'n/a' : `${((100 * n) / of).toFixed(n === of || n === 0 ? 0 : 1)}%`);
 const ms = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(1)}`;
 
+/** A statement's text with literals made `?`, as the agent's redaction leaves it. */
+function shapeOf(sql: string): string {
+  return sql.replace(/'(?:[^']|'')*'/g, '?').replace(/\b\d+(\.\d+)?\b/g, '?').replace(/\s+/g, ' ').trim();
+}
+
 /** The union of intervals' length (µs). */
 function unionUs(intervals: [number, number][]): number {
   const sorted = [...intervals].sort((a, b) => a[0] - b[0]);
@@ -80,9 +85,14 @@ export function measure(truth: TruthRequest[], spans: StoredDbSpan[], views: Map
     if (HOUSEKEEPING.test(span.text)) continue;
     let best: { spans: StoredDbSpan[] } | undefined;
     let bestGap = Infinity;
+    const shape = shapeOf(span.text);
+    // Just after its start: a start from the log may be off by up to its millisecond, and a sampled
+    // end may reach over statements the polls missed.
+    const at = span.startUs + Math.min((span.endUs - span.startUs) / 2, 2_000);
     for (const c of byPid.get(span.pid) ?? []) {
-      if (span.startUs < c.st.start_us - MATCH_SLACK_US || span.startUs > c.st.end_us + MATCH_SLACK_US) continue;
-      const gap = span.startUs < c.st.start_us ? c.st.start_us - span.startUs : span.startUs > c.st.end_us ? span.startUs - c.st.end_us : 0;
+      if (at < c.st.start_us - MATCH_SLACK_US || at > c.st.end_us + MATCH_SLACK_US) continue;
+      // The same text first (a sub-millisecond statement's logged times overlap its neighbours'), then the closest.
+      const gap = (shapeOf(c.st.sql) === shape ? 0 : 1e9) + (at < c.st.start_us ? c.st.start_us - at : at > c.st.end_us ? at - c.st.end_us : 0);
       if (gap < bestGap) (best = c), (bestGap = gap);
     }
     if (best) best.spans.push(span);
