@@ -1,7 +1,8 @@
 // Correlation accuracy on a real PHP-FPM site, against the ground truth each request measures
 // about itself (issue 12). nginx + php-fpm (4 static workers, agent.php prepended) serve pages
 // with an ordinary connection, PDO persistent, pg_pconnect, an N+1 page, a transaction page and
-// a PHP-only slow page, at about 8 requests/s; the real collector (correlate), php-agent and
+// a PHP-only slow page (and one through pgbouncer in transaction mode when it is installed), at
+// about 8 requests/s; the real collector (correlate), php-agent and
 // pg-agent run as in the demo. Then the stored summaries and DB spans are compared with the
 // truth, once with sampling only and once with the server log as well.
 // `npm run bench -- accuracy` (60 s per run), `--long` (3 min per run), `--duration=SECONDS`,
@@ -13,11 +14,13 @@ import Database from 'better-sqlite3';
 import { freePort } from '../agents/php/harness.fixture.js';
 import { PROJECT, REPO_ROOT, startStack } from '../demo/stack.js';
 import { measure, type Measured, type StoredDbSpan, type StoredView, type TruthRequest } from './accuracy/measure.js';
-import { findBinaries, FPM_WORKERS, startCluster, startWeb } from './accuracy/servers.js';
+import { findBinaries, FPM_WORKERS, type Server, startBouncer, startCluster, startWeb } from './accuracy/servers.js';
 
 const RATE_PER_S = 8;
 const THRESHOLD_MS = 300;
 const APP_DIR = join(REPO_ROOT, 'bench', 'accuracy', 'app');
+/** The pages (bench/accuracy/app), ordinary twice as often; `pgbouncer` joins them when it is installed. */
+const PAGES = ['ordinary', 'ordinary', 'pconnect', 'pdo_persistent', 'nplus1', 'transaction', 'php_slow'];
 
 function durationS(): number {
   const args = process.argv.slice(2);
@@ -36,7 +39,7 @@ function random(seed: number): () => number {
 }
 
 /** The next request's path: a page, slow (over the threshold) in 60 % of requests, fast otherwise. */
-function nextPath(rnd: () => number): string {
+function nextPath(rnd: () => number, pages: readonly string[]): string {
   const pick = <T>(xs: readonly T[]) => xs[Math.floor(rnd() * xs.length)]!;
   const slow = rnd() < 0.6;
   const steps = () => {
@@ -49,7 +52,7 @@ function nextPath(rnd: () => number): string {
   };
   // Mostly back to back; now and then PHP works between statements.
   const gap = () => (slow && rnd() < 0.3 ? Math.floor(5 + rnd() * 25) : 0);
-  const page = pick(['ordinary', 'ordinary', 'pconnect', 'pdo_persistent', 'nplus1', 'transaction', 'php_slow']);
+  const page = pick(pages);
   switch (page) {
     case 'nplus1':
       return slow ? '/nplus1.php?n=20&ms=20' : '/nplus1.php?n=6&ms=2';
@@ -61,13 +64,13 @@ function nextPath(rnd: () => number): string {
 }
 
 /** Open loop: one request every 1/RATE s for the duration, whatever the answers take. */
-async function drive(port: number, seconds: number): Promise<{ sent: number; failed: number }> {
+async function drive(port: number, seconds: number, pages: readonly string[]): Promise<{ sent: number; failed: number }> {
   const rnd = random(12);
   const inFlight: Promise<void>[] = [];
   let failed = 0;
   const started = Date.now();
   for (let i = 0; Date.now() - started < seconds * 1000; i++) {
-    const path = nextPath(rnd);
+    const path = nextPath(rnd, pages);
     inFlight.push(
       fetch(`http://127.0.0.1:${port}${path}`)
         .then(async (res) => {
@@ -134,7 +137,17 @@ async function storedViews(adminUrl: string, ids: string[]): Promise<Map<string,
   return views;
 }
 
-async function runOnce(dir: string, clusterDsn: string, logSource: boolean, seconds: number, bins: Exclude<ReturnType<typeof findBinaries>, string>): Promise<Measured> {
+interface Run {
+  dir: string;
+  clusterDsn: string;
+  /** pgbouncer's port, when it runs. */
+  bouncerPort: number | undefined;
+  logSource: boolean;
+  seconds: number;
+  bins: Exclude<ReturnType<typeof findBinaries>, string>;
+}
+
+async function runOnce({ dir, clusterDsn, bouncerPort, logSource, seconds, bins }: Run): Promise<Measured> {
   const stack = await startStack({ dir, pgDsn: clusterDsn, window: '2s', logSource });
   try {
     const u = new URL(clusterDsn);
@@ -156,11 +169,12 @@ async function runOnce(dir: string, clusterDsn: string, logSource: boolean, seco
         BV_ACC_CONNINFO: `host=${u.hostname} port=${u.port} dbname=${u.pathname.slice(1)} user=${u.username}`,
         BV_ACC_PDO_DSN: `pgsql:host=${u.hostname};port=${u.port};dbname=${u.pathname.slice(1)}`,
         BV_ACC_PDO_USER: u.username,
+        BV_ACC_BOUNCER_CONNINFO: `host=${u.hostname} port=${bouncerPort ?? 0} dbname=${u.pathname.slice(1)} user=${u.username}`,
       },
     });
     let load: { sent: number; failed: number };
     try {
-      load = await drive(port, seconds);
+      load = await drive(port, seconds, bouncerPort ? [...PAGES, 'pgbouncer'] : PAGES);
     } finally {
       // Stopping FPM closes the persistent connections too.
       await web.stop();
@@ -194,14 +208,19 @@ export default async function accuracy(): Promise<void> {
   console.log(`nginx + php-fpm (${FPM_WORKERS} static workers), ${RATE_PER_S} req/s for ${seconds} s per run, PHP agent threshold ${THRESHOLD_MS} ms; files under ${dir}`);
   const cluster = await startCluster(bins.pgBin, join(dir, 'pg'), await freePort());
   const results: Measured[] = [];
+  let bouncer: Server | undefined;
   try {
+    const bouncerPort = await freePort();
+    bouncer = await startBouncer(join(dir, 'pgbouncer'), bouncerPort, Number(new URL(cluster.dsn).port));
+    if (!bouncer) console.log('pgbouncer is not installed (apt-get install pgbouncer): its page is left out');
     for (const logSource of [false, true]) {
       await cluster.logStatements(logSource);
       const uptime = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
       console.log(`run: ${logSource ? 'sampling + log source' : 'sampling only'} (load average ${uptime})`);
-      results.push(await runOnce(join(dir, logSource ? 'log' : 'sampling'), cluster.dsn, logSource, seconds, bins));
+      results.push(await runOnce({ dir: join(dir, logSource ? 'log' : 'sampling'), clusterDsn: cluster.dsn, bouncerPort: bouncer ? bouncerPort : undefined, logSource, seconds, bins }));
     }
   } finally {
+    await bouncer?.stop();
     await cluster.stop();
     if (!process.argv.includes('--keep')) rmSync(dir, { recursive: true, force: true });
   }

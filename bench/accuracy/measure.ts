@@ -14,8 +14,11 @@ export interface TruthStatement {
 export interface TruthRequest {
   id: string;
   page: string;
-  /** How the page connects: `ordinary` (a new connection, tagged by PGAPPNAME) or `persistent`. */
-  connection: 'ordinary' | 'persistent';
+  /**
+   * How the page connects: `ordinary` (a new connection, tagged by PGAPPNAME), `persistent`, or
+   * `pooled` (through pgbouncer in transaction mode: no backend pid, a marker in each text).
+   */
+  connection: 'ordinary' | 'persistent' | 'pooled';
   start_us: number;
   end_us: number;
   statements: TruthStatement[];
@@ -74,11 +77,15 @@ function unionUs(intervals: [number, number][]): number {
 
 export function measure(truth: TruthRequest[], spans: StoredDbSpan[], views: Map<string, StoredView>, thresholdMs: number): Measured {
   // Match each application span to the statement whose call it started in.
-  const byPid = new Map<number, { req: TruthRequest; st: TruthStatement; spans: StoredDbSpan[] }[]>();
+  // By backend; a pooled statement (pid 0) by its text, unique through its marker.
+  type Candidate = { req: TruthRequest; st: TruthStatement; spans: StoredDbSpan[] };
+  const candidates = new Map<string, Candidate[]>();
+  const keyOf = (pid: number, sql: string) => (pid === 0 ? `text:${shapeOf(sql)}` : `pid:${pid}`);
   for (const req of truth) for (const st of req.statements) {
-    const list = byPid.get(st.pid) ?? [];
-    list.push({ req, st, spans: [] });
-    byPid.set(st.pid, list);
+    const key = keyOf(st.pid, st.sql);
+    const list = candidates.get(key);
+    if (list) list.push({ req, st, spans: [] });
+    else candidates.set(key, [{ req, st, spans: [] }]);
   }
   let unmatched = 0;
   for (const span of spans) {
@@ -89,7 +96,7 @@ export function measure(truth: TruthRequest[], spans: StoredDbSpan[], views: Map
     // Just after its start: a start from the log may be off by up to its millisecond, and a sampled
     // end may reach over statements the polls missed.
     const at = span.startUs + Math.min((span.endUs - span.startUs) / 2, 2_000);
-    for (const c of byPid.get(span.pid) ?? []) {
+    for (const c of [...(candidates.get(keyOf(span.pid, '')) ?? []), ...(candidates.get(keyOf(0, span.text)) ?? [])]) {
       if (at < c.st.start_us - MATCH_SLACK_US || at > c.st.end_us + MATCH_SLACK_US) continue;
       // The same text first (a sub-millisecond statement's logged times overlap its neighbours'), then the closest.
       const gap = (shapeOf(c.st.sql) === shape ? 0 : 1e9) + (at < c.st.start_us ? c.st.start_us - at : at > c.st.end_us ? at - c.st.end_us : 0);
@@ -101,7 +108,7 @@ export function measure(truth: TruthRequest[], spans: StoredDbSpan[], views: Map
   const countedIn = new Map<string, string>();
   for (const [id, v] of views) for (const spanId of v.counted) countedIn.set(spanId, id);
 
-  const matched = [...byPid.values()].flat();
+  const matched = [...candidates.values()].flat();
   const isSlow = (r: TruthRequest) => (r.end_us - r.start_us) / 1000 >= thresholdMs;
   const slow = truth.filter(isSlow);
   const fast = truth.filter((r) => !isSlow(r));
@@ -125,6 +132,7 @@ export function measure(truth: TruthRequest[], spans: StoredDbSpan[], views: Map
   const long = placement(() => true);
   const longOrdinary = placement((r) => r.connection === 'ordinary');
   const longPersistent = placement((r) => r.connection === 'persistent');
+  const longPooled = placement((r) => r.connection === 'pooled');
   const share = (c: typeof long) => `${pct(c.right, c.total)} right (${c.right}/${c.wrong}/${c.unattributed}/${c.missing})`;
 
   const captured = matched.filter((m) => m.spans.length > 0);
@@ -166,6 +174,7 @@ export function measure(truth: TruthRequest[], spans: StoredDbSpan[], views: Map
       ['statements >= 100 ms right (right/wrong/unattributed/missing)', share(long)],
       ['same, ordinary connections only', share(longOrdinary)],
       ['same, persistent connections only', share(longPersistent)],
+      ['same, through pgbouncer (transaction mode) only', longPooled.total ? share(longPooled) : 'not run'],
       ['all statements captured', `${pct(captured.length, matched.length)} (${captured.length}/${matched.length})`],
       ['duplicate spans / spans matching no statement', `${duplicates} / ${unmatched}`],
       ['span end minus PHP-measured end, median / p99 (ms)', endErrors.length ? `${ms(median(endErrors))} / ${ms(percentile(endErrors, 99))}` : 'n/a'],

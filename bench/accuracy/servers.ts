@@ -120,6 +120,55 @@ export async function startCluster(bin: string, dir: string, port: number): Prom
   };
 }
 
+/** pgbouncer in transaction mode in front of the cluster, or undefined when it is not installed. */
+export async function startBouncer(dir: string, port: number, pgPort: number): Promise<Server | undefined> {
+  if (!existsSync('/usr/sbin/pgbouncer')) return undefined;
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'userlist.txt'), '"postgres" ""\n');
+  const ini = join(dir, 'pgbouncer.ini');
+  writeFileSync(
+    ini,
+    [
+      '[databases]',
+      `postgres = host=127.0.0.1 port=${pgPort} dbname=postgres`,
+      '[pgbouncer]',
+      'listen_addr = 127.0.0.1',
+      `listen_port = ${port}`,
+      'unix_socket_dir =',
+      'auth_type = trust',
+      `auth_file = ${join(dir, 'userlist.txt')}`,
+      'pool_mode = transaction',
+      'default_pool_size = 4',
+      'max_client_conn = 100',
+      `logfile = ${join(dir, 'pgbouncer.log')}`,
+      `pidfile = ${join(dir, 'pgbouncer.pid')}`,
+      '',
+    ].join('\n'),
+  );
+  // pgbouncer refuses to run as root.
+  const root = userInfo().uid === 0;
+  if (root) chownSync(dir, Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' })), Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' })));
+  const child = spawn('/usr/sbin/pgbouncer', [...(root ? ['-u', 'postgres'] : []), ini], { stdio: 'ignore' });
+  const server = started(child, 'SIGINT');
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const client = new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:${port}/postgres`, connectionTimeoutMillis: 1000 });
+    try {
+      await client.connect();
+      await client.query('SELECT 1');
+      await client.end();
+      return server;
+    } catch (err) {
+      await client.end().catch(() => {});
+      if (Date.now() > deadline || child.exitCode !== null) {
+        await server.stop();
+        throw new Error(`pgbouncer did not start: ${(err as Error).message}; see ${join(dir, 'pgbouncer.log')}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+}
+
 export interface WebOptions {
   dir: string;
   port: number;
@@ -141,6 +190,8 @@ export async function startWeb(bin: Binaries, o: WebOptions): Promise<Server> {
       `pid = ${join(o.dir, 'php-fpm.pid')}`,
       `error_log = ${join(o.dir, 'php-fpm.log')}`,
       'daemonize = no',
+      // A stop lets the last requests finish: the agent sends after the response is complete.
+      'process_control_timeout = 10s',
       '[bench]',
       ...(root ? ['user = root', 'group = root'] : []),
       `listen = ${fpmSocket}`,
