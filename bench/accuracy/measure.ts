@@ -2,6 +2,7 @@
 // the table's definitions are in one place. A stored DB span is matched to the statement of the
 // same backend during whose PHP-timed call it ran (a backend runs one statement at a time);
 // driver housekeeping (DEALLOCATE, RESET ALL, SET application_name) matches nothing.
+import { CLIENT_TURNAROUND_US } from '../../agents/pg/sampler.js';
 import { median, percentile } from '../util.js';
 
 export interface TruthStatement {
@@ -51,6 +52,8 @@ const HOUSEKEEPING = /^\s*(DEALLOCATE|RESET|DISCARD|SET\s+(SESSION\s+)?applicati
 /** The server starts a statement just after PHP's call begins; its clock is PHP's (one machine). */
 const MATCH_SLACK_US = 1_000;
 const LONG_MS = 100;
+/** A next_query end is the next start minus this. */
+const TURNAROUND_US = Number(CLIENT_TURNAROUND_US);
 
 const pct = (n: number, of: number) => (of === 0 ? 'n/a' : `${((100 * n) / of).toFixed(n === of || n === 0 ? 0 : 1)}%`);
 const ms = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(1)}`;
@@ -93,9 +96,9 @@ export function measure(truth: TruthRequest[], spans: StoredDbSpan[], views: Map
     let best: { spans: StoredDbSpan[] } | undefined;
     let bestGap = Infinity;
     const shape = shapeOf(span.text);
-    // Just after its start: a start from the log may be off by up to its millisecond, and a sampled
-    // end may reach over statements the polls missed.
-    const at = span.startUs + Math.min((span.endUs - span.startUs) / 2, 2_000);
+    // Just after its start: a start from the log may be off by up to half its millisecond, and a
+    // sampled end may reach over statements the polls missed or to the next poll.
+    const at = span.startUs + Math.min((span.endUs - span.startUs) / 2, 500);
     for (const c of [...(candidates.get(keyOf(span.pid, '')) ?? []), ...(candidates.get(keyOf(0, span.text)) ?? [])]) {
       if (at < c.st.start_us - MATCH_SLACK_US || at > c.st.end_us + MATCH_SLACK_US) continue;
       // The same text first (a sub-millisecond statement's logged times overlap its neighbours'), then the closest.
@@ -167,6 +170,18 @@ export function measure(truth: TruthRequest[], spans: StoredDbSpan[], views: Map
     byPrecision.set(p, [...(byPrecision.get(p) ?? []), (m.spans[0]!.endUs - m.st.end_us) / 1000]);
   }
 
+  // What the middle of a next_query span's bounds (the estimate before) would have given: the
+  // bounds are [end - uncertainty, next start], and the next start is the end plus the turnaround.
+  const middle = captured
+    .filter((m) => m.spans[0]!.endPrecision === 'next_query')
+    .map((m) => {
+      const s = m.spans[0]!;
+      const u = s.endUncertaintyMs * 1000;
+      const low = s.endUs - u;
+      const high = s.endUs + Math.min(u, TURNAROUND_US);
+      return ((low + high) / 2 - m.st.end_us) / 1000;
+    });
+
   return {
     rows: [
       ['requests (slow / fast)', `${slow.length} / ${fast.length}`],
@@ -185,6 +200,7 @@ export function measure(truth: TruthRequest[], spans: StoredDbSpan[], views: Map
     ],
     notes: [
       `span end minus PHP end by end precision, median ms (n): ${[...byPrecision].map(([p, e]) => `${p} ${ms(median(e))} (${e.length})`).join(', ')}`,
+      ...(middle.length ? [`next_query ends at the middle of their bounds instead: median ${ms(median(middle))} ms, p1 ${ms(percentile(middle, 1))} ms`] : []),
     ],
   };
 }
