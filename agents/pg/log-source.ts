@@ -127,20 +127,27 @@ export class JsonLines {
 const DURATION = /^duration: (\d+(?:\.\d+)?) ms {2}(statement|execute [^:]*): ([\s\S]*)$/;
 
 /** The finished query a log entry reports, or undefined for any other line (parse/bind steps, errors, ...). */
+/** The server log's timestamps are cut to the millisecond. */
+const LOG_TIME_RESOLUTION_US = 1000n;
+
 export function observationFromLog(entry: LogEntry): QueryObservation | undefined {
   if (entry.severity !== 'LOG') return undefined;
   const m = DURATION.exec(entry.message);
   if (!m) return undefined;
   const [whole, frac = ''] = m[1]!.split('.');
   const durationUs = BigInt(whole!) * 1000n + BigInt(frac.padEnd(3, '0').slice(0, 3));
+  // The server writes the log time cut (not rounded) to the millisecond, so the statement ended
+  // within the millisecond after it: the middle of it is the estimate (taking the time as the
+  // end made every log-only span half a millisecond early, enough to start it inside the
+  // previous back-to-back statement).
+  const endUs = entry.timeUs + LOG_TIME_RESOLUTION_US / 2n;
   return {
     source: 'log',
     pid: entry.pid,
-    startUs: entry.timeUs - durationUs,
-    endUs: entry.timeUs,
+    startUs: endUs - durationUs,
+    endUs,
     endPrecision: 'millisecond',
-    // The log's time has millisecond resolution.
-    endUncertaintyUs: 1000n,
+    endUncertaintyUs: LOG_TIME_RESOLUTION_US,
     ...(entry.remoteHost !== undefined ? { clientAddress: entry.remoteHost } : {}),
     ...(entry.remotePort !== undefined ? { clientPort: entry.remotePort } : {}),
     applicationName: entry.applicationName,

@@ -57,12 +57,12 @@ export class QueryMerger {
 
 function takeClosest(list: Waiting[], obs: QueryObservation): QueryObservation | undefined {
   let best = -1;
-  let bestGap = TOLERANCE_US + 1n;
+  let bestGap = -1n;
   list.forEach((w, i) => {
     const [sampled, logged] = obs.source === 'log' ? [w.obs, obs] : [obs, w.obs];
     if (!samePair(sampled, logged)) return;
-    const gap = abs(executeStart(sampled) - logged.startUs);
-    if (gap < bestGap) (best = i), (bestGap = gap);
+    const gap = abs(executeLead(sampled, logged));
+    if (best < 0 || gap < bestGap) (best = i), (bestGap = gap);
   });
   return best < 0 ? undefined : list.splice(best, 1)[0]!.obs;
 }
@@ -75,25 +75,48 @@ const abs = (n: bigint) => (n < 0n ? -n : n);
  * the ends must agree as far as the sampled end is known.
  */
 function samePair(sampled: QueryObservation, logged: QueryObservation): boolean {
-  if (sampled.pid !== logged.pid || abs(executeStart(sampled) - logged.startUs) > TOLERANCE_US) return false;
+  if (sampled.pid !== logged.pid) return false;
+  const lead = executeLead(sampled, logged);
+  if (lead < -TOLERANCE_US || lead > TOLERANCE_US + (sampled.executeStartUs === undefined ? UNSEEN_EXECUTE_US : 0n)) return false;
   const sameText = sampled.truncated ? logged.query.startsWith(sampled.query.slice(0, -1)) : logged.query === sampled.query;
   if (!sameText) return false;
-  // The ends must agree within what each side says about its own end (state_change: exactly).
-  return abs(sampled.endUs - logged.endUs) <= sampled.endUncertaintyUs + logged.endUncertaintyUs + TOLERANCE_US;
+  // The ends must agree within what each side says about its own end (state_change: exactly),
+  // except that the backend reports idle a little after it logged the duration: on a busy
+  // machine it can be descheduled in between (4 ms measured under load 8 on 2 cores).
+  const slack = sampled.endUncertaintyUs + logged.endUncertaintyUs + TOLERANCE_US;
+  const late = sampled.endUs - logged.endUs;
+  return late >= -slack && late <= slack + IDLE_AFTER_LOG_US;
 }
+
+/** How much later than its logged end a backend may still report going idle. */
+const IDLE_AFTER_LOG_US = 10_000n;
+
+/**
+ * A sample seen in one phase only may have been caught at Parse or Bind: its logged Execute may
+ * then begin this much later (planning, or, on a busy machine, the backend descheduled between
+ * the phases: 5 ms measured at load 7 on 2 cores).
+ */
+const UNSEEN_EXECUTE_US = 20_000n;
 
 /** The log times the Execute phase alone; a sample may have started at Parse or Bind. */
 function executeStart(sampled: QueryObservation): bigint {
   return sampled.executeStartUs ?? sampled.startUs;
 }
 
+/** How much later than the sample's Execute start (as far as it knows it) the logged Execute began. */
+function executeLead(sampled: QueryObservation, logged: QueryObservation): bigint {
+  return logged.startUs - executeStart(sampled);
+}
+
 function merge(sampled: QueryObservation, logged: QueryObservation): QueryObservation {
+  // When the sample never saw the Execute start, the log's own end (millisecond) is the best one.
+  const unseenExecute = executeLead(sampled, logged) > TOLERANCE_US;
   return {
     ...sampled,
     source: 'sampling+log',
-    endUs: executeStart(sampled) + (logged.endUs - logged.startUs),
-    endPrecision: 'exact',
-    endUncertaintyUs: 0n,
+    endUs: unseenExecute ? logged.endUs : executeStart(sampled) + (logged.endUs - logged.startUs),
+    endPrecision: unseenExecute ? 'millisecond' : 'exact',
+    endUncertaintyUs: unseenExecute ? logged.endUncertaintyUs : 0n,
     // The log holds the whole text; pg_stat_activity may have cut it short.
     query: sampled.truncated && !logged.truncated ? logged.query : sampled.query,
     truncated: sampled.truncated && logged.truncated,

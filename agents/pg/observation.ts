@@ -9,7 +9,8 @@
  * - `next_query`: the backend had started its next query when polled; the end lies between the
  *   last poll that saw it running and that next start.
  * - `poll`: the backend was gone when polled; the end lies between the last poll that saw it running and this one.
- * For the last two the end is the middle of those bounds and `endUncertaintyUs` half their width.
+ * For `next_query` the end is the next start minus the client's turnaround (statements usually run
+ * back to back), for `poll` the middle of the bounds; `endUncertaintyUs` reaches the farther bound.
  */
 export type EndPrecision = 'exact' | 'state_change' | 'millisecond' | 'next_query' | 'poll';
 

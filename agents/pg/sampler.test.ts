@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { skipWithoutPostgres } from '../../test/env.js';
 import type { QueryObservation } from './observation.js';
-import { ACTIVITY_SQL, type ActivityRow, ActivitySampler } from './sampler.js';
+import { ACTIVITY_SQL, type ActivityRow, ActivitySampler, CLIENT_TURNAROUND_US } from './sampler.js';
 import { admin, cleanupSql, connectClient, newCorrelationId } from './testing.fixture.js';
 
 const row = (over: Partial<ActivityRow>): ActivityRow => ({
@@ -43,11 +43,33 @@ test('a new query_start ends the previous query between the last poll that saw i
   s.observe([row({})], 1_050_000n, 1_040_000n);
   const [first] = s.observe([row({ query_start_us: '1200000', query: 'SELECT 2' })], 1_250_000n, 1_240_000n);
   assert.deepEqual([first!.endPrecision, first!.query], ['next_query', 'SELECT 1']);
-  assert.deepEqual([first!.endUs - first!.endUncertaintyUs, first!.endUs + first!.endUncertaintyUs], [1_040_000n, 1_200_000n], 'the bounds: last seen running, next start');
+  // Back to back is the likeliest: the next start minus the client's turnaround, with the
+  // uncertainty reaching back to the last poll that saw it running.
+  assert.equal(first!.endUs, 1_200_000n - CLIENT_TURNAROUND_US);
+  assert.equal(first!.endUs - first!.endUncertaintyUs, 1_040_000n, 'the lower bound: last seen running');
+  assert.ok(first!.endUs + first!.endUncertaintyUs >= 1_200_000n, 'the upper bound, the next start, is covered');
   const [second] = s.observe([], 1_350_000n, 1_340_000n);
   assert.equal(second!.endPrecision, 'poll');
   assert.equal(second!.startUs, 1_200_000n);
   assert.deepEqual([second!.endUs - second!.endUncertaintyUs, second!.endUs + second!.endUncertaintyUs], [1_240_000n, 1_350_000n]);
+});
+
+test('a next start right after the last poll that saw the statement running: the end is that poll, never earlier', () => {
+  const s = new ActivitySampler({ queryTextLimit: 1024, sqlcommenter: true });
+  s.observe([row({})], 1_100_000n, 1_100_000n);
+  // The next statement started 50 µs after that poll: less than the turnaround, so the end is the lower bound.
+  const [done] = s.observe([row({ query_start_us: '1100050', query: 'SELECT 2' })], 1_200_000n);
+  assert.deepEqual([done!.endUs, done!.endUncertaintyUs], [1_100_000n, 50n]);
+});
+
+test('a statement the polls missed between two seen ones: the true end lies within the stated uncertainty', () => {
+  const s = new ActivitySampler({ queryTextLimit: 1024, sqlcommenter: true });
+  // SELECT 1 runs 1.000-1.120 s, a missed 30 ms statement 1.120-1.150, SELECT 3 from 1.150 s.
+  s.observe([row({})], 1_050_000n);
+  const [done] = s.observe([row({ query_start_us: '1150000', query: 'SELECT 3' })], 1_160_000n);
+  const trueEnd = 1_120_000n;
+  assert.ok(done!.endUs - done!.endUncertaintyUs <= trueEnd && trueEnd <= done!.endUs + done!.endUncertaintyUs);
+  assert.equal(done!.endPrecision, 'next_query');
 });
 
 test('a state change is the exact end: no uncertainty', () => {
@@ -82,7 +104,7 @@ test('Parse, Bind and Execute of one statement (query_start restarts, same text)
   // Two autocommit executions 2 ms apart: each has its own transaction, so two statements.
   s.observe([row({ query: sql, query_start_us: '2000000', xact_start_us: '2000000' })], 2_000_500n);
   const [first] = s.observe([row({ query: sql, query_start_us: '2002000', xact_start_us: '2002000' })], 2_100_000n);
-  assert.deepEqual([first!.startUs, first!.endUs + first!.endUncertaintyUs], [2_000_000n, 2_002_000n]);
+  assert.deepEqual([first!.startUs, first!.endUs], [2_000_000n, 2_002_000n - CLIENT_TURNAROUND_US]);
 });
 
 test('the client address, port and backend start of the connection are kept', () => {

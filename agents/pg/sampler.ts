@@ -62,6 +62,17 @@ const PHASE_GAP_US = 50_000n;
  */
 const PHASE_GAP_UNKNOWN_XACT_US = 5_000n;
 
+/**
+ * What separates one statement's end from the next statement's query_start on the same backend
+ * when the client sends it at once: the result's way to the client, the driver handing it over
+ * and the next message's way back (local TCP or a Unix socket: tens to hundreds of µs). A
+ * statement seen running and then followed by a new query_start ended between the two; the
+ * next start minus this is the likeliest end within those bounds, because applications run
+ * statements back to back far more often than they pause between them (and a pause, or a
+ * statement the polls missed, is covered by the stated uncertainty).
+ */
+export const CLIENT_TURNAROUND_US = 200n;
+
 /** Whether the row shows the next protocol phase (Bind, Execute) of the followed statement. */
 function isNextPhase(followed: Followed, row: ActivityRow, startUs: bigint): boolean {
   if (row.query !== followed.row.query || startUs <= followed.phaseStartUs) return false;
@@ -121,7 +132,7 @@ export class ActivitySampler {
           current.row = row;
         } else {
           // It finished after the last poll that saw it running and before the next one started.
-          done.push(this.finish(current, current.lastSeenUs, startUs, 'next_query', false));
+          done.push(this.finish(current, current.lastSeenUs, startUs, 'next_query', false, startUs - CLIENT_TURNAROUND_US));
           this.followed.delete(row.pid);
           current = undefined;
         }
@@ -169,20 +180,26 @@ export class ActivitySampler {
     if (row.wait_event_type) followed.waits.add(`${row.wait_event_type}:${row.wait_event ?? ''}`);
   }
 
-  /** The end lies in [lowUs, highUs]: reported as the middle, with half the width as its uncertainty. */
-  private finish(followed: Followed, lowUs: bigint, highUs: bigint, endPrecision: EndPrecision, failed: boolean): QueryObservation {
+  /**
+   * The end lies in [lowUs, highUs]. It is reported at `likelyUs` (kept within the bounds) when
+   * there is a likeliest point, else at the middle; the uncertainty reaches the farther bound,
+   * so the true end always lies within end ± uncertainty.
+   */
+  private finish(followed: Followed, lowUs: bigint, highUs: bigint, endPrecision: EndPrecision, failed: boolean, likelyUs?: bigint): QueryObservation {
     const { row } = followed;
     // It ran until at least its last phase began, and cannot have ended before it started.
     const floor = followed.phaseStartUs;
     const low = lowUs < floor ? floor : lowUs;
     const high = highUs < low ? low : highUs;
+    const guess = likelyUs ?? (low + high) / 2n;
+    const endUs = guess < low ? low : guess > high ? high : guess;
     const obs: QueryObservation = {
       source: 'sampling',
       pid: row.pid,
       startUs: followed.startUs,
-      endUs: (low + high) / 2n,
+      endUs,
       endPrecision,
-      endUncertaintyUs: (high - low + 1n) / 2n,
+      endUncertaintyUs: likelyUs === undefined ? (high - low + 1n) / 2n : endUs - low > high - endUs ? endUs - low : high - endUs,
       applicationName: row.application_name,
       query: row.query ?? '',
       database: row.datname,

@@ -64,6 +64,9 @@ test('log records: jsonlog lines, csvlog records split across reads, duration me
   assert.equal(entry.queryId, '5641609531476378699');
   const obs = observationFromLog(entry)!;
   assert.equal(obs.endUs - obs.startUs, 41n);
+  // The log time is cut to the millisecond: the end lies in the millisecond after it, reported in its middle.
+  assert.equal(obs.endUs, BigInt(Date.parse('2026-11-25T06:10:42.542Z')) * 1000n + 500n);
+  assert.ok(obs.endUncertaintyUs >= 500n);
   assert.equal(obs.query, 'select $1::int as x');
   assert.equal(obs.applicationName, 'req:abc');
   // parse/bind steps are not queries of their own
