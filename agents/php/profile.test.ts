@@ -71,6 +71,37 @@ test('excimer: a slow page profile names the function it spent its time in: stor
   assert.match(trace, /profile: \d+ samples every 10 ms; top frames by self time:\n {4}slow_report_builder +\d+\.\d ms +\d+\.\d%/);
 });
 
+test('excimer: sampling starts after profile_delay_ms, a blocking call spanning that moment stays in the profile; 0 samples from the start', async (t) => {
+  if (skipWithoutPhp(t)) return;
+  const ext = excimer();
+  if ('missing' in ext) return t.skip(ext.missing);
+  const dir = tempDir(t);
+  const collector = await startCollector(t);
+  const daemon = await startDaemon(t, daemonConfig(dir, collector.otlpUrl));
+  const settings = { threshold_ms: '100', socket: daemon.socketPath, state_file: join(dir, 'breaker') };
+  // report.php?ms=300 sleeps 150 ms in slow_report_builder(), then computes 150 ms there.
+  await (await startPhp(t, { ...settings, profile_delay_ms: '50' }, {}, ext.args)).get('/report.php?ms=300&delay=50');
+  await (await startPhp(t, { ...settings, profile_delay_ms: '0' }, {}, ext.args)).get('/report.php?ms=300&delay=0');
+  const spans = await eventually(() => (stored(collector.dbPath, 'span').length === 2 ? stored(collector.dbPath, 'span') : undefined), 15_000, 'two spans');
+  const profileOf = (delay: string) => {
+    const span = spans.find((s) => s.attributes['url.query'] === `ms=300&delay=${delay}`)!;
+    const got = lines(span.attributes['bitville.profile.collapsed']);
+    return { durationMs: span.durationMs as number, samples: span.attributes['bitville.profile.samples'] as number, heaviest: got.sort((x, y) => y.count - x.count)[0]! };
+  };
+
+  const delayed = profileOf('50');
+  // The first 50 ms are not sampled; the rest is, the sleep that was under way at 50 ms included
+  // (charged to the function it returned to, as excimer does): more than the 15 samples of the
+  // computing half alone.
+  assert.ok(delayed.samples * 10 <= delayed.durationMs - 50 + 10, `${delayed.samples} samples in ${delayed.durationMs} ms, the first 50 not sampled`);
+  assert.match(delayed.heaviest.stack, /report\.php;render_report_page;slow_report_builder$/);
+  assert.ok(delayed.heaviest.count >= 20, `${delayed.heaviest.count} samples in slow_report_builder: the sleep spanning the start is kept`);
+
+  const whole = profileOf('0');
+  assert.ok(whole.samples * 10 > whole.durationMs - 50 + 10, `${whole.samples} samples in ${whole.durationMs} ms: sampled from the start`);
+  assert.match(whole.heaviest.stack, /report\.php;render_report_page;slow_report_builder$/);
+});
+
 test('without excimer the agent works unchanged and the request page says how to enable profiles', async (t) => {
   if (skipWithoutPhp(t)) return;
   const dir = tempDir(t);
