@@ -13,6 +13,17 @@ final class Bare
     public static function finish(): void {}
 }
 
+/**
+ * Excimer 1.0.4 can abort the process at exit when a sample's notification thread (glibc starts
+ * one per expiry) is still running as the extension shuts down: give stragglers time to finish.
+ */
+function settle(): void
+{
+    if (extension_loaded('excimer')) {
+        usleep(50000);
+    }
+}
+
 $mode = $argv[1];
 $n = (int) $argv[2];
 $socket = getenv('BITVILLE_SOCKET');
@@ -77,6 +88,7 @@ switch ($mode) {
         $p->stop();
         $profiled = $cpu() - $c0;
         echo ($profiled - $plain) / max(1, $p->getLog()->getEventCount()), "\n";
+        settle();
         exit(0);
     case 'slow':
         // Paced so the daemon's datagram queue (net.unix.max_dgram_qlen, 10 by default) never fills:
@@ -99,3 +111,4 @@ switch ($mode) {
         for ($i = 0; $i < $n; $i++) { BitvilleAgent::begin(); BitvilleAgent::finish(); }
 }
 echo (hrtime(true) - $t) / $n, "\n";
+settle();
