@@ -25,7 +25,7 @@ if (!class_exists('BitvilleAgent', false)) {
         const MAX_FIELD = 2048;
         /** The daemon drops a datagram of 64 KiB or more; stay clear of it with room for the JSON. */
         const MAX_DATAGRAM = 63000;
-        /** Frames kept per sampled stack (the outermost ones are kept, excimer cuts the rest). */
+        /** Frames kept per sampled stack (excimer keeps the innermost ones and drops the outer rest). */
         const PROFILE_MAX_DEPTH = 128;
 
         /** @var string */ private static $traceId = '';
@@ -354,7 +354,8 @@ if (!class_exists('BitvilleAgent', false)) {
             if ($last !== false && isset($last['file'])) {
                 $names[] = strtr($last['file'], array(' ' => '_', "\0" => '_'));
             }
-            return implode(';', array_slice(array_reverse($names), 0, self::PROFILE_MAX_DEPTH));
+            // Innermost first here; like excimer, a too deep stack loses its outermost frames.
+            return implode(';', array_reverse(array_slice($names, 0, self::PROFILE_MAX_DEPTH)));
         }
 
         /**
