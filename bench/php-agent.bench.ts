@@ -37,7 +37,9 @@ export default async function (): Promise<void> {
     const daemon = await startDaemon(t, daemonConfig(dir, collector.otlpUrl, { batch: { max_events: 100, timeout: '1s' } }));
     const live = { BITVILLE_SOCKET: daemon.socketPath, BITVILLE_STATE_FILE: join(dir, 'breaker-live') };
     // The fast path with and without the excimer profiler: `fast` runs without the extension
-    // (the scan directory without its ini), `fast@excimer` with it and profiling on (10 ms).
+    // (the scan directory without its ini), `fast@excimer` with it and profiling on (10 ms,
+    // started after 50 ms as with the default 500 ms threshold), `fast@excimer_from_start` with
+    // the profiler started at once (profile_delay_ms=0).
     const ext = excimer();
     const noExcimer = withoutExcimer(dir) as Record<string, string>;
     const withExcimer = 'args' in ext ? ext.args : undefined;
@@ -48,7 +50,10 @@ export default async function (): Promise<void> {
       ...(withExcimer
         ? ([
             ['excimer_bare', 100_000, {}, withExcimer],
-            ['fast@excimer', 100_000, { ...live, BITVILLE_THRESHOLD_MS: '100000' }, withExcimer],
+            ['excimer_due_bare', 100_000, {}, withExcimer],
+            ['sample_cost', 300, {}, withExcimer],
+            ['fast@excimer', 100_000, { ...live, BITVILLE_THRESHOLD_MS: '100000', BITVILLE_PROFILE_DELAY_MS: '50' }, withExcimer],
+            ['fast@excimer_from_start', 100_000, { ...live, BITVILLE_THRESHOLD_MS: '100000', BITVILLE_PROFILE_DELAY_MS: '0' }, withExcimer],
             ['fast@excimer_off', 200_000, { ...live, BITVILLE_THRESHOLD_MS: '100000', BITVILLE_PROFILE_PERIOD_MS: '0' }, withExcimer],
           ] as [string, number, Record<string, string>, string[]][])
         : []),
@@ -75,9 +80,12 @@ export default async function (): Promise<void> {
       console.log(`  ${label.padEnd(31)} ${us(cost)} µs added  (x${(m(mode) / base).toFixed(1)} the baseline loop; x${(cost / m('raw_send')).toFixed(2)} a raw send)`);
     }
     if (withExcimer) {
-      console.log(`  excimer: bare profiler start+stop ${us(m('excimer_bare'))} µs (new ExcimerProfiler, arm and disarm a wall-clock timer: 4 syscalls)`);
-      console.log(`  fast path, excimer loaded, profiling on (10 ms)   ${us(m('fast@excimer') - base)} µs added; profiler's share ${us(m('fast@excimer') - m('fast'))} µs`);
-      console.log(`  fast path, excimer loaded, profile_period_ms=0    ${us(m('fast@excimer_off') - base)} µs added`);
+      console.log(`  excimer floor: new ExcimerProfiler + start + stop ${us(m('excimer_bare'))} µs (its own timer: timer_create, timer_settime x2, timer_delete; first expiry drawn within the period)`);
+      console.log(`  excimer floor: one-shot ExcimerTimer due in 50 ms, armed + disarmed ${us(m('excimer_due_bare'))} µs (the same 4 syscalls, expiry after the next tick)`);
+      console.log(`  excimer: one sample costs ${us(m('sample_cost'))} µs of CPU (1 ms period; a thread per expiry plus the stack walk)`);
+      console.log(`  fast path, excimer, profiling on (10 ms), started after 50 ms (default)  ${us(m('fast@excimer') - base)} µs added; profiler's share ${us(m('fast@excimer') - m('fast'))} µs`);
+      console.log(`  fast path, excimer, profiling on (10 ms), profile_delay_ms=0            ${us(m('fast@excimer_from_start') - base)} µs added; profiler's share ${us(m('fast@excimer_from_start') - m('fast'))} µs`);
+      console.log(`  fast path, excimer loaded, profile_period_ms=0                          ${us(m('fast@excimer_off') - base)} µs added`);
     } else {
       console.log(`  excimer not loaded: ${(ext as { missing: string }).missing}`);
     }

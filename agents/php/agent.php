@@ -10,9 +10,10 @@
 // It never blocks, throws or prints: the send is non-blocking, every failure is swallowed and
 // counted, and a circuit breaker (5 consecutive failures, then no attempt for 60 s; state in
 // APCu or in a small file replaced atomically) makes a dead daemon cost next to nothing.
-// With the excimer extension loaded (optional), every request's stack is sampled on a wall-clock
-// timer (default every 10 ms); a slow request sends its profile as collapsed stacks, cut by
-// weight to fit the datagram, and a fast one throws it away.
+// With the excimer extension loaded (optional), a request's stack is sampled on a wall-clock
+// timer (default every 10 ms) once it has run a tenth of the threshold (profile_delay_ms); a
+// slow request sends its profile as collapsed stacks, cut by weight to fit the datagram, and a
+// fast one throws it away.
 // Settings, each from the environment (BITVILLE_*) or else php.ini (bitville.*): see
 // docs/php-agent.md. Application API: the static methods of BitvilleAgent marked "API".
 
@@ -24,7 +25,7 @@ if (!class_exists('BitvilleAgent', false)) {
         const MAX_FIELD = 2048;
         /** The daemon drops a datagram of 64 KiB or more; stay clear of it with room for the JSON. */
         const MAX_DATAGRAM = 63000;
-        /** Frames kept per sampled stack (the outermost ones are kept, excimer cuts the rest). */
+        /** Frames kept per sampled stack (excimer keeps the innermost ones and drops the outer rest). */
         const PROFILE_MAX_DEPTH = 128;
 
         /** @var string */ private static $traceId = '';
@@ -34,9 +35,14 @@ if (!class_exists('BitvilleAgent', false)) {
         /** @var float */ private static $startWall = 0.0;
         /** @var int */ private static $thresholdNs = 500000000;
         /** @var bool */ private static $active = false;
-        /** @var ExcimerProfiler|null sampling this request (null without excimer or with profiling off) */
+        /** @var ExcimerProfiler|null sampling this request (null without excimer, with profiling off, or not yet due) */
         private static $profiler = null;
+        /** @var ExcimerTimer|null the one-shot timer that starts the profiler once the request has run profile_delay_ms */
+        private static $profilerDue = null;
         /** @var float */ private static $profilePeriodMs = 0.0;
+        /** @var int */ private static $profileDelayNs = 0;
+        /** @var array|null [collapsed stack, samples] for the time the profiler started late (see startDueProfiler) */
+        private static $lateStack = null;
         /** @var WeakMap|null PDO objects tagged in this request (weak: a closed connection is not kept alive). */
         private static $taggedPdo = null;
 
@@ -183,6 +189,13 @@ if (!class_exists('BitvilleAgent', false)) {
         public static function finish(): void
         {
             $durationNs = hrtime(true) - self::$startNs;
+            $due = self::$profilerDue;
+            if ($due !== null) {
+                // A request that ended before profile_delay_ms took no sample at all: this one
+                // disarm is all profiling cost it.
+                self::$profilerDue = null;
+                $due->stop();
+            }
             $profiler = self::$profiler;
             if ($profiler !== null) {
                 // Stopped first, so the agent's own work is not in the profile; a fast request's
@@ -219,13 +232,21 @@ if (!class_exists('BitvilleAgent', false)) {
         }
 
         /**
-         * Starts the wall-clock sampler when excimer is loaded and profile_period_ms is above 0.
-         * Cheap enough for every request (one timer armed, see the php-agent bench); a
-         * failure leaves the request unprofiled, never broken.
+         * Arms the wall-clock sampler when excimer is loaded and profile_period_ms is above 0:
+         * at once with profile_delay_ms=0, else a one-shot timer that starts it once the request
+         * has run that long (default a tenth of the threshold). Why the delay (measured in the
+         * php-agent bench, see docs/php-agent.md): excimer 1.0 gives each profiler a timer of its
+         * own, created and deleted per request, whose first expiry is drawn at random within the
+         * period, often before the kernel's next tick, which costs reprogramming the timer
+         * device twice; and every sample costs a thread (glibc's SIGEV_THREAD). A one-shot timer
+         * due later than the tick costs only its four system calls, and a request that ends
+         * before it takes no sample. A failure leaves the request unprofiled, never broken.
          */
         private static function startProfiler(): void
         {
             self::$profiler = null;
+            self::$profilerDue = null;
+            self::$lateStack = null;
             if (!class_exists('ExcimerProfiler', false)) {
                 return;
             }
@@ -239,15 +260,102 @@ if (!class_exists('BitvilleAgent', false)) {
                 return;
             }
             self::$profilePeriodMs = max(1.0, (float) $period);
+            $delay = self::setting('profile_delay_ms', '');
+            self::$profileDelayNs = is_numeric($delay) ? (int) (max(0.0, (float) $delay) * 1000000) : intdiv(self::$thresholdNs, 10);
             try {
-                $profiler = new ExcimerProfiler();
-                $profiler->setEventType(EXCIMER_REAL);
-                $profiler->setPeriod(self::$profilePeriodMs / 1000);
-                $profiler->setMaxDepth(self::PROFILE_MAX_DEPTH);
-                $profiler->start();
-                self::$profiler = $profiler;
+                if (self::$profileDelayNs === 0) {
+                    self::startSampler();
+                    return;
+                }
+                $due = new ExcimerTimer();
+                $due->setEventType(EXCIMER_REAL);
+                $due->setInterval(self::$profileDelayNs / 1e9);
+                $due->setCallback(static function () {
+                    BitvilleAgent::startDueProfiler();
+                });
+                $due->start();
+                self::$profilerDue = $due;
             } catch (Throwable $e) {
             }
+        }
+
+        private static function startSampler(): void
+        {
+            $profiler = new ExcimerProfiler();
+            $profiler->setEventType(EXCIMER_REAL);
+            $profiler->setPeriod(self::$profilePeriodMs / 1000);
+            $profiler->setMaxDepth(self::PROFILE_MAX_DEPTH);
+            $profiler->start();
+            self::$profiler = $profiler;
+        }
+
+        /**
+         * Not API (public only for the timer's callback): the request has run profile_delay_ms.
+         * The callback runs at the first point PHP checks for interrupts, so inside a long
+         * built-in call (pg_query(), sleep(), curl_exec()) it runs only when that returns. Excimer
+         * would have charged those samples to the PHP stack the call returns to, which is the
+         * stack here: they are recorded as such, so the blocking call stays in the profile.
+         */
+        public static function startDueProfiler(): void
+        {
+            if (self::$profilerDue === null || self::$profiler !== null) {
+                return;
+            }
+            try {
+                $periodNs = (int) (self::$profilePeriodMs * 1000000);
+                $lateNs = hrtime(true) - self::$startNs - self::$profileDelayNs;
+                if ($lateNs >= $periodNs) {
+                    $stack = self::currentStack();
+                    if ($stack !== '') {
+                        self::$lateStack = array($stack, intdiv($lateNs, $periodNs));
+                    }
+                }
+                self::startSampler();
+            } catch (Throwable $e) {
+            }
+        }
+
+        /**
+         * The application's stack where the due timer interrupted it, in excimer's collapsed
+         * form: the script file outermost, then `function` or `Class::method` (a closure is
+         * `{closure}`: its line is not known here), built-in functions left out as excimer does.
+         */
+        private static function currentStack(): string
+        {
+            // [0] this function, [1] startDueProfiler, [2] the timer's closure, then the application.
+            $trace = array_slice(debug_backtrace(DEBUG_BACKTRACE_IGNORE_ARGS), 2);
+            $names = array();
+            foreach ($trace as $i => $frame) {
+                if ($i === 0) {
+                    continue;
+                }
+                $function = isset($frame['function']) ? $frame['function'] : '';
+                if (in_array($function, array('include', 'include_once', 'require', 'require_once'), true)) {
+                    // An included file's own code: excimer names it by the file.
+                    $name = isset($trace[$i - 1]['file']) ? $trace[$i - 1]['file'] : '';
+                } elseif ($function === '{closure}') {
+                    $name = '{closure}';
+                } else {
+                    try {
+                        $internal = isset($frame['class'])
+                            ? (new ReflectionMethod($frame['class'], $function))->isInternal()
+                            : (new ReflectionFunction($function))->isInternal();
+                    } catch (Throwable $e) {
+                        $internal = false;
+                    }
+                    if ($internal) {
+                        continue;
+                    }
+                    $name = (isset($frame['class']) ? $frame['class'] . '::' : '') . $function;
+                }
+                $names[] = strtr($name, array(' ' => '_', "\0" => '_'));
+            }
+            $last = end($trace);
+            if ($last !== false && isset($last['file'])) {
+                $names[] = strtr($last['file'], array(' ' => '_', "\0" => '_'));
+            }
+            // Innermost first here; like excimer, a too deep stack loses its outermost frames.
+            return implode(';', array_reverse(array_slice($names, 0, self::PROFILE_MAX_DEPTH)));
         }
 
         /**
@@ -272,6 +380,11 @@ if (!class_exists('BitvilleAgent', false)) {
                 if ($count <= 0 || $stack === '') {
                     continue;
                 }
+                $stacks[$stack] = (isset($stacks[$stack]) ? $stacks[$stack] : 0) + $count;
+                $samples += $count;
+            }
+            if (self::$lateStack !== null) {
+                list($stack, $count) = self::$lateStack;
                 $stacks[$stack] = (isset($stacks[$stack]) ? $stacks[$stack] : 0) + $count;
                 $samples += $count;
             }

@@ -71,6 +71,43 @@ test('excimer: a slow page profile names the function it spent its time in: stor
   assert.match(trace, /profile: \d+ samples every 10 ms; top frames by self time:\n {4}slow_report_builder +\d+\.\d ms +\d+\.\d%/);
 });
 
+test('excimer: sampling starts after profile_delay_ms, a blocking call spanning that moment stays in the profile; 0 samples from the start', async (t) => {
+  if (skipWithoutPhp(t)) return;
+  const ext = excimer();
+  if ('missing' in ext) return t.skip(ext.missing);
+  const dir = tempDir(t);
+  const collector = await startCollector(t);
+  const daemon = await startDaemon(t, daemonConfig(dir, collector.otlpUrl));
+  const settings = { threshold_ms: '100', socket: daemon.socketPath, state_file: join(dir, 'breaker') };
+  const delayed = await startPhp(t, { ...settings, profile_delay_ms: '350' }, {}, ext.args);
+  const whole = await startPhp(t, { ...settings, profile_delay_ms: '0' }, {}, ext.args);
+  // slow.php?ms=700 sleeps 700 ms at file scope; deep.php?depth=3&ms=150 computes 150 ms in
+  // level_000_x, then 150 in level_001_x, then 150 in level_002_x.
+  await delayed.get('/slow.php?ms=700&delay=350');
+  await delayed.get('/deep.php?depth=3&name=1&ms=150&delay=350');
+  await whole.get('/deep.php?depth=3&name=1&ms=150&delay=0');
+  const spans = await eventually(() => (stored(collector.dbPath, 'span').length === 3 ? stored(collector.dbPath, 'span') : undefined), 15_000, 'three spans');
+  const profile = (query: string) => {
+    const span = spans.find((s) => s.attributes['url.query'] === query)!;
+    return { durationMs: span.durationMs as number, samples: span.attributes['bitville.profile.samples'] as number, stacks: lines(span.attributes['bitville.profile.collapsed'] ?? '') };
+  };
+  // Samples whose innermost frame is the function or file (its self time).
+  const self = (query: string, frame: string) => profile(query).stacks.filter((l) => l.stack.endsWith(frame)).reduce((n, l) => n + l.count, 0);
+
+  // The sleep was under way at 350 ms: PHP ran the timer's callback only when it returned, and
+  // the 350 ms from then back to 350 ms are charged to the script, where excimer charges a
+  // built-in call: to its PHP caller. Only the first 350 ms are missing (the bound leaves room
+  // for samples excimer adds if the machine is too busy to run PHP at once).
+  const sleep = profile('ms=700&delay=350');
+  assert.ok(self('ms=700&delay=350', 'slow.php') >= 33, `the script's sleep after 350 ms is in the profile: ${JSON.stringify(sleep)}`);
+  assert.ok(sleep.samples * 10 <= sleep.durationMs - 350 + 50, `${sleep.samples} samples in ${sleep.durationMs} ms, the first 350 not sampled`);
+
+  const deep = 'depth=3&name=1&ms=150';
+  assert.ok(self(`${deep}&delay=350`, ';level_000_x') <= 1, `the first 150 ms, before profile_delay_ms, are not sampled: ${JSON.stringify(profile(`${deep}&delay=350`))}`);
+  assert.ok(self(`${deep}&delay=350`, ';level_002_x') >= 3, 'the last 100 ms are');
+  assert.ok(self(`${deep}&delay=0`, ';level_000_x') >= 5, `with 0, sampled from the start: ${JSON.stringify(profile(`${deep}&delay=0`))}`);
+});
+
 test('without excimer the agent works unchanged and the request page says how to enable profiles', async (t) => {
   if (skipWithoutPhp(t)) return;
   const dir = tempDir(t);
