@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { BitvilleError } from '../common/errors.js';
 import type { FlatRecord, StoredRecord } from '../core/model.js';
 import type { CorrelationActivity, LatestQuery, RecordKind } from '../core/api.js';
-import type { ExporterRoute, Store, StoreStats } from '../core/store.js';
+import type { CommitTaker, ExporterRoute, Store, StoreStats } from '../core/store.js';
 import { Checkpointer } from './sqlite/checkpointer.js';
 import { migrate } from './sqlite/schema.js';
 import { SqliteQueue } from './sqlite/queue.js';
@@ -50,6 +50,8 @@ export class SqliteStore implements Store {
   readonly #state: SqliteState | undefined;
   readonly #checkpointer: Checkpointer | undefined;
   readonly #health: StoreHealth;
+  /** Exporter id to the queue that takes its share of each commit from memory. */
+  readonly #takers = new Map<string, CommitTaker>();
   #lastCheckpointLog = -Infinity;
 
   constructor(options: SqliteStoreOptions) {
@@ -106,9 +108,21 @@ export class SqliteStore implements Store {
   async append(records: readonly FlatRecord[]): Promise<void> {
     if (records.length === 0) return;
     const { queue } = this.#writer();
-    this.#health.commitSync(() => queue.append(records), isStorageFailure);
+    const queued = this.#health.commitSync(() => queue.append(records), isStorageFailure);
     this.#checkpointer?.requested();
-    this.#events.emit('commit');
+    // One owner, so every record of the commit is this process's to send.
+    for (const [id, taker] of this.#takers) {
+      const mine = queued.get(queue.numOf(id));
+      if (mine) taker.take(mine);
+    }
+    this.#events.emit('commit', true);
+  }
+
+  takeCommits(exporterId: string, taker: CommitTaker): () => void {
+    this.#takers.set(exporterId, taker);
+    return () => {
+      if (this.#takers.get(exporterId) === taker) this.#takers.delete(exporterId);
+    };
   }
 
   async pending(exporterId: string, limit: number, afterId?: number): Promise<StoredRecord[]> {
@@ -141,7 +155,7 @@ export class SqliteStore implements Store {
     return this.#reader.latestPerCorrelation(query);
   }
 
-  onCommit(listener: () => void): () => void {
+  onCommit(listener: (handedOver: boolean) => void): () => void {
     this.#events.on('commit', listener);
     return () => this.#events.off('commit', listener);
   }
