@@ -27,6 +27,17 @@ interface ExporterQueue {
   num: number;
 }
 
+/**
+ * The appended record becomes the stored one: the pipeline is done with it once committed, and
+ * a copy per record would double what the hand-off to the export queues allocates.
+ */
+function asStored(record: FlatRecord, id: number, receivedAtMs: number): StoredRecord {
+  const stored = record as StoredRecord;
+  stored.id = id;
+  stored.receivedAtMs = receivedAtMs;
+  return stored;
+}
+
 export class SqliteQueue {
   readonly #db: Database.Database;
   readonly #now: () => number;
@@ -81,7 +92,7 @@ export class SqliteQueue {
           durationOf(r) ?? null,
           JSON.stringify(r),
         );
-        if (this.#routes[signal].length > 0) stored[signal].push({ ...r, id: Number(lastInsertRowid), receivedAtMs: receivedAt });
+        if (this.#routes[signal].length > 0) stored[signal].push(asStored(r, Number(lastInsertRowid), receivedAt));
       }
       // Per exporter, its records of this commit in id order, and one range per run of ids.
       const queued = new Map<number, StoredRecord[]>();
