@@ -15,7 +15,7 @@
 // It is updated by one statement per run of delivered ids (one per batch as a rule).
 import type Database from 'better-sqlite3';
 import type { FlatRecord, Signal, StoredRecord } from '../../core/model.js';
-import { durationOf, projectOf, signalOf, sourceOf, timeOf } from '../../core/model.js';
+import { durationOf, projectOf, signalOf, sourceOf, STORED_JSON, timeOf } from '../../core/model.js';
 import type { ExporterRoute, StoreStats } from '../../core/store.js';
 import { GELF_EXPORTER } from './schema.js';
 import { toStored, type Row } from './reader.js';
@@ -31,10 +31,11 @@ interface ExporterQueue {
  * The appended record becomes the stored one: the pipeline is done with it once committed, and
  * a copy per record would double what the hand-off to the export queues allocates.
  */
-function asStored(record: FlatRecord, id: number, receivedAtMs: number): StoredRecord {
+function asStored(record: FlatRecord, id: number, receivedAtMs: number, json: string): StoredRecord {
   const stored = record as StoredRecord;
   stored.id = id;
   stored.receivedAtMs = receivedAtMs;
+  stored[STORED_JSON] = json;
   return stored;
 }
 
@@ -78,6 +79,7 @@ export class SqliteQueue {
       const stored: Record<Signal, StoredRecord[]> = { traces: [], logs: [], metrics: [] };
       for (const r of records) {
         const signal = signalOf(r);
+        const json = JSON.stringify(r);
         const { lastInsertRowid } = this.#insert.run(
           r.kind,
           signal,
@@ -90,9 +92,9 @@ export class SqliteQueue {
           sourceOf(r),
           r.kind === 'log' ? r.eventName || r.severityText || null : r.name,
           durationOf(r) ?? null,
-          JSON.stringify(r),
+          json,
         );
-        if (this.#routes[signal].length > 0) stored[signal].push(asStored(r, Number(lastInsertRowid), receivedAt));
+        if (this.#routes[signal].length > 0) stored[signal].push(asStored(r, Number(lastInsertRowid), receivedAt, json));
       }
       // Per exporter, its records of this commit in id order, and one range per run of ids.
       const queued = new Map<number, StoredRecord[]>();

@@ -2,7 +2,7 @@
 // record of a kind per correlation id, and ids with records newer than their newest summary.
 import type Database from 'better-sqlite3';
 import type { CorrelationActivity, LatestQuery, RecordKind } from '../../core/api.js';
-import type { StoredRecord } from '../../core/model.js';
+import { STORED_JSON, type StoredRecord } from '../../core/model.js';
 
 export type Row = { id: number; received_at_ms: number; body: string };
 
@@ -11,6 +11,7 @@ export function toStored(row: Row): StoredRecord {
   const record = JSON.parse(row.body) as StoredRecord;
   record.id = row.id;
   record.receivedAtMs = row.received_at_ms;
+  record[STORED_JSON] = row.body;
   return record;
 }
 
