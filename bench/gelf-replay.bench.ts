@@ -120,9 +120,10 @@ export default async function gelfReplayBench(): Promise<void> {
     const page = reset.prepare('SELECT id, body FROM records WHERE id > ? ORDER BY id LIMIT ?');
     for (let run = 0; run < RUNS; run++) {
       // Replay: a fresh backlog of RECORDS unforwarded records.
-      // (Pending means a deliveries row for the exporter; the column is the GELF flag users read.)
+      // (Pending means an id range of the exporter's; the column is the GELF flag users read.)
       reset.exec(`UPDATE records SET forwarded_to_graylog = 0;
-        INSERT OR IGNORE INTO deliveries (exporter, record_id) SELECT e.num, r.id FROM exporters e, records r WHERE e.id = 'gelf'`);
+        DELETE FROM delivery_ranges WHERE exporter = (SELECT num FROM exporters WHERE id = 'gelf');
+        INSERT INTO delivery_ranges (exporter, from_id, to_id) SELECT e.num, min(r.id), max(r.id) FROM exporters e, records r WHERE e.id = 'gelf'`);
       sink.reset();
       const exporter = new GelfExporter(config, {
         id: 'gelf',

@@ -126,7 +126,7 @@ async function forwarding(instances: number, pluginFile: string): Promise<number
     const started = performance.now();
     await store.close();
     for (;;) {
-      const [{ n }] = await query(`SELECT count(*)::int AS n FROM "${schema}".deliveries`);
+      const [{ n }] = await query(`SELECT count(*)::int AS n FROM "${schema}".delivery_ranges`);
       if (n === 0) break;
       await new Promise((r) => setTimeout(r, 20));
     }

@@ -98,7 +98,7 @@ test('two instances on one database share forwarding: every record exactly once,
   assert.deepEqual(delivered.map((l) => l.name).sort(), [...names].sort(), 'every record forwarded');
   for (const out of [outA, outB]) assert.ok(ascending(lines(out).map((l) => l.id)), `${out}: forwarded in store order`);
   assert.ok(lines(outA).length > 0 && lines(outB).length > 0, 'both instances forwarded a share');
-  const [{ n }] = await sql(`SELECT count(*)::int AS n FROM "${schema}".deliveries`);
+  const [{ n }] = await sql(`SELECT count(*)::int AS n FROM "${schema}".delivery_ranges`);
   assert.equal(n, 0, 'the shared queue is empty');
   const metrics = await (await fetch(`${a.adminUrl}/metrics`)).text();
   assert.match(metrics, /otelcol_exporter_queue_size\{exporter="file"\} 0/);

@@ -1,14 +1,26 @@
 // Feeds one exporter from the store. Woken by each commit (an event, no polling while idle);
-// reads the exporter's oldest undelivered records, hands them over a batch at a time (or
-// several, up to the exporter's maxBatchesInFlight, results handled in order), and marks
-// exactly what the exporter reports as sent. After a retryable failure it waits (the
-// exporter's retryAfterMs, else a doubling backoff) before offering the same batch again.
+// hands the exporter's oldest undelivered records over a batch at a time (or several, up to the
+// exporter's maxBatchesInFlight, results handled in order), and marks exactly what the exporter
+// reports as sent. After a retryable failure it waits (the exporter's retryAfterMs, else a
+// doubling backoff) before offering the same batch again.
+//
+// Where the records come from: a queue that is caught up (its last read of the store found
+// nothing more) takes each commit's records from memory as the store hands them over
+// (takeCommits), so it never reads back what was just written; they stay queued in the store
+// until marked. It reads from the store again when it is behind: at start (a backlog from
+// before a restart), after a failure, when more was committed than it holds (HELD_BATCHES), or
+// when the store cannot hand commits over (PostgreSQL, shared by instances). A caught-up queue sends once FLUSH_AT records
+// wait or LINGER_MS after the first: a drain per few hundred records, not one per request.
 import type { Logger } from 'pino';
 import type { ComponentMetrics, ExportResult, Exporter } from './api.js';
 import type { Store } from './store.js';
 import type { StoredRecord } from './model.js';
 
 const DEFAULT_BATCH = 500;
+const FLUSH_AT = 300;
+const LINGER_MS = 20;
+/** Batches' worth of committed records a caught-up queue holds; past it, it reads the store later. */
+const HELD_BATCHES = 4;
 const BACKOFF_START_MS = 1000;
 const BACKOFF_MAX_MS = 30_000;
 
@@ -18,7 +30,14 @@ export class ExportQueue {
   #stopping = false;
   #timer: NodeJS.Timeout | undefined;
   #backoff = BACKOFF_START_MS;
-  #unsubscribe: (() => void) | undefined;
+  #unsubscribe: (() => void)[] = [];
+  /** Committed records taken from memory, not yet handed over, in id order. */
+  #held: StoredRecord[] = [];
+  #caughtUp = false;
+  /** Records were committed since the current store read began that the queue does not hold. */
+  #missed = false;
+  #linger: NodeJS.Timeout | undefined;
+  readonly #size: number;
   readonly #sent: { spans: ReturnType<ComponentMetrics['counter']>; logs: ReturnType<ComponentMetrics['counter']> };
   readonly #failed: { spans: ReturnType<ComponentMetrics['counter']>; logs: ReturnType<ComponentMetrics['counter']> };
   readonly #dropped: ReturnType<ComponentMetrics['counter']>;
@@ -32,6 +51,7 @@ export class ExportQueue {
     private readonly logger: Logger,
     metrics: ComponentMetrics,
   ) {
+    this.#size = exporter.batchSize ?? DEFAULT_BATCH;
     this.#sent = {
       spans: metrics.counter('otelcol_exporter_sent_spans', 'Spans (and summaries) the exporter delivered.'),
       logs: metrics.counter('otelcol_exporter_sent_log_records', 'Log records the exporter delivered.'),
@@ -49,11 +69,40 @@ export class ExportQueue {
   readonly refreshBacklog: () => Promise<void>;
 
   start(): void {
-    this.#unsubscribe = this.store.onCommit(() => this.wake());
+    this.#unsubscribe = [
+      // A commit handed over came through take(); any other only a read of the store can see.
+      this.store.onCommit((handedOver) => {
+        if (!handedOver) this.#fallBehind();
+      }),
+      this.store.takeCommits(this.id, { take: (records) => this.#take(records) }),
+    ];
     this.wake(); // whatever was left from before a restart
   }
 
+  #take(records: readonly StoredRecord[]): void {
+    if (this.#stopping) return;
+    if (this.#held.length + records.length > this.#size * HELD_BATCHES) return this.#fallBehind();
+    for (const r of records) this.#held.push(r);
+    if (this.#held.length >= Math.min(this.#size, FLUSH_AT)) this.wake();
+    else this.#soon();
+  }
+
+  /** The store holds records this queue does not: read it next. */
+  #fallBehind(): void {
+    this.#caughtUp = false;
+    this.#missed = true;
+    this.#held = [];
+    this.#soon();
+  }
+
+  /** Wakes after a short delay, so the commits of that delay go out in one drain. */
+  #soon(): void {
+    this.#linger ??= setTimeout(() => this.wake(), LINGER_MS);
+  }
+
   wake(): void {
+    clearTimeout(this.#linger);
+    this.#linger = undefined;
     if (this.#stopping || this.#timer) return;
     if (this.#running) {
       this.#wakeAgain = true;
@@ -63,6 +112,7 @@ export class ExportQueue {
       .catch((err: Error) => {
         // The store itself failed (a PostgreSQL store lost its server): keep the work, retry later.
         this.logger.error({ err: err.message, retryInMs: this.#backoff }, 'reading or marking the store failed; will retry');
+        this.#caughtUp = false;
         this.#retryLater(this.#backoff);
         this.#backoff = Math.min(this.#backoff * 2, BACKOFF_MAX_MS);
       })
@@ -76,15 +126,14 @@ export class ExportQueue {
   }
 
   async #drain(): Promise<void> {
-    const size = this.exporter.batchSize ?? DEFAULT_BATCH;
+    const size = this.#size;
     const depth = Math.max(1, this.exporter.maxBatchesInFlight ?? 1);
     // Batches handed over and not yet settled, oldest first; later ones are read past them.
     const inFlight: { batch: StoredRecord[]; result: Promise<ExportResult> }[] = [];
     try {
       while (inFlight.length > 0 || !this.#stopping) {
         if (!this.#stopping && inFlight.length < depth) {
-          const last = inFlight.at(-1)?.batch.at(-1)?.id;
-          const batch = await this.store.pending(this.id, size, last);
+          const batch = await this.#next(size, inFlight.length, inFlight.at(-1)?.batch.at(-1)?.id);
           if (batch.length > 0) {
             inFlight.push({ batch, result: this.#export(batch) });
             continue;
@@ -98,6 +147,7 @@ export class ExportQueue {
           continue;
         }
         this.#countFailed(head.batch);
+        this.#caughtUp = false; // what failed is read from the store again
         const delay = result.retryAfterMs ?? this.#backoff;
         this.#backoff = Math.min(this.#backoff * 2, BACKOFF_MAX_MS);
         this.logger.warn({ err: result.error.message, batch: head.batch.length, retryInMs: delay }, 'export failed; will retry');
@@ -115,6 +165,28 @@ export class ExportQueue {
       // Only when the store failed: let the exporter finish what it holds before a retry re-reads it.
       await Promise.allSettled(inFlight.map((f) => f.result));
     }
+  }
+
+  /** The next batch: from memory while caught up, else the oldest the store holds after the batches in flight. */
+  async #next(size: number, inFlight: number, afterId: number | undefined): Promise<StoredRecord[]> {
+    if (this.#caughtUp) {
+      // While a batch is out, let a few hundred gather rather than send a small one beside it.
+      if (this.#held.length === 0 || (inFlight > 0 && this.#held.length < Math.min(size, FLUSH_AT))) return [];
+      return this.#held.splice(0, size);
+    }
+    // Whatever was committed until now, the read sees; what commits after it is held.
+    this.#held = [];
+    this.#missed = false;
+    const batch = await this.store.pending(this.id, size, afterId);
+    if (batch.length < size && !this.#missed) {
+      this.#caughtUp = true;
+      // A store whose reads overlap commits could show the read a record it also handed over.
+      if (this.#held.length > 0 && batch.length > 0) {
+        const read = new Set(batch.map((r) => r.id));
+        this.#held = this.#held.filter((r) => !read.has(r.id));
+      }
+    }
+    return batch;
   }
 
   #export(batch: StoredRecord[]): Promise<ExportResult> {
@@ -162,7 +234,9 @@ export class ExportQueue {
   /** Stops waking; lets the batch in flight finish and be marked. */
   async shutdown(): Promise<void> {
     this.#stopping = true;
-    this.#unsubscribe?.();
+    for (const off of this.#unsubscribe) off();
+    this.#held = [];
+    clearTimeout(this.#linger);
     clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.#running;

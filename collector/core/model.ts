@@ -160,7 +160,24 @@ export type FlatRecord = SpanRecord | LogRecord | DerivedRecord | MetricRecord;
 export type RecordKind = FlatRecord['kind'];
 
 /** A record as read back from the store: its store id (FIFO order) and when it arrived. */
-export type StoredRecord = FlatRecord & { id: number; receivedAtMs: number };
+export type StoredRecord = FlatRecord & { id: number; receivedAtMs: number; [STORED_JSON]?: string };
+
+/**
+ * The record's JSON text as the store holds it (without id and receivedAtMs), carried by the
+ * stores on the records they hand out, so the complete record as JSON costs no second
+ * JSON.stringify. A symbol key: never part of the record's own JSON or of a field walk.
+ */
+export const STORED_JSON: unique symbol = Symbol('bitville.storedJson');
+
+/**
+ * The complete stored record as JSON, id and receivedAtMs last: the same text as
+ * JSON.stringify(record), built from the stored text when the store handed it over.
+ */
+export function storedRecordJson(record: StoredRecord): string {
+  const text = record[STORED_JSON];
+  if (text === undefined || !text.endsWith('}')) return JSON.stringify(record);
+  return `${text.length > 2 ? text.slice(0, -1) + ',' : '{'}"id":${record.id},"receivedAtMs":${record.receivedAtMs}}`;
+}
 
 export function signalOf(record: FlatRecord): Signal {
   return record.kind === 'log' ? 'logs' : record.kind === 'metric' ? 'metrics' : 'traces';

@@ -12,6 +12,18 @@ export interface ExporterRoute {
   signals: readonly Signal[];
 }
 
+/**
+ * An exporter's queue that takes what a commit queued for it straight from memory, so a queue
+ * that is caught up never reads back what was just written (export-queue.ts).
+ */
+export interface CommitTaker {
+  /**
+   * Right after the commit: the records it queued for the exporter, in id order, as stored (id
+   * and receivedAtMs set). They stay queued in the store until markDelivered.
+   */
+  take(records: readonly StoredRecord[]): void;
+}
+
 export interface StoreStats {
   /** Bytes in use by data (excluding free pages). */
   sizeBytes: number;
@@ -36,12 +48,26 @@ export interface RecordQueue {
    * with a larger id (those after the batches still in flight).
    */
   pending(exporterId: string, limit: number, afterId?: number): Promise<StoredRecord[]>;
-  /** Marks exactly these records delivered for the exporter. */
+  /**
+   * Marks exactly these records delivered for the exporter. The store keeps progress as ranges
+   * of ids, so a batch of consecutive records costs one or two range rows, not a row per record.
+   */
   markDelivered(exporterId: string, ids: readonly number[]): Promise<void>;
+  /**
+   * Hands the exporter's share of every later commit to the taker, when the store can (SQLite,
+   * the single owner of its file); a store shared by instances (PostgreSQL) never does, and its
+   * queues read and claim from the store.
+   */
+  takeCommits(exporterId: string, taker: CommitTaker): () => void;
   /** Number of records waiting for the exporter. */
   backlog(exporterId: string): Promise<number>;
-  /** Called after every commit that added records (in this process, or another sharing the store). */
-  onCommit(listener: () => void): () => void;
+  /**
+   * Called after every commit that added records (in this process, or another sharing the
+   * store). `handedOver`: the commit's records went to the takers first (takeCommits); false
+   * when only a read of the store can see them (PostgreSQL: any commit, or another instance's
+   * claim that expired).
+   */
+  onCommit(listener: (handedOver: boolean) => void): () => void;
   /**
    * False from a commit that failed for a storage reason (disk full, I/O error, database
    * unreachable) until a commit succeeds again; while false the store tries a small write by

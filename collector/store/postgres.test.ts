@@ -111,7 +111,7 @@ test('closing hands unfinished claims back at once and tells the other instances
   await leaving.append(spans(1, 3));
   assert.equal((await leaving.pending('gelf', 10)).length, 3);
   assert.deepEqual(await staying.pending('gelf', 10), []);
-  const told = new Promise<void>((resolve) => staying.onCommit(resolve));
+  const told = new Promise<void>((resolve) => staying.onCommit(() => resolve()));
   await leaving.close();
   await told;
   assert.deepEqual((await staying.pending('gelf', 10)).map((r) => r.id), [1, 2, 3]);

@@ -103,7 +103,16 @@ export class PostgresStore implements Store {
     if (records.length === 0) return;
     await this.#db.ready;
     await this.#health.commit(() => this.#queue.append(withRollupsInBody(records)), isStorageFailure);
-    this.#db.events.emit('commit');
+    this.#db.events.emit('commit', false);
+  }
+
+  /**
+   * Never hands commits over: instances share each exporter's queue and each forwards in store
+   * order, so a queue here always claims from the store (a record handed over in memory would
+   * skip older records another instance left unclaimed).
+   */
+  takeCommits(): () => void {
+    return () => {};
   }
 
   async pending(exporterId: string, limit: number, afterId?: number): Promise<StoredRecord[]> {
@@ -151,7 +160,7 @@ export class PostgresStore implements Store {
     return this.#reader.latestPerCorrelation(query);
   }
 
-  onCommit(listener: () => void): () => void {
+  onCommit(listener: (handedOver: boolean) => void): () => void {
     this.#db.events.on('commit', listener);
     return () => this.#db.events.off('commit', listener);
   }

@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { BitvilleError } from '../common/errors.js';
 import type { FlatRecord, StoredRecord } from '../core/model.js';
 import type { CorrelationActivity, LatestQuery, RecordKind, RecordRef } from '../core/api.js';
-import type { ExporterRoute, Store, StoreStats } from '../core/store.js';
+import type { CommitTaker, ExporterRoute, Store, StoreStats } from '../core/store.js';
 import { Checkpointer } from './sqlite/checkpointer.js';
 import { migrate } from './sqlite/schema.js';
 import { SqliteQueue } from './sqlite/queue.js';
@@ -52,9 +52,11 @@ export class SqliteStore implements Store {
   readonly #state: SqliteState | undefined;
   readonly #rollups: SqliteRollups;
   /** The records and the rollup contributions they carry, in one transaction. */
-  readonly #appendTx: ((records: readonly FlatRecord[]) => void) | undefined;
+  readonly #appendTx: ((records: readonly FlatRecord[]) => Map<number, StoredRecord[]>) | undefined;
   readonly #checkpointer: Checkpointer | undefined;
   readonly #health: StoreHealth;
+  /** Exporter id to the queue that takes its share of each commit from memory. */
+  readonly #takers = new Map<string, CommitTaker>();
   #lastCheckpointLog = -Infinity;
 
   constructor(options: SqliteStoreOptions) {
@@ -95,8 +97,9 @@ export class SqliteStore implements Store {
         const queue = this.#queue;
         // The queue's own transaction nests inside this one (a savepoint).
         this.#appendTx = this.#db.transaction((records: readonly FlatRecord[]) => {
-          queue.append(records);
+          const queued = queue.append(records);
           this.#rollups.add(records);
+          return queued;
         });
       }
     } catch (err) {
@@ -117,10 +120,22 @@ export class SqliteStore implements Store {
 
   async append(records: readonly FlatRecord[]): Promise<void> {
     if (records.length === 0) return;
-    this.#writer();
-    this.#health.commitSync(() => this.#appendTx!(records), isStorageFailure);
+    const { queue } = this.#writer();
+    const queued = this.#health.commitSync(() => this.#appendTx!(records), isStorageFailure);
     this.#checkpointer?.requested();
-    this.#events.emit('commit');
+    // One owner, so every record of the commit is this process's to send.
+    for (const [id, taker] of this.#takers) {
+      const mine = queued.get(queue.numOf(id));
+      if (mine) taker.take(mine);
+    }
+    this.#events.emit('commit', true);
+  }
+
+  takeCommits(exporterId: string, taker: CommitTaker): () => void {
+    this.#takers.set(exporterId, taker);
+    return () => {
+      if (this.#takers.get(exporterId) === taker) this.#takers.delete(exporterId);
+    };
   }
 
   async pending(exporterId: string, limit: number, afterId?: number): Promise<StoredRecord[]> {
@@ -165,7 +180,7 @@ export class SqliteStore implements Store {
     return this.#rollups.read(query);
   }
 
-  onCommit(listener: () => void): () => void {
+  onCommit(listener: (handedOver: boolean) => void): () => void {
     this.#events.on('commit', listener);
     return () => this.#events.off('commit', listener);
   }

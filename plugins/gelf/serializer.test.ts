@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { fieldName, fieldValue, fitTo, serialize, toGelf, truncate, validate, TRUNCATION_MARKER, type GelfMessage } from './serializer.js';
 import { logRecord, spanRecord } from './exporter.fixture.js';
-import type { StoredRecord } from '../../collector/core/api.js';
+import { STORED_JSON, type StoredRecord } from '../../collector/core/api.js';
 
 const options = { defaultHost: 'collector-host', maxFieldBytes: 32_000, maxFullMessageBytes: 256 * 1024 };
 
@@ -41,6 +41,16 @@ test('a PHP request span maps to the documented GELF message', () => {
   });
   assert.equal(validate(gelf), undefined);
   assert.deepEqual(JSON.parse(gelf.full_message!), JSON.parse(JSON.stringify(record)), 'full_message is the complete record');
+});
+
+test('full_message built from the stored JSON text is the record as JSON, id and arrival time included', () => {
+  const record = spanRecord(7);
+  const { id: _id, receivedAtMs: _at, ...asStored } = record;
+  const handedOut: StoredRecord = { ...record, [STORED_JSON]: JSON.stringify(asStored) };
+  const parsed = JSON.parse((serialize(handedOut, options) as { json: string }).json);
+  // As a store read gives it: the stored fields, then id and receivedAtMs.
+  assert.equal(parsed.full_message, JSON.stringify({ ...asStored, id: record.id, receivedAtMs: record.receivedAtMs }));
+  assert.deepEqual(JSON.parse(parsed.full_message), record);
 });
 
 test('an error span is level 3; older HTTP semconv names feed _url, _method and _status_code', () => {

@@ -8,7 +8,7 @@
 //   _url, _method, _status_code when the record carries HTTP attributes.
 // - every other attribute (resource, scope, record; later ones win) as `_<name>` where the
 //   name is made valid by fieldName().
-import { durationOf, projectOf, sourceOf, timeOf, SpanKind, StatusCode } from '../../collector/core/api.js';
+import { durationOf, projectOf, sourceOf, storedRecordJson, timeOf, SpanKind, StatusCode } from '../../collector/core/api.js';
 import type { AttributeValue, Attributes, StoredRecord } from '../../collector/core/api.js';
 
 export type GelfValue = string | number;
@@ -231,7 +231,8 @@ function partsOf(record: StoredRecord, options: SerializerOptions): Parts {
   return {
     host: truncate(typeof hostName === 'string' && hostName !== '' ? hostName : options.defaultHost, maxField),
     short_message: truncate(`${source} - ${project || 'unknown'}`, maxField),
-    full_message: truncate(JSON.stringify(record), options.maxFullMessageBytes),
+    // The stored JSON text, not a second JSON.stringify of a record just parsed from it.
+    full_message: truncate(storedRecordJson(record), options.maxFullMessageBytes),
     timestamp: gelfTimestamp(timeNs),
     level: levelOf(record),
     fields,

@@ -102,6 +102,23 @@ const MIGRATIONS: ((s: string) => string)[] = [
         RETURN NEW;
       END $$;
     CREATE TRIGGER records_rollup BEFORE INSERT ON ${s}.records FOR EACH ROW EXECUTE FUNCTION ${s}.records_rollup();`,
+  // Version 3: progress as id ranges (store/ranges.ts): one row per run of consecutive ids
+  // still to deliver to an exporter, claimed as a whole, instead of one row per record. What
+  // was pending stays pending; claims of instances running the old version are dropped.
+  (s) => `
+    CREATE TABLE ${s}.delivery_ranges (
+      exporter smallint NOT NULL,
+      from_id bigint NOT NULL,
+      to_id bigint NOT NULL,
+      claimed_by text,
+      claimed_until timestamptz,
+      PRIMARY KEY (exporter, from_id)
+    );
+    INSERT INTO ${s}.delivery_ranges (exporter, from_id, to_id)
+      SELECT exporter, min(record_id), max(record_id) FROM (
+        SELECT exporter, record_id, record_id - row_number() OVER (PARTITION BY exporter ORDER BY record_id) AS run FROM ${s}.deliveries) q
+      GROUP BY exporter, run;
+    DROP TABLE ${s}.deliveries;`,
 ];
 
 /** Applies missing migrations. */
@@ -167,8 +184,11 @@ export class Partitions {
         const { n, last } = rows[0]!;
         await c.query(`DROP TABLE ${table}`);
         this.#known.delete(day);
-        // Ids grow with arrival, so the queue rows of this day's records are those up to its last id.
-        if (last !== null) await c.query(`DELETE FROM ${db.s}.deliveries WHERE record_id <= $1`, [last]);
+        // Ids grow with arrival, so the queued ids of this day's records are those up to its last id.
+        if (last !== null) {
+          await c.query(`DELETE FROM ${db.s}.delivery_ranges WHERE to_id <= $1`, [last]);
+          await c.query(`UPDATE ${db.s}.delivery_ranges SET from_id = $1 + 1 WHERE from_id <= $1`, [last]);
+        }
         return Number(n);
       });
     } catch (err) {
@@ -177,12 +197,12 @@ export class Partitions {
     }
   }
 
-  /** Bytes of the records partitions and the queue table. */
+  /** Bytes of the records partitions and the delivery ranges. */
   async sizeBytes(): Promise<number> {
     const { rows } = await this.db.pool.query<{ bytes: string }>(
       `SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0) + pg_total_relation_size($1::regclass) AS bytes
        FROM pg_inherits i WHERE i.inhparent = $2::regclass`,
-      [`${this.db.s}.deliveries`, `${this.db.s}.records`],
+      [`${this.db.s}.delivery_ranges`, `${this.db.s}.records`],
     );
     return Number(rows[0]!.bytes);
   }

@@ -1,28 +1,42 @@
 // The SQLite store's durable queue: append, each exporter's backlog, delivery marks, retention.
 //
-// Delivery progress is the `deliveries` table: one narrow row per record still to deliver to
-// an exporter, inserted in the append's transaction for the exporters of the record's signal,
-// deleted when the exporter reports it delivered. Its primary key (exporter, record_id) is the
-// exporter's FIFO index, so a backlog read never touches delivered rows and the number of
-// exporters has no limit. A newly configured exporter has no rows for older records: it
-// starts with what arrives from then on. An exporter dropped from the configuration keeps its
-// rows (until retention) and resumes from them if it comes back.
+// Delivery progress is the `delivery_ranges` table (see ../ranges.ts): per exporter, ranges of
+// ids still to deliver, one added in the append's transaction for each run of ids it queued
+// for the exporter (one per commit as a rule), shrunk or split when the exporter reports a
+// batch delivered. Its primary key (exporter, from_id) is the exporter's FIFO index, so a
+// backlog read never touches delivered rows and the number of exporters has no limit. A newly
+// configured exporter has no ranges for older records: it starts with what arrives from then
+// on. An exporter dropped from the configuration keeps its ranges (until retention) and
+// resumes from them if it comes back.
 //
 // `forwarded_to_graylog` on each record is the design's flag for the GELF exporter, kept for
 // people who open the file: set to 1 when the last GELF exporter (`gelf`, `gelf/<name>`)
 // that had the record queued delivers it; 0 otherwise (still queued, or never routed to GELF).
+// It is updated by one statement per run of delivered ids (one per batch as a rule).
 import type Database from 'better-sqlite3';
 import type { FlatRecord, Signal, StoredRecord } from '../../core/model.js';
-import { durationOf, projectOf, signalOf, sourceOf, timeOf } from '../../core/model.js';
+import { durationOf, projectOf, signalOf, sourceOf, STORED_JSON, timeOf } from '../../core/model.js';
 import type { ExporterRoute, StoreStats } from '../../core/store.js';
 import { GELF_EXPORTER } from './schema.js';
 import { toStored, type Row } from './reader.js';
+import { runsOf, sortedIds, subtract } from '../ranges.js';
 
 const DELETE_CHUNK = 5000;
 
 interface ExporterQueue {
   num: number;
-  gelf: boolean;
+}
+
+/**
+ * The appended record becomes the stored one: the pipeline is done with it once committed, and
+ * a copy per record would double what the hand-off to the export queues allocates.
+ */
+function asStored(record: FlatRecord, id: number, receivedAtMs: number, json: string): StoredRecord {
+  const stored = record as StoredRecord;
+  stored.id = id;
+  stored.receivedAtMs = receivedAtMs;
+  stored[STORED_JSON] = json;
+  return stored;
 }
 
 export class SqliteQueue {
@@ -30,16 +44,17 @@ export class SqliteQueue {
   readonly #now: () => number;
   readonly #limits: { retentionMs: number; maxSizeBytes: number };
   readonly #insert: Database.Statement;
-  readonly #queueRows: Database.Statement;
+  readonly #addRange: Database.Statement;
   readonly #pending: Database.Statement;
-  readonly #delivered: Database.Statement;
+  readonly #overlapping: Database.Statement;
+  readonly #dropRange: Database.Statement;
   readonly #backlog: Database.Statement;
-  readonly #appendTx: (records: readonly FlatRecord[]) => void;
+  readonly #appendTx: (records: readonly FlatRecord[]) => Map<number, StoredRecord[]>;
   /** The configured exporters; per signal, the numbers of those that receive it. */
   #exporters = new Map<string, ExporterQueue>();
   #routes: Record<Signal, number[]> = { traces: [], logs: [], metrics: [] };
-  /** Sets the GELF flag of delivered records that no GELF exporter still has queued. */
-  #flagForwarded: Database.Statement | undefined;
+  /** Per GELF exporter number: sets the GELF flag of a delivered run that no GELF exporter still has queued. */
+  #flagForwarded = new Map<number, Database.Statement>();
   #dropped = { retention: 0, size: 0 };
 
   constructor(db: Database.Database, limits: { retentionMs: number; maxSizeBytes: number }, now: () => number) {
@@ -50,19 +65,21 @@ export class SqliteQueue {
       `INSERT INTO records (kind, signal, time_unix_nano, received_at_ms, correlation_id, trace_id, span_id, project, source, name, duration_ms, body)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
-    // One statement per exporter and signal per append (not one per record): measurably cheaper.
-    this.#queueRows = db.prepare('INSERT INTO deliveries (exporter, record_id) SELECT ?, value FROM json_each(?)');
-    // CROSS JOIN: walk the exporter's queue rows in order, then look each record up.
+    this.#addRange = db.prepare('INSERT INTO delivery_ranges (exporter, from_id, to_id) VALUES (?, ?, ?)');
+    // CROSS JOIN: walk the exporter's ranges in order, then each range's records by id.
     this.#pending = db.prepare(
-      'SELECT r.id, r.received_at_ms, r.body FROM deliveries d CROSS JOIN records r ON r.id = d.record_id WHERE d.exporter = ? AND d.record_id > ? ORDER BY d.record_id LIMIT ?',
+      `SELECT r.id, r.received_at_ms, r.body FROM delivery_ranges d CROSS JOIN records r ON r.id BETWEEN max(d.from_id, @after + 1) AND d.to_id
+       WHERE d.exporter = @exporter AND d.to_id > @after ORDER BY d.from_id, r.id LIMIT @limit`,
     );
-    this.#delivered = db.prepare('DELETE FROM deliveries WHERE exporter = ? AND record_id IN (SELECT value FROM json_each(?))');
-    this.#backlog = db.prepare('SELECT count(*) AS n FROM deliveries WHERE exporter = ?');
+    this.#overlapping = db.prepare('SELECT from_id, to_id FROM delivery_ranges WHERE exporter = ? AND from_id <= ? AND to_id >= ? ORDER BY from_id');
+    this.#dropRange = db.prepare('DELETE FROM delivery_ranges WHERE exporter = ? AND from_id = ?');
+    this.#backlog = db.prepare('SELECT coalesce(sum(to_id - from_id + 1), 0) AS n FROM delivery_ranges WHERE exporter = ?');
     this.#appendTx = db.transaction((records: readonly FlatRecord[]) => {
       const receivedAt = this.#now();
-      const ids: Record<Signal, number[]> = { traces: [], logs: [], metrics: [] };
+      const stored: Record<Signal, StoredRecord[]> = { traces: [], logs: [], metrics: [] };
       for (const r of records) {
         const signal = signalOf(r);
+        const json = JSON.stringify(r);
         const { lastInsertRowid } = this.#insert.run(
           r.kind,
           signal,
@@ -75,15 +92,24 @@ export class SqliteQueue {
           sourceOf(r),
           r.kind === 'log' ? r.eventName || r.severityText || null : r.name,
           durationOf(r) ?? null,
-          JSON.stringify(r),
+          json,
         );
-        ids[signal].push(Number(lastInsertRowid));
+        if (this.#routes[signal].length > 0) stored[signal].push(asStored(r, Number(lastInsertRowid), receivedAt, json));
       }
-      for (const signal of Object.keys(ids) as Signal[]) {
-        if (ids[signal].length === 0 || this.#routes[signal].length === 0) continue;
-        const json = JSON.stringify(ids[signal]);
-        for (const num of this.#routes[signal]) this.#queueRows.run(num, json);
+      // Per exporter, its records of this commit in id order, and one range per run of ids.
+      const queued = new Map<number, StoredRecord[]>();
+      for (const signal of Object.keys(stored) as Signal[]) {
+        if (stored[signal].length === 0) continue;
+        for (const num of this.#routes[signal]) {
+          const mine = queued.get(num);
+          queued.set(num, mine ? mine.concat(stored[signal]) : stored[signal]);
+        }
       }
+      for (const [num, mine] of queued) {
+        if (mine.length > 1 && mine.some((r, i) => i > 0 && r.id < mine[i - 1]!.id)) mine.sort((a, b) => a.id - b.id);
+        for (const [from, to] of runsOf(mine.map((r) => r.id))) this.#addRange.run(num, from, to);
+      }
+      return queued;
     });
   }
 
@@ -105,36 +131,56 @@ export class SqliteQueue {
         add.run(id, next, signals.join(','));
       }
     })();
-    this.#exporters = new Map(routes.map((r) => [r.id, { num: known.get(r.id)!, gelf: GELF_EXPORTER(r.id) }]));
+    this.#exporters = new Map(routes.map((r) => [r.id, { num: known.get(r.id)! }]));
     this.#routes = { traces: [], logs: [], metrics: [] };
     for (const r of routes) for (const signal of r.signals) this.#routes[signal].push(known.get(r.id)!);
     // Every GELF exporter ever configured counts: one dropped from the configuration still has
     // its queued records, which are not forwarded.
     const gelf = [...known].filter(([id]) => GELF_EXPORTER(id)).map(([, num]) => num);
-    this.#flagForwarded =
-      gelf.length === 0
-        ? undefined
-        : this.#db.prepare(
-            `UPDATE records SET forwarded_to_graylog = 1 WHERE id IN (SELECT value FROM json_each(?))
-               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.exporter IN (${gelf.join(',')}) AND d.record_id = records.id)`,
-          );
+    this.#flagForwarded = new Map();
+    for (const num of gelf) {
+      // With one GELF exporter (the usual case), its own delivery is the whole condition.
+      const others = gelf.filter((n) => n !== num);
+      const stillQueued =
+        others.length === 0
+          ? ''
+          : ` AND NOT EXISTS (SELECT 1 FROM delivery_ranges d WHERE d.exporter IN (${others.join(',')}) AND d.from_id <= records.id AND d.to_id >= records.id)`;
+      this.#flagForwarded.set(num, this.#db.prepare(`UPDATE records SET forwarded_to_graylog = 1 WHERE id BETWEEN ? AND ?${stillQueued}`));
+    }
   }
 
-  /** Commits the records and their queue rows in one transaction. */
-  append(records: readonly FlatRecord[]): void {
-    this.#appendTx(records);
+  /**
+   * Commits the records and their ranges in one transaction. Returns, per exporter number, the
+   * records queued for it, as stored (for the queues that take commits from memory).
+   */
+  append(records: readonly FlatRecord[]): Map<number, StoredRecord[]> {
+    return this.#appendTx(records);
+  }
+
+  /** The exporter's number in the store (the key of append's result). */
+  numOf(exporterId: string): number {
+    return this.#queue(exporterId).num;
   }
 
   pending(exporterId: string, limit: number, afterId = 0): StoredRecord[] {
-    return (this.#pending.all(this.#queue(exporterId).num, afterId, limit) as Row[]).map(toStored);
+    return (this.#pending.all({ exporter: this.#queue(exporterId).num, after: afterId, limit }) as Row[]).map(toStored);
   }
 
   markDelivered(exporterId: string, ids: readonly number[]): void {
-    const queue = this.#queue(exporterId);
-    const json = JSON.stringify(ids);
+    const { num } = this.#queue(exporterId);
+    const sorted = sortedIds(ids);
+    if (sorted.length === 0) return;
     this.#db.transaction(() => {
-      this.#delivered.run(queue.num, json);
-      if (queue.gelf) this.#flagForwarded?.run(json);
+      const ranges = this.#overlapping.all(num, sorted.at(-1), sorted[0]) as { from_id: number; to_id: number }[];
+      const delivered: number[] = [];
+      for (const { from_id, to_id } of ranges) {
+        const left = subtract([from_id, to_id], sorted);
+        this.#dropRange.run(num, from_id);
+        for (const [from, to] of left) this.#addRange.run(num, from, to);
+        for (const id of sorted) if (id >= from_id && id <= to_id) delivered.push(id);
+      }
+      const flag = this.#flagForwarded.get(num);
+      if (flag) for (const [from, to] of runsOf(delivered)) flag.run(from, to);
     })();
   }
 
@@ -175,11 +221,15 @@ export class SqliteQueue {
     return removed;
   }
 
-  /** Records leave from the oldest end only: queue rows below the oldest record left go. */
+  /** Records leave from the oldest end only: ranges below the oldest record left go or shrink. */
   #dropQueueRowsOfGoneRecords(): void {
     const oldest = (this.#db.prepare('SELECT min(id) AS id FROM records').get() as { id: number | null }).id ?? Number.MAX_SAFE_INTEGER;
-    const drop = this.#db.prepare('DELETE FROM deliveries WHERE exporter = ? AND record_id < ?');
-    for (const { num } of this.#db.prepare('SELECT num FROM exporters').all() as { num: number }[]) drop.run(num, oldest);
+    const drop = this.#db.prepare('DELETE FROM delivery_ranges WHERE exporter = ? AND to_id < ?');
+    const trim = this.#db.prepare('UPDATE delivery_ranges SET from_id = ? WHERE exporter = ? AND from_id < ?');
+    for (const { num } of this.#db.prepare('SELECT num FROM exporters').all() as { num: number }[]) {
+      drop.run(num, oldest);
+      trim.run(oldest, num, oldest);
+    }
   }
 
   #usedBytes(): number {

@@ -3,7 +3,7 @@
 // records without their bodies, and spans by start time.
 import type Database from 'better-sqlite3';
 import type { CorrelationActivity, LatestQuery, RecordKind, RecordRef } from '../../core/api.js';
-import type { StoredRecord } from '../../core/model.js';
+import { STORED_JSON, type StoredRecord } from '../../core/model.js';
 
 export type Row = { id: number; received_at_ms: number; body: string };
 
@@ -12,6 +12,7 @@ export function toStored(row: Row): StoredRecord {
   const record = JSON.parse(row.body) as StoredRecord;
   record.id = row.id;
   record.receivedAtMs = row.received_at_ms;
+  record[STORED_JSON] = row.body;
   return record;
 }
 

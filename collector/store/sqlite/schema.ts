@@ -78,6 +78,15 @@ const MIGRATIONS: Migration[] = [
    ) WITHOUT ROWID;
    CREATE TABLE rollup_once (once TEXT PRIMARY KEY, added_at_ms INTEGER NOT NULL) WITHOUT ROWID;
    CREATE INDEX rollup_once_time ON rollup_once(added_at_ms);`,
+  // Version 6: progress as id ranges (store/ranges.ts): one row per run of consecutive ids still
+  // to deliver to an exporter, instead of one row per record. Each exporter's queue rows become
+  // the runs they form; what was pending stays pending.
+  `CREATE TABLE delivery_ranges (exporter INTEGER NOT NULL, from_id INTEGER NOT NULL, to_id INTEGER NOT NULL, PRIMARY KEY (exporter, from_id)) WITHOUT ROWID;
+   INSERT INTO delivery_ranges (exporter, from_id, to_id)
+     SELECT exporter, min(record_id), max(record_id) FROM (
+       SELECT exporter, record_id, record_id - row_number() OVER (PARTITION BY exporter ORDER BY record_id) AS run FROM deliveries)
+     GROUP BY exporter, run;
+   DROP TABLE deliveries;`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
