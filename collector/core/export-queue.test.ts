@@ -162,3 +162,40 @@ test('after a failed send the same records are read from the store and sent agai
   await s.markedUntil(60);
   assert.equal(await s.store.backlog(ID), 0);
 });
+
+test('with batches in flight, a caught-up queue sends the next batch from memory as soon as it has gathered, not after the first one settles', async (t) => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const offered: number[][] = [];
+  let firstOffered!: () => void;
+  const first = new Promise<void>((r) => (firstOffered = r));
+  let secondOffered!: () => void;
+  const second = new Promise<void>((r) => (secondOffered = r));
+  const c = collector(500, async (batch) => {
+    offered.push(batch.map((r) => r.id));
+    if (offered.length === 1) {
+      firstOffered();
+      await gate; // a send whose confirmation takes a while
+    }
+    if (offered.length === 2) secondOffered();
+    return { kind: 'success' };
+  });
+  const exporter = { ...c.exporter, maxBatchesInFlight: 4, export: c.exporter.export };
+  const s = await setup(t, exporter);
+  s.queue.start();
+  await new Promise((r) => setImmediate(r));
+  const reads = s.reads();
+  await s.append(10); // goes out alone after the gather delay, then hangs
+  await first;
+  for (let i = 0; i < 4; i++) await s.append(100);
+  await second; // offered while the first is still out
+  const next = offered[1]!;
+  assert.ok(next.length >= 300, `a few hundred gathered (${next.length})`);
+  assert.deepEqual(next, Array.from({ length: next.length }, (_, i) => i + 11));
+  release();
+  await c.until(410);
+  assert.deepEqual(offered.flat(), upTo(410), 'offered in store order, each record once');
+  assert.equal(s.reads(), reads, 'all from memory');
+  await s.markedUntil(410);
+  assert.equal(await s.store.backlog(ID), 0);
+});
