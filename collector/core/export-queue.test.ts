@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { pino } from 'pino';
-import { tempDir } from '../../test/env.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { SqliteStore } from '../store/sqlite.js';
 import { span } from '../store/records.fixture.js';
 import type { ExportResult, Exporter, StoredRecord } from './api.js';
@@ -44,7 +45,9 @@ function collector(batchSize: number, answer: (batch: StoredRecord[]) => Promise
 }
 
 async function setup(t: TestContext, exporter: Exporter, backlog = 0) {
-  const store = new SqliteStore({ path: join(tempDir(t), 'store.db'), retentionMs: 86_400_000, maxSizeBytes: 1024 ** 3, synchronous: 'NORMAL' });
+  // One cleanup, in order: the queue, the store (and its checkpoint thread), then the directory.
+  const dir = mkdtempSync(join(tmpdir(), 'bitville-queue-'));
+  const store = new SqliteStore({ path: join(dir, 'store.db'), retentionMs: 86_400_000, maxSizeBytes: 1024 ** 3, synchronous: 'NORMAL' });
   await store.configureExporters([{ id: ID, signals: ['traces'] }]);
   let reads = 0;
   const pending = store.pending.bind(store);
@@ -75,6 +78,7 @@ async function setup(t: TestContext, exporter: Exporter, backlog = 0) {
   t.after(async () => {
     await queue.shutdown();
     await store.close();
+    rmSync(dir, { recursive: true, force: true });
   });
   return { store, queue, append, reads: () => reads, markedUntil };
 }
