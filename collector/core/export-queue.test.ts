@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { pino } from 'pino';
-import { tempDir } from '../../test/env.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { SqliteStore } from '../store/sqlite.js';
 import { span } from '../store/records.fixture.js';
 import type { ExportResult, Exporter, StoredRecord } from './api.js';
@@ -44,7 +45,9 @@ function collector(batchSize: number, answer: (batch: StoredRecord[]) => Promise
 }
 
 async function setup(t: TestContext, exporter: Exporter, backlog = 0) {
-  const store = new SqliteStore({ path: join(tempDir(t), 'store.db'), retentionMs: 86_400_000, maxSizeBytes: 1024 ** 3, synchronous: 'NORMAL' });
+  // One cleanup, in order: the queue, the store (and its checkpoint thread), then the directory.
+  const dir = mkdtempSync(join(tmpdir(), 'bitville-queue-'));
+  const store = new SqliteStore({ path: join(dir, 'store.db'), retentionMs: 86_400_000, maxSizeBytes: 1024 ** 3, synchronous: 'NORMAL' });
   await store.configureExporters([{ id: ID, signals: ['traces'] }]);
   let reads = 0;
   const pending = store.pending.bind(store);
@@ -75,6 +78,7 @@ async function setup(t: TestContext, exporter: Exporter, backlog = 0) {
   t.after(async () => {
     await queue.shutdown();
     await store.close();
+    rmSync(dir, { recursive: true, force: true });
   });
   return { store, queue, append, reads: () => reads, markedUntil };
 }
@@ -160,5 +164,42 @@ test('after a failed send the same records are read from the store and sent agai
   assert.ok(s.reads() > reads, 'the retry read the failed batch back from the store');
   assert.ok(c.settled() >= 2);
   await s.markedUntil(60);
+  assert.equal(await s.store.backlog(ID), 0);
+});
+
+test('with batches in flight, a caught-up queue sends the next batch from memory as soon as it has gathered, not after the first one settles', async (t) => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const offered: number[][] = [];
+  let firstOffered!: () => void;
+  const first = new Promise<void>((r) => (firstOffered = r));
+  let secondOffered!: () => void;
+  const second = new Promise<void>((r) => (secondOffered = r));
+  const c = collector(500, async (batch) => {
+    offered.push(batch.map((r) => r.id));
+    if (offered.length === 1) {
+      firstOffered();
+      await gate; // a send whose confirmation takes a while
+    }
+    if (offered.length === 2) secondOffered();
+    return { kind: 'success' };
+  });
+  const exporter = { ...c.exporter, maxBatchesInFlight: 4, export: c.exporter.export };
+  const s = await setup(t, exporter);
+  s.queue.start();
+  await new Promise((r) => setImmediate(r));
+  const reads = s.reads();
+  await s.append(10); // goes out alone after the gather delay, then hangs
+  await first;
+  for (let i = 0; i < 4; i++) await s.append(100);
+  await second; // offered while the first is still out
+  const next = offered[1]!;
+  assert.ok(next.length >= 300, `a few hundred gathered (${next.length})`);
+  assert.deepEqual(next, Array.from({ length: next.length }, (_, i) => i + 11));
+  release();
+  await c.until(410);
+  assert.deepEqual(offered.flat(), upTo(410), 'offered in store order, each record once');
+  assert.equal(s.reads(), reads, 'all from memory');
+  await s.markedUntil(410);
   assert.equal(await s.store.backlog(ID), 0);
 });

@@ -37,6 +37,8 @@ export class ExportQueue {
   /** Records were committed since the current store read began that the queue does not hold. */
   #missed = false;
   #linger: NodeJS.Timeout | undefined;
+  /** Told when a batch's worth is held, or the queue fell behind (see #gathered). */
+  #onGathered: ((gathered: true) => void) | undefined;
   readonly #size: number;
   readonly #sent: { spans: ReturnType<ComponentMetrics['counter']>; logs: ReturnType<ComponentMetrics['counter']> };
   readonly #failed: { spans: ReturnType<ComponentMetrics['counter']>; logs: ReturnType<ComponentMetrics['counter']> };
@@ -83,8 +85,19 @@ export class ExportQueue {
     if (this.#stopping) return;
     if (this.#held.length + records.length > this.#size * HELD_BATCHES) return this.#fallBehind();
     for (const r of records) this.#held.push(r);
-    if (this.#held.length >= Math.min(this.#size, FLUSH_AT)) this.wake();
-    else this.#soon();
+    if (this.#held.length < Math.min(this.#size, FLUSH_AT)) return this.#soon();
+    this.#tellGathered();
+    this.wake();
+  }
+
+  /** Resolves once a batch's worth is held or the queue fell behind: either way, the drain has a next batch to take. */
+  #gathered(): Promise<true> {
+    return new Promise((resolve) => (this.#onGathered = resolve));
+  }
+
+  #tellGathered(): void {
+    this.#onGathered?.(true);
+    this.#onGathered = undefined;
   }
 
   /** The store holds records this queue does not: read it next. */
@@ -92,6 +105,7 @@ export class ExportQueue {
     this.#caughtUp = false;
     this.#missed = true;
     this.#held = [];
+    this.#tellGathered();
     this.#soon();
   }
 
@@ -139,8 +153,14 @@ export class ExportQueue {
             continue;
           }
         }
-        const head = inFlight.shift();
-        if (!head) return;
+        if (inFlight.length === 0) return;
+        // Caught up with room for another batch: a batch's worth gathering in memory goes out
+        // beside the ones whose result is awaited (a TCP batch takes its confirm window).
+        if (this.#caughtUp && !this.#stopping && inFlight.length < depth) {
+          const gathered = await Promise.race([inFlight[0]!.result.then(() => false), this.#gathered()]);
+          if (gathered) continue;
+        }
+        const head = inFlight.shift()!;
         const result = await head.result;
         if (result.kind !== 'retryable') {
           await this.#settle(head.batch, result);
@@ -236,6 +256,7 @@ export class ExportQueue {
     this.#stopping = true;
     for (const off of this.#unsubscribe) off();
     this.#held = [];
+    this.#tellGathered();
     clearTimeout(this.#linger);
     clearTimeout(this.#timer);
     this.#timer = undefined;

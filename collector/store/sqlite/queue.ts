@@ -175,6 +175,7 @@ export class SqliteQueue {
       const delivered: number[] = [];
       for (const { from_id, to_id } of ranges) {
         const left = subtract([from_id, to_id], sorted);
+        if (left.length === 1 && left[0]![0] === from_id && left[0]![1] === to_id) continue; // none of its ids
         this.#dropRange.run(num, from_id);
         for (const [from, to] of left) this.#addRange.run(num, from, to);
         for (const id of sorted) if (id >= from_id && id <= to_id) delivered.push(id);
