@@ -414,6 +414,7 @@ if (!class_exists('BitvilleAgent', false)) {
             }
             return array(
                 'period_ms' => self::$profilePeriodMs,
+                'delay_ms' => self::$profileDelayNs / 1e6,
                 'samples' => $samples,
                 'collapsed' => implode("\n", $kept),
                 'dropped_stacks' => $dropped,

@@ -34,12 +34,13 @@ let truncatedFields: (LimitedField | 'profile')[] = [];
 export const PROFILE_ATTRIBUTES = {
   collapsed: 'bitville.profile.collapsed',
   periodMs: 'bitville.profile.period_ms',
+  delayMs: 'bitville.profile.delay_ms',
   samples: 'bitville.profile.samples',
 } as const;
 
 /** A slow request's sampled stacks (excimer), sanitised and bounded; null when unusable. */
 const profile = z
-  .object({ period_ms: z.number().min(0.001).max(60_000), samples: z.int().min(0), collapsed: z.string() })
+  .object({ period_ms: z.number().min(0.001).max(60_000), delay_ms: z.number().min(0).max(3_600_000).optional(), samples: z.int().min(0), collapsed: z.string() })
   .nullable()
   .catch(() => {
     truncatedFields.push('profile');
@@ -50,7 +51,7 @@ const profile = z
     const clean = sanitiseCollapsed(p.collapsed);
     if (!clean) return null;
     if (clean.changed) truncatedFields.push('profile');
-    return { periodMs: p.period_ms, samples: clean.samples, collapsed: clean.collapsed };
+    return { periodMs: p.period_ms, delayMs: p.delay_ms ?? 0, samples: clean.samples, collapsed: clean.collapsed };
   });
 
 function clip(value: string, max: number): string {
@@ -161,6 +162,7 @@ export function toSpan(e: PhpEvent): AgentSpan {
   if (e.profile) {
     attributes[PROFILE_ATTRIBUTES.collapsed] = e.profile.collapsed;
     attributes[PROFILE_ATTRIBUTES.periodMs] = e.profile.periodMs;
+    attributes[PROFILE_ATTRIBUTES.delayMs] = e.profile.delayMs;
     attributes[PROFILE_ATTRIBUTES.samples] = e.profile.samples;
   }
   const resource: Record<string, AgentAttributeValue> = { 'process.runtime.name': 'php', 'process.runtime.version': e.php_version };

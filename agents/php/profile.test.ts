@@ -106,6 +106,10 @@ test('excimer: sampling starts after profile_delay_ms, a blocking call spanning 
   assert.ok(self(`${deep}&delay=350`, ';level_000_x') <= 1, `the first 150 ms, before profile_delay_ms, are not sampled: ${JSON.stringify(profile(`${deep}&delay=350`))}`);
   assert.ok(self(`${deep}&delay=350`, ';level_002_x') >= 3, 'the last 100 ms are');
   assert.ok(self(`${deep}&delay=0`, ';level_000_x') >= 5, `with 0, sampled from the start: ${JSON.stringify(profile(`${deep}&delay=0`))}`);
+  // The span says where sampling began, so the request page can say the start is missing.
+  const delayOf = (query: string) => spans.find((s) => s.attributes['url.query'] === query)!.attributes['bitville.profile.delay_ms'];
+  assert.equal(delayOf('ms=700&delay=350'), 350);
+  assert.equal(delayOf(`${deep}&delay=0`), 0);
 });
 
 test('without excimer the agent works unchanged and the request page says how to enable profiles', async (t) => {

@@ -169,7 +169,7 @@ export function renderProfileSection(profile: ProfileView | null, dbTimeMs: numb
   return (
     `<section id="profile" style="${style}"><h2 style="font-size:15px;margin:0 0 6px">Profile: where the time went</h2>` +
     `<p style="margin:0 0 8px;font-size:12px;color:#556">${profile.samples} wall-clock samples every ${profile.periodMs} ms ` +
-    `(${ms(sampled)} of ${ms(profile.wallMs)} ms sampled); the full width is the request's wall time, a frame's width its time including its callees. ` +
+    `(${ms(sampled)} of ${ms(profile.wallMs)} ms sampled${profile.delayMs > 0 ? `; sampling began ${ms(profile.delayMs)} ms into the request, so its first ${ms(profile.delayMs)} ms are not shown unless a call was still running then` : ''}); the full width is the request's wall time, a frame's width its time including its callees. ` +
     `<span style="display:inline-block;width:10px;height:10px;background:hsl(210,65%,58%);vertical-align:middle"></span> SQL frames (pg_*, PDO*): ` +
     `${ms(profile.sqlMs)} ms sampled, against ${ms(dbTimeMs)} ms of DB spans (excimer charges time inside a PHP built-in such as pg_query() to the PHP function calling it).` +
     `${profile.truncatedSamples > 0 ? ` ${profile.truncatedSamples} samples of rarer stacks were cut for size: <code>(truncated)</code>.` : ''} Hover a frame for its name, time and share.</p>` +

@@ -129,6 +129,9 @@ test('the profile section: graph and top frames, or how to enable profiling; not
   assert.match(html, /38 wall-clock samples every 10 ms \(380 of 400 ms sampled\)/);
   assert.match(html, /SQL frames \(pg_\*, PDO\*\): 80\.0 ms sampled, against 75\.0 ms of DB spans/);
   assert.match(html, /1 samples of rarer stacks were cut for size/);
+  assert.doesNotMatch(html, /sampling began/, 'a profile from the start says nothing of a delay');
+  const late = { ...span(COLLAPSED), attributes: { ...span(COLLAPSED).attributes, 'bitville.profile.delay_ms': 50 } };
+  assert.match(renderProfileSection(profileOf(late)!, 75, true), /sampling began 50\.0 ms into the request, so its first 50\.0 ms are not shown/);
   assert.match(html, /<td><code>render&lt;&amp;&quot;&gt;<\/code><\/td>/);
   const missing = renderProfileSection(null, 0, true);
   assert.match(missing, /apt-get install php-excimer/);

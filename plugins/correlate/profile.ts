@@ -9,6 +9,8 @@ import type { AttributeValue, Attributes, SpanRecord } from '../../collector/cor
 export const PROFILE = {
   collapsed: 'bitville.profile.collapsed',
   periodMs: 'bitville.profile.period_ms',
+  /** How far into the request sampling began (agent setting profile_delay_ms): that start is not in the profile. */
+  delayMs: 'bitville.profile.delay_ms',
   samples: 'bitville.profile.samples',
   top: 'bitville.profile_top',
 } as const;
@@ -59,6 +61,8 @@ export interface TopFrame {
 export interface ProfileView {
   /** The sampling period the agent used. */
   periodMs: number;
+  /** How far into the request sampling began; 0 when it covered the request from its start. */
+  delayMs: number;
   samples: number;
   /**
    * What one sample stands for on the page: the period, shrunk when the samples would add up to
@@ -101,7 +105,7 @@ export function profileOf(span: Pick<SpanRecord, 'attributes' | 'durationMs'>, t
     .sort((x, y) => y[1] - x[1] || (x[0] < y[0] ? -1 : 1))
     .slice(0, topCount)
     .map(([name, count]) => ({ name, selfMs: round(count * msPerSample), percent: wallMs > 0 ? round((count * msPerSample * 100) / wallMs, 1) : 0 }));
-  return { periodMs: period, samples, msPerSample, wallMs, stacks, top, sqlMs: round(sqlSamples * msPerSample), truncatedSamples };
+  return { periodMs: period, delayMs: Math.max(0, num(a[PROFILE.delayMs]) ?? 0), samples, msPerSample, wallMs, stacks, top, sqlMs: round(sqlSamples * msPerSample), truncatedSamples };
 }
 
 /** The summary's `bitville.profile_top` (["function self_ms", ...], top 5), or nothing without a profile. */
