@@ -97,8 +97,9 @@ export class WorkerAttribution {
 
   /**
    * The DB spans tagged with other ids that `request` (of `correlationId`) ran on its worker:
-   * each started and ended in its window, lies outside its own tag's request window, that
-   * request ran on the same worker, and no other request of the worker was running then.
+   * each started and ended in its window, lies outside its own tag's request window (if that is
+   * stored), its tag names this worker (or, for a tag without the worker, its tag's request ran
+   * on it), and no other request of the worker was running then.
    */
   async statementsFor(correlationId: string, request: StoredSpan): Promise<StoredSpan[]> {
     const worker = workerOf(request);
@@ -118,7 +119,7 @@ export class WorkerAttribution {
     const others = rivals.filter((r) => r.worker === worker && r.correlationId !== correlationId);
     const mine: StoredSpan[] = [];
     for (const s of candidates) {
-      // The tag's own word on the process, when it has one, saves reading the tag's request.
+      // The tag's own word on the process wins; without it, the tag's request span must say.
       const opener = openerOf(s);
       if (opener !== undefined && opener !== worker) continue;
       const owner = await this.#ownerOf(s.correlationId);
