@@ -196,3 +196,17 @@ test('worker tag: the tag alone names the process when the opener\'s request spa
   assert.equal(ra['bitville.db_query_count'], 1, 'A keeps its own statement');
   await c.stop();
 });
+
+test('worker tag, opener never sent: statements that are the opener id\'s first records and arrive after the request that ran them was summarized reach its revision', async (t) => {
+  const c = await startCollector(t, { config: withCorrelate('300ms') });
+  const { a, b } = scenario();
+  await postTraces(c.otlpUrl, requestSpans(b));
+  await summarized(c, b.correlationId, (s) => s['bitville.db_query_count'] === 0, "B's first summary");
+  // A's id is joined from what the processor kept of these records (not read back).
+  const stale = [{ sql: 'SELECT * FROM carts WHERE id = 8', atMs: 1020, ms: 30, spanId: sid(), attributes: openedBy(PID) }];
+  await postTraces(c.otlpUrl, querySpans(a, stale));
+  const rb = await summarized(c, b.correlationId, (s) => s['bitville.db_query_count'] === 1, "B's revision");
+  assert.equal(rb['bitville.db_worker_attributed_count'], 1);
+  assert.equal(rb['bitville.summary.revision'], 2);
+  await c.stop();
+});
