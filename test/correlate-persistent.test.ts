@@ -2,13 +2,16 @@
 // connection is reused by the next request) with agent.php, `pg_pconnect` and PDO persistent
 // pages, the real pg-agent and collector (the demo stack). A reused connection still carries the
 // tag of the request that opened it; the collector gives each such statement to the request of
-// the same host and worker pid that was running when it ran. Every request's statement lands on
-// that request, none is counted for a request that did not run it, and re-posting every stored
-// span leaves every summary unchanged.
+// the same host and worker pid that was running when it ran. The PDO connection is opened by a
+// fast request (below the PHP agent's threshold, so never sent): only the tag's own worker part
+// says which process the connection lives in. Every request's statement lands on that request,
+// none is counted for a request that did not run it, and re-posting every stored span leaves
+// every summary unchanged.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { freePort, pgConninfo } from '../agents/php/harness.fixture.js';
@@ -16,6 +19,7 @@ import { PROJECT, REPO_ROOT, stackMissing, startStack } from '../demo/stack.js';
 import { PG_DSN, skipWithoutPhp, skipWithoutPostgres, tempDir } from './env.js';
 import { readStore, type StoredRow } from './collector.js';
 import { postTraces } from '../plugins/correlate/traces.fixture.js';
+import { hostKeyOf } from '../plugins/correlate/workers.js';
 
 interface Page {
   correlation_id: string;
@@ -31,8 +35,16 @@ interface View {
 }
 
 // Each page runs a statement long enough for sampling alone to see it (the request is over the
-// PHP agent's 300 ms threshold, so its span is sent), then asks for its own application_name.
+// PHP agent's 300 ms threshold, so its span is sent), then asks for its own application_name;
+// pdo_open.php is fast (never sent) and only opens the persistent PDO connection.
 const PAGES = {
+  'pdo_open.php': `<?php
+$pdo = new PDO(getenv('BV_TEST_PDO_DSN'), getenv('BV_TEST_PDO_USER'), null, array(PDO::ATTR_PERSISTENT => true, PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION));
+$n = (int) $_GET['n'];
+$app = $pdo->query("SELECT current_setting('application_name') /* e2e-req-$n */")->fetchColumn();
+header('Content-Type: application/json');
+echo json_encode(array('correlation_id' => BitvilleAgent::correlationId(), 'n' => $n, 'app' => $app));
+`,
   'pconnect.php': `<?php
 $conn = pg_pconnect(getenv('BV_TEST_CONNINFO'));
 $n = (int) $_GET['n'];
@@ -98,17 +110,28 @@ test('persistent connections (pg_pconnect, PDO): each statement is counted for t
   });
 
   // Requests one after another on the one worker: 1 opens the pgsql link, 2 and 3 reuse it;
-  // 4 opens the PDO connection, 5 and 6 reuse it; 7 goes back to the pgsql link.
-  const order = ['pconnect.php', 'pconnect.php', 'pconnect.php', 'pdo.php', 'pdo.php', 'pdo.php', 'pconnect.php'];
-  const pages: Page[] = [];
+  // 4 (fast, never sent) opens the PDO connection, 5, 6 and 7 reuse it; 8 goes back to the pgsql link.
+  const order = ['pconnect.php', 'pconnect.php', 'pconnect.php', 'pdo_open.php', 'pdo.php', 'pdo.php', 'pdo.php', 'pconnect.php'];
+  const answers: Page[] = [];
   for (const [i, page] of order.entries()) {
     const res = await fetch(`http://127.0.0.1:${port}/${page}?n=${i + 1}`);
     assert.equal(res.status, 200, `${page}: ${await res.clone().text()}`);
-    pages.push((await res.json()) as Page);
+    answers.push((await res.json()) as Page);
   }
+  const opener = answers[3]!;
+  const pages = answers.filter((p) => p !== opener);
   const byId = new Map(pages.map((p) => [p.correlation_id, p]));
-  assert.equal(byId.size, pages.length, 'one correlation id per request');
-  const stale = pages.filter((p) => p.app !== `req:${p.correlation_id}`);
+  assert.equal(new Set(answers.map((p) => p.correlation_id)).size, answers.length, 'one correlation id per request');
+  // The tag names the request and its process; the host key is the one the collector derives from host.name.
+  const tag = /^req:([0-9a-f]{32})\/(\d+)@([0-9a-f]{8})$/;
+  for (const p of answers) {
+    const m = tag.exec(p.app);
+    assert.ok(m, `request ${p.n}'s tag ${p.app}`);
+    assert.equal(m[3], hostKeyOf(hostname()), 'the host key');
+  }
+  const ownTag = (p: Page) => tag.exec(p.app)![1] === p.correlation_id;
+  const stale = pages.filter((p) => !ownTag(p));
+  assert.ok(pages.filter((p) => p.n > 4 && p.n < 8).every((p) => tag.exec(p.app)![1] === opener.correlation_id), 'the PDO requests carry the fast opener\'s tag');
 
   // Every request's long statement, wherever it is filed: counted for its own request, or
   // unattributed under the id of the request that opened the connection.
@@ -157,10 +180,12 @@ test('persistent connections (pg_pconnect, PDO): each statement is counted for t
     // Its long statement is counted for it: by its tag, or by worker when the tag was another's.
     const long = counted.find((q) => /pg_sleep/.test(q.text));
     assert.ok(long, `request ${own}'s statement is counted for it`);
-    assert.equal(long.attributedBy, byId.get(id)!.app === `req:${id}` ? 'tag' : 'worker', `request ${own}'s statement attribution`);
+    assert.equal(long.attributedBy, ownTag(byId.get(id)!) ? 'tag' : 'worker', `request ${own}'s statement attribution`);
   }
   // The scenario did what it is for: some requests ran on a connection tagged by another one.
   assert.ok(stale.length > 0, 'some requests ran on a stale-tagged connection');
+  // The fast opener was never sent, so nothing about it but its tag names its process.
+  assert.equal((await view(opener.correlation_id)).summary, null, 'the fast opener has no summary');
 
   // Re-posting every stored span (an agent's retry): the ids are joined again, no summary changes.
   const dbPath = join(dir, 'bitville.db');

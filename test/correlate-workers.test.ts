@@ -1,10 +1,13 @@
 // Attribution by PHP worker through a real collector: statements tagged with an earlier request's
 // id (a persistent connection) that ran while a later request of the same host and worker pid
 // was running are counted for that later request, in either order of arrival, after a restart,
-// and never twice; without exactly one such request they stay unattributed.
+// and never twice; without exactly one such request they stay unattributed. The process is known
+// from the tag's request span or, with the PHP agent's worker tag, from the DB span itself (then
+// the tag's request need never have been sent).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { postTraces, querySpans, requestSpans, sampleRequest, type FixtureQuery, type FixtureRequest } from '../plugins/correlate/traces.fixture.js';
+import { hostKeyOf } from '../plugins/correlate/workers.js';
 import { eventually, readStore, startCollector, type RunningCollector } from './collector.js';
 
 const withCorrelate = (window: string) => ({
@@ -143,4 +146,67 @@ test('across a restart: a pending join is completed from the store, and a statem
   const revised = await summarized(third, two.b.correlationId, (s) => s['bitville.db_query_count'] === 2, "B's revision after the restart");
   assert.equal(revised['bitville.db_worker_attributed_count'], 2);
   await third.stop();
+});
+
+/** The pg-agent's attributes for a statement on a connection tagged `req:<id>/<pid>@<host key>`. */
+const openedBy = (pid: number, host = 'web-1') => ({ 'bitville.opener.pid': pid, 'bitville.opener.host_key': hostKeyOf(host) });
+
+test('worker tag, opener never sent (fast): statements are counted for the request that ran them, in either order of arrival; another process\'s stay unattributed', async (t) => {
+  const c = await startCollector(t, { config: withCorrelate('300ms') });
+  const { a, b } = scenario();
+  // A's request span never arrives: A was below the PHP agent's threshold.
+  const stale = [
+    { sql: 'SELECT * FROM carts WHERE id = 7', atMs: 1020, ms: 30, spanId: sid(), attributes: openedBy(PID) },
+    // Same time, but the tag names another process (or another host): not B's.
+    { sql: 'SELECT 2 /* another pid */', atMs: 1100, ms: 10, spanId: sid(), attributes: openedBy(PID + 1) },
+    { sql: 'SELECT 3 /* another host */', atMs: 1150, ms: 10, spanId: sid(), attributes: openedBy(PID, 'web-2') },
+  ];
+  const late = [{ sql: 'SELECT * FROM cart_items WHERE cart_id = 7', atMs: 1080, ms: 40, spanId: sid(), attributes: openedBy(PID) }];
+  // Before B's request span: B's first summary counts what its process ran.
+  await postTraces(c.otlpUrl, querySpans(a, [...a.queries.map((q) => ({ ...q, attributes: openedBy(PID) })), ...stale]));
+  await eventually(async () => ((await metric(c, 'bitville_correlate_incomplete_total')) >= 1) || undefined, 10_000, "A's join without its request span");
+  await postTraces(c.otlpUrl, requestSpans(b));
+  const first = await summarized(c, b.correlationId, () => true, "B's summary");
+  assert.equal(first['bitville.db_query_count'], 1);
+  assert.equal(first['bitville.db_worker_attributed_count'], 1);
+  // After B's summary: A's id is joined (no request span still), and B is joined again.
+  await postTraces(c.otlpUrl, querySpans(a, late));
+  const revised = await summarized(c, b.correlationId, (s) => s['bitville.db_query_count'] === 2, "B's revision with the late statement");
+  assert.equal(revised['bitville.db_worker_attributed_count'], 2);
+  assert.ok((revised['bitville.db_time_ms'] as number) >= 70 - 1e-9);
+  const view = (await (await fetch(`${c.adminUrl}/api/requests/${b.correlationId}`)).json()) as { queries: { text: string; attributedBy: string }[] };
+  assert.deepEqual(view.queries.map((q) => [q.text, q.attributedBy]).sort(), [[stale[0]!.sql, 'worker'], [late[0]!.sql, 'worker']].sort());
+  assert.equal(summariesOf(c, a.correlationId).length, 0, 'A, never sent, has no summary');
+  await c.stop();
+});
+
+test('worker tag: the tag alone names the process when the opener\'s request span carries no pid; the opener keeps its own statement', async (t) => {
+  const c = await startCollector(t, { config: withCorrelate('300ms') });
+  const { a, b } = scenario();
+  // A's span is stored with no process.pid (a sender without it): only the tag says where A ran.
+  const aNoPid = { ...a, pid: undefined };
+  const own = a.queries.map((q) => ({ ...q, attributes: openedBy(PID) }));
+  const stale = [{ sql: 'SELECT * FROM carts WHERE id = 9', atMs: 1020, ms: 30, spanId: sid(), attributes: openedBy(PID) }];
+  await postTraces(c.otlpUrl, requestSpans(aNoPid));
+  await postTraces(c.otlpUrl, requestSpans(b));
+  await postTraces(c.otlpUrl, querySpans(a, [...own, ...stale]));
+  const rb = await summarized(c, b.correlationId, (s) => s['bitville.db_query_count'] === 1, "B's summary");
+  assert.equal(rb['bitville.db_worker_attributed_count'], 1);
+  const ra = await summarized(c, a.correlationId, (s) => s['bitville.db_unattributed_count'] === 1, "A's summary");
+  assert.equal(ra['bitville.db_query_count'], 1, 'A keeps its own statement');
+  await c.stop();
+});
+
+test('worker tag, opener never sent: statements that are the opener id\'s first records and arrive after the request that ran them was summarized reach its revision', async (t) => {
+  const c = await startCollector(t, { config: withCorrelate('300ms') });
+  const { a, b } = scenario();
+  await postTraces(c.otlpUrl, requestSpans(b));
+  await summarized(c, b.correlationId, (s) => s['bitville.db_query_count'] === 0, "B's first summary");
+  // A's id is joined from what the processor kept of these records (not read back).
+  const stale = [{ sql: 'SELECT * FROM carts WHERE id = 8', atMs: 1020, ms: 30, spanId: sid(), attributes: openedBy(PID) }];
+  await postTraces(c.otlpUrl, querySpans(a, stale));
+  const rb = await summarized(c, b.correlationId, (s) => s['bitville.db_query_count'] === 1, "B's revision");
+  assert.equal(rb['bitville.db_worker_attributed_count'], 1);
+  assert.equal(rb['bitville.summary.revision'], 2);
+  await c.stop();
 });

@@ -2,7 +2,7 @@
 // (db.system.name, db.namespace, db.query.text, db.operation.name, db.collection.name,
 // server.address, server.port) plus what only PostgreSQL and Bitville know.
 import type { AgentSpan } from '../runtime/types.js';
-import { correlationIdFromAppName, newSpanId, parseTraceParent, traceIdFor } from './correlation.js';
+import { newSpanId, parseAppName, parseTraceParent, traceIdFor } from './correlation.js';
 import type { QueryObservation } from './observation.js';
 import { analyzeSql } from './sql-text.js';
 
@@ -17,7 +17,8 @@ export interface SpanContext {
 export function spanFor(obs: QueryObservation, ctx: SpanContext): AgentSpan | undefined {
   const sql = analyzeSql(obs.query);
   const traceParent = ctx.sqlcommenter ? parseTraceParent(sql.comment?.fields.traceparent) : undefined;
-  const correlationId = correlationIdFromAppName(obs.applicationName) ?? traceParent?.traceId;
+  const tag = parseAppName(obs.applicationName);
+  const correlationId = tag?.correlationId ?? traceParent?.traceId;
   if (!correlationId) return undefined;
   const traceId = traceIdFor(correlationId);
   // The exact parent only when the comment belongs to the same trace as the correlation id.
@@ -44,6 +45,12 @@ export function spanFor(obs: QueryObservation, ctx: SpanContext): AgentSpan | un
   if (obs.clientAddress) attributes['client.address'] = obs.clientAddress;
   if (obs.clientPort) attributes['client.port'] = obs.clientPort;
   if (obs.backendStartUs !== undefined) attributes['postgresql.backend_start'] = new Date(Number(obs.backendStartUs / 1000n)).toISOString();
+  // The PHP process whose tag the connection carries: on a persistent connection, the only
+  // process that ever uses it, so the collector can tell which of its requests ran the statement.
+  if (tag?.worker) {
+    attributes['bitville.opener.pid'] = tag.worker.pid;
+    attributes['bitville.opener.host_key'] = tag.worker.hostKey;
+  }
   if (obs.waitEvents.length > 0) attributes['postgresql.wait_events'] = obs.waitEvents;
 
   const target = sql.collection ?? obs.database ?? undefined;

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { correlationIdFromAppName, parseTraceParent, traceIdFor } from './correlation.js';
+import { correlationIdFromAppName, parseAppName, parseTraceParent, traceIdFor } from './correlation.js';
 import { CsvRecords, csvLogEntry, JsonLines, observationFromLog, parseJsonLogLine, parseLogTime } from './log-source.js';
+import type { QueryObservation } from './observation.js';
+import { spanFor } from './spans.js';
 import { analyzeSql } from './sql-text.js';
 
 test('literals become placeholders; identifiers, parameters and keywords stay', () => {
@@ -52,6 +54,38 @@ test('correlation ids: a W3C trace id is used as is, another shape gives a stabl
   assert.notEqual(traceIdFor('legacy-43'), derived);
   assert.equal(parseTraceParent('00-00000000000000000000000000000000-b7ad6b7169203331-01'), undefined);
   assert.equal(parseTraceParent('garbage'), undefined);
+});
+
+test('application_name with the PHP worker: the id stays exactly the id, the worker becomes span attributes; older tags still work', () => {
+  const id = '4bf92f3577b34da6a3ce929d0e0e4736';
+  // The PHP agent's longest tag (7-digit pid) is 53 bytes, within PostgreSQL's 63.
+  assert.ok(`req:${id}/4194304@0a1b2c3d`.length <= 63);
+  assert.deepEqual(parseAppName(`req:${id}/31337@0a1b2c3d`), { correlationId: id, worker: { pid: 31337, hostKey: '0a1b2c3d' } });
+  assert.equal(correlationIdFromAppName(`req:${id}/31337@0a1b2c3d`), id);
+  // Older agents and hand-written tags: the whole rest is the id, no worker.
+  assert.deepEqual(parseAppName(`req:${id}`), { correlationId: id });
+  assert.deepEqual(parseAppName('req:legacy-42'), { correlationId: 'legacy-42' });
+  // Anything short of the exact suffix is part of a hand-written id.
+  for (const tag of ['req:a/b', 'req:a/31337@0A1B2C3D', 'req:a/31337@0a1b2c', 'req:a/0@0a1b2c3d', 'req:/31337@0a1b2c3d', 'req:a/-1@0a1b2c3d']) {
+    assert.deepEqual(parseAppName(tag), { correlationId: tag.slice(4) }, tag);
+  }
+  assert.equal(parseAppName('psql'), undefined);
+  assert.equal(parseAppName('req:'), undefined);
+
+  const obs: QueryObservation = {
+    source: 'sampling', pid: 77, startUs: 1_000_000n, endUs: 1_005_000n, endPrecision: 'state_change', endUncertaintyUs: 0n,
+    applicationName: `req:${id}/31337@0a1b2c3d`, query: 'SELECT 1', database: 'shop', waitEvents: [], queryId: undefined, truncated: false, failed: false,
+  };
+  const ctx = { serverAddress: 'db', serverPort: 5432, redactLiterals: true, sqlcommenter: false };
+  const span = spanFor(obs, ctx)!;
+  assert.equal(span.traceId, id);
+  assert.equal(span.attributes['bitville.correlation_id'], id);
+  assert.equal(span.attributes['bitville.opener.pid'], 31337);
+  assert.equal(span.attributes['bitville.opener.host_key'], '0a1b2c3d');
+  const old = spanFor({ ...obs, applicationName: `req:${id}` }, ctx)!;
+  assert.equal(old.attributes['bitville.correlation_id'], id);
+  assert.equal(old.attributes['bitville.opener.pid'], undefined);
+  assert.equal(old.attributes['bitville.opener.host_key'], undefined);
 });
 
 test('log records: jsonlog lines, csvlog records split across reads, duration messages', () => {

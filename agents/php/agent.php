@@ -2,10 +2,11 @@
 // Bitville PHP agent: load with `auto_prepend_file`. PHP 7.4+, no extension, no Composer.
 //
 // At request start it fixes a correlation id (the W3C trace id: taken from a valid incoming
-// `traceparent`, else 16 random bytes) and sets PGAPPNAME=req:<id>, so every new libpq
-// connection (pgsql, pdo_pgsql) reports it as application_name. At the very end of the request
-// (after fastcgi_finish_request() where it exists), a request that took at least the threshold
-// is sent as one JSON datagram to the php-agent daemon over a Unix datagram socket.
+// `traceparent`, else 16 random bytes) and sets PGAPPNAME=req:<id>/<pid>@<host key>, so every
+// new libpq connection (pgsql, pdo_pgsql) reports it as application_name: the id, and which
+// process set it (a persistent connection stays in that process, see applicationName()). At the
+// very end of the request (after fastcgi_finish_request() where it exists), a request that took
+// at least the threshold is sent as one JSON datagram to the php-agent daemon over a Unix datagram socket.
 //
 // It never blocks, throws or prints: the send is non-blocking, every failure is swallowed and
 // counted, and a circuit breaker (5 consecutive failures, then no attempt for 60 s; state in
@@ -58,10 +59,27 @@ if (!class_exists('BitvilleAgent', false)) {
             return self::$traceId === '' ? '' : '00-' . self::$traceId . '-' . self::$spanId . '-01';
         }
 
-        /** API: the application_name PostgreSQL sees for this request (`req:<id>`). */
+        /**
+         * API: the application_name PostgreSQL sees for this request: `req:<id>/<pid>@<host key>`,
+         * the host key being the first 8 hex digits of SHA-256(gethostname()), 53 bytes at most
+         * (PostgreSQL keeps 63). The worker part lets the collector give a statement on a
+         * persistent connection still tagged by an earlier request to the request this process
+         * was running then, even when that earlier request was never sent.
+         */
         public static function applicationName(): string
         {
-            return self::$traceId === '' ? '' : 'req:' . self::$traceId;
+            return self::$traceId === '' ? '' : 'req:' . self::$traceId . '/' . getmypid() . '@' . self::hostKey();
+        }
+
+        /** The short host discriminator of the tag (the collector derives the same from host.name). */
+        private static function hostKey(): string
+        {
+            static $key = null;
+            if ($key === null) {
+                $host = gethostname();
+                $key = substr(hash('sha256', $host === false ? '' : $host), 0, 8);
+            }
+            return $key;
         }
 
         /** API: $sql with a sqlcommenter comment carrying traceparent, so DB spans get their exact parent. */
@@ -169,7 +187,7 @@ if (!class_exists('BitvilleAgent', false)) {
                 }
                 self::$spanId = bin2hex(random_bytes(8));
                 self::$taggedPdo = null;
-                putenv('PGAPPNAME=req:' . self::$traceId);
+                putenv('PGAPPNAME=' . self::applicationName());
                 $threshold = self::setting('threshold_ms', '500');
                 self::$thresholdNs = is_numeric($threshold) ? (int) ((float) $threshold * 1000000) : 500000000;
                 self::startProfiler();

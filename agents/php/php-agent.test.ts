@@ -1,6 +1,8 @@
 // End to end: real `php -S` with agent.php prepended -> real php-agent daemon -> real collector.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
 import { promisify } from 'node:util';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -64,7 +66,10 @@ test('an incoming traceparent is continued: same trace id, parent span id kept',
   assert.equal(span.parentSpanId, '00f067aa0ba902b7');
 });
 
-test('PostgreSQL sees application_name req:<id> matching the span correlation id', async (t) => {
+/** The tag the agent sets for a request of this machine's PHP process `pid` (docs/php-agent.md). */
+const tagOf = (id: string, pid: number) => `req:${id}/${pid}@${createHash('sha256').update(hostname()).digest('hex').slice(0, 8)}`;
+
+test('PostgreSQL sees application_name req:<id>/<pid>@<host key> matching the span correlation id and worker', async (t) => {
   if (skipWithoutPhp(t) || (await skipWithoutPostgres(t))) return;
   const dir = tempDir(t);
   const collector = await startCollector(t);
@@ -72,10 +77,11 @@ test('PostgreSQL sees application_name req:<id> matching the span correlation id
   const conninfo = pgConninfo(PG_DSN);
   const php = await startPhp(t, { ...THRESHOLD, socket: daemon.socketPath, state_file: join(dir, 'breaker') }, { BITVILLE_TEST_PG_CONNINFO: conninfo });
   const page = JSON.parse((await php.get('/db.php')).body);
-  assert.equal(page.pgsql, `req:${page.id}`, 'pgsql connection');
-  assert.equal(page.pdo, `req:${page.id}`, 'pdo_pgsql connection');
-  assert.equal(page.comment, `SELECT 1 /*traceparent='00-${page.id}-` + page.comment.split('-')[2] + `-01'*/;`);
   const [span] = await eventually(() => (spans(collector.dbPath).length ? spans(collector.dbPath) : undefined), 10_000, 'the span');
+  assert.equal(page.pgsql, tagOf(page.id, span.attributes['process.pid']), 'pgsql connection');
+  assert.equal(page.pdo, page.pgsql, 'pdo_pgsql connection');
+  assert.ok(page.pgsql.length <= 63, 'within PostgreSQL\'s application_name limit');
+  assert.equal(page.comment, `SELECT 1 /*traceparent='00-${page.id}-` + page.comment.split('-')[2] + `-01'*/;`);
   assert.equal(span.attributes['bitville.correlation_id'], page.id);
 });
 
@@ -292,12 +298,12 @@ test('persistent connections: pg_pconnect reuse (RESET ALL) and PDO persistent c
   assert.equal(second.worker, first.worker, 'one worker');
   assert.equal(second.backend, first.backend, 'the pgsql connection was reused');
   assert.equal(second.pdo_backend, first.pdo_backend, 'the PDO connection was reused');
-  assert.equal(second.plain, `req:${first.id}`, 'without the helper, a reused pg_pconnect carries its opener\'s tag');
-  assert.equal(second.wrapped, `req:${second.id}`, 'BitvilleAgent::pconnect()');
-  assert.equal(second.retagged, `req:${second.id}`, 'tagConnection() after another pg_pconnect()');
+  assert.equal(second.plain, tagOf(first.id, first.worker), 'without the helper, a reused pg_pconnect carries its opener\'s tag');
+  assert.equal(second.wrapped, tagOf(second.id, second.worker), 'BitvilleAgent::pconnect()');
+  assert.equal(second.retagged, tagOf(second.id, second.worker), 'tagConnection() after another pg_pconnect()');
   assert.equal(second.again, true);
   assert.equal(second.last, 'SELECT 1 AS marker', 'an already tagged connection costs no query');
-  assert.equal(second.pdo, `req:${second.id}`, 'BitvilleAgent::pdo() with ATTR_PERSISTENT');
+  assert.equal(second.pdo, tagOf(second.id, second.worker), 'BitvilleAgent::pdo() with ATTR_PERSISTENT');
   const got = await eventually(() => (spans(collector.dbPath).length >= 2 ? spans(collector.dbPath) : undefined), 10_000, 'two spans');
   const span = got.find((s) => s.traceId === second.id)!;
   assert.equal(span.attributes['process.pid'], second.worker, 'the worker pid, for statements on stale-tagged connections');

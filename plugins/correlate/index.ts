@@ -255,28 +255,26 @@ class Correlator implements Processor {
   /**
    * One id's join: its records (memory or store), plus the statements its request ran on a
    * connection tagged by an earlier request of its worker. Statements of this id that ran outside
-   * its window, in a later request of the worker that this processor knows, add that request to
-   * `rejoin` (it may have been summarized before they arrived).
+   * its window (all of them when its request span is not stored), in a later request of the
+   * worker that this processor knows, add that request to `rejoin` (it may have been summarized
+   * before they arrived).
    */
   async #join(id: string, rejoin: Set<string>): Promise<Joined> {
     const read = await this.#inputs.read(this.#ctx.reader, id);
     if (!read.fromMemory) this.#readBacks.inc();
     const own = joinRecords(id, read.records, this.#options);
     const request = own.request;
-    if (!request) return own;
-    this.#workers.noteRequest(id, request);
-    const lent = await this.#workers.statementsFor(id, request);
+    if (request) this.#workers.noteRequest(id, request);
+    const lent = request ? await this.#workers.statementsFor(id, request) : [];
     const joined = lent.length > 0 ? joinRecords(id, read.records, this.#options, lent) : own;
-    // Only statements stored since the newest summary can be news to another request.
-    const coveredUpTo = joined.summaries.at(-1)?.id ?? 0;
-    const stale = joined.queries.filter((q) => q.placement === 'outside_window' && q.attributedBy === 'tag' && q.span.id > coveredUpTo).map((q) => q.span);
-    // Statements from before this processor started: their request may have passed earlier.
-    const early = stale.filter((s) => !this.#workers.runningAt(request, s) && Number(BigInt(s.startTimeUnixNano) / 1_000_000n) < this.#startedAtMs + this.#config.window);
-    await this.#workers.recall(request, early, REQUEST_LOOKBACK_MS);
-    for (const s of stale) {
-      const runner = this.#workers.runningAt(request, s);
-      if (runner !== undefined && runner !== id) rejoin.add(runner);
-    }
+    // Only statements stored since the newest summary (or, without a request span, since the
+    // previous join) can be news to another request.
+    const coveredUpTo = joined.summaries.at(-1)?.id ?? (request ? 0 : this.#workers.placedUpTo(id));
+    const stale = joined.queries.filter((q) => (q.placement === 'outside_window' || q.placement === 'no_request') && q.attributedBy === 'tag' && q.span.id > coveredUpTo).map((q) => q.span);
+    // Whoever ran them on the tag's process is joined again; for statements from before this
+    // processor started, their request may have passed earlier (read back).
+    for (const runner of await this.#workers.runnersOf(id, request, stale, this.#startedAtMs + this.#config.window, REQUEST_LOOKBACK_MS)) rejoin.add(runner);
+    if (!request) this.#workers.notePlaced(id, stale.reduce((max, s) => Math.max(max, s.id), 0));
     return joined;
   }
 }

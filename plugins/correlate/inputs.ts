@@ -7,9 +7,10 @@
 import type { Attributes, FlatRecord, RecordReader, SpanRecord, StoredRecord } from '../../collector/core/api.js';
 import { SpanKind } from '../../collector/core/api.js';
 import { END_UNCERTAINTY } from './join.js';
+import { OPENER_HOST_KEY, OPENER_PID } from './workers.js';
 
 /** The attributes of a DB span the join reads; the rest is not kept. */
-const DB_ATTRIBUTES = ['db.system.name', 'db.system', 'db.query.text', 'db.statement', END_UNCERTAINTY];
+const DB_ATTRIBUTES = ['db.system.name', 'db.system', 'db.query.text', 'db.statement', END_UNCERTAINTY, OPENER_PID, OPENER_HOST_KEY];
 /** Records remembered per id; an id with more is read back from the store. */
 const MAX_PER_ID = 5_000;
 /**

@@ -2,10 +2,30 @@
 // DB spans before their request, late spans (a superseding summary), and the deterministic id.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { SpanRecord } from '../../collector/core/api.js';
 import { buildSummary, classifyStatement, joinRecords, normalizeSql, summaryIdOf, type StoredSpan } from './join.js';
 import { flat, querySpans, requestSpans, sampleRequest, storeWith } from './traces.fixture.js';
+import { hostKeyOf, openerOf, workerOf } from './workers.js';
 
 const options = { slowestQueries: 3, nPlusOneThreshold: 5, toleranceMs: 2 };
+
+test('worker identity: a request span (host.name, process.pid) and a DB span with the worker tag (bitville.opener.*) name the same process', () => {
+  // The PHP agent's key: substr(hash('sha256', gethostname()), 0, 8).
+  assert.equal(hostKeyOf('web-1'), 'c4719afa');
+  const r = sampleRequest({ pid: 4242, queries: [{ sql: 'SELECT 1', atMs: 1, ms: 1 }] });
+  const span = (body: unknown): SpanRecord => {
+    const [record] = flat(body);
+    assert.equal(record?.kind, 'span');
+    return record as SpanRecord;
+  };
+  const request = span(requestSpans(r));
+  const opened = (pid: number, hostKey: string) => span(querySpans(r, [{ sql: 'SELECT 1', atMs: 1, ms: 1, attributes: { 'bitville.opener.pid': pid, 'bitville.opener.host_key': hostKey } }]));
+  assert.equal(openerOf(opened(4242, 'c4719afa')), workerOf(request));
+  assert.notEqual(openerOf(opened(4243, 'c4719afa')), workerOf(request));
+  assert.notEqual(openerOf(opened(4242, hostKeyOf('web-2'))), workerOf(request));
+  // A plain `req:<id>` tag: the DB span names no process.
+  assert.equal(openerOf(span(querySpans(r))), undefined);
+});
 
 test('normalizeSql: literals, placeholders, comments, IN lists, case and whitespace', () => {
   assert.equal(normalizeSql('SELECT * FROM t WHERE id = 7'), normalizeSql('select *\n  from t where id = $1;'));
