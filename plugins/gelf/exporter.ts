@@ -193,14 +193,31 @@ export class GelfExporter implements Exporter {
     if (wire.length === 0) return { kind: 'success', rejected };
     let resent = 0;
     for (const record of batch) if (this.possiblyDelivered.has(record.id)) resent++;
+    // From here on only the ids and the messages' count are kept: neither the records nor
+    // their encoded messages stay in memory while the send waits (a TCP batch waits out its
+    // confirmation window, with up to max_batches_in_flight batches doing so at once).
+    return this.sendEncoded(transport, breaker, { wire, bytes, ids: batch.map((r) => r.id), resent, rejected }, incident);
+  }
 
+  private async sendEncoded(
+    transport: Transport,
+    breaker: PersistedBreaker,
+    encoded: { wire: Encoded[] | undefined; bytes: number; ids: number[]; resent: number; rejected: { id: number; reason: string }[] },
+    incident: AbortSignal,
+  ): Promise<ExportResult> {
+    const { bytes, ids, resent, rejected } = encoded;
+    const messages = encoded.wire!.length;
     const started = performance.now();
     try {
-      await breaker.execute(() => this.send(transport, wire, incident));
+      await breaker.execute(() => {
+        const wire = encoded.wire!;
+        encoded.wire = undefined; // the transport holds what it still needs
+        return this.send(transport, wire, incident);
+      });
     } catch (thrown) {
       const err = thrown instanceof SameIncidentError ? (thrown.cause as Error) : (thrown as Error);
       if (!(thrown instanceof BrokenCircuitError) && !(thrown instanceof SameIncidentError)) this.metrics.failedSends.inc();
-      if (err instanceof UnconfirmedError) this.notePossiblyDelivered(batch);
+      if (err instanceof UnconfirmedError) this.notePossiblyDelivered(ids);
       const untilProbe = breaker.msUntilHalfOpen();
       return {
         kind: 'retryable',
@@ -212,9 +229,9 @@ export class GelfExporter implements Exporter {
     this.metrics.sentBytes.inc(bytes);
     if (resent > 0) {
       this.metrics.resent.inc(resent);
-      for (const record of batch) this.possiblyDelivered.delete(record.id);
+      for (const id of ids) this.possiblyDelivered.delete(id);
     }
-    this.noteSent(wire.length);
+    this.noteSent(messages);
     return rejected.length > 0 ? { kind: 'success', rejected } : { kind: 'success' };
   }
 
@@ -240,9 +257,9 @@ export class GelfExporter implements Exporter {
     this.context.logger.warn({ record_id: id, reason }, 'record cannot be sent as GELF; dropped');
   }
 
-  private notePossiblyDelivered(batch: StoredRecord[]): void {
-    if (this.possiblyDelivered.size + batch.length > MAX_POSSIBLY_DELIVERED) this.possiblyDelivered.clear();
-    for (const record of batch) this.possiblyDelivered.add(record.id);
+  private notePossiblyDelivered(ids: number[]): void {
+    if (this.possiblyDelivered.size + ids.length > MAX_POSSIBLY_DELIVERED) this.possiblyDelivered.clear();
+    for (const id of ids) this.possiblyDelivered.add(id);
   }
 
   private noteSent(records: number): void {
