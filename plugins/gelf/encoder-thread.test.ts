@@ -10,6 +10,13 @@ import { TCP_MAX_MESSAGE_BYTES } from './tcp.js';
 
 const options = { defaultHost: 'collector-1', maxFieldBytes: 32_000, maxFullMessageBytes: 256 * 1024 };
 
+/** The messages of a frame: null-terminated JSON texts. */
+function messagesOf(frame: Uint8Array): string[] {
+  const text = Buffer.from(frame).toString();
+  assert.ok(text.endsWith('\0'), 'every message is null-terminated');
+  return text.slice(0, -1).split('\0');
+}
+
 function batch(from: number, n: number): StoredRecord[] {
   return Array.from({ length: n }, (_, i) => (i % 4 === 3 ? logRecord(from + i) : spanRecord(from + i)));
 }
@@ -24,12 +31,12 @@ test('the thread frames each batch as the inline serializer would, in the order 
   const results = await Promise.all(batches.map((b) => thread.encode(b)));
   for (const [i, b] of batches.entries()) {
     const inline = encodeBatch(b, options, TCP_MAX_MESSAGE_BYTES);
-    assert.equal(results[i]!.frame, inline.messages.join('\0'));
+    assert.equal(Buffer.from(results[i]!.frame).toString(), inline.messages.join('\0') + '\0');
     assert.equal(results[i]!.count, b.length);
     assert.equal(results[i]!.bytes, inline.bytes);
     assert.deepEqual(results[i]!.rejected, []);
   }
-  assert.equal(JSON.parse(results[0]!.frame.split('\0')[0]!).full_message, `${stored[STORED_JSON]!.slice(0, -1)},"id":1,"receivedAtMs":${stored.receivedAtMs}}`);
+  assert.equal(JSON.parse(messagesOf(results[0]!.frame)[0]!).full_message, `${stored[STORED_JSON]!.slice(0, -1)},"id":1,"receivedAtMs":${stored.receivedAtMs}}`);
 });
 
 test('a record the serializer refuses is reported with its reason; the others are framed', async (t) => {
@@ -38,7 +45,7 @@ test('a record the serializer refuses is reported with its reason; the others ar
   const blankHost = spanRecord(2, { resource: { 'service.name': 'shop', 'host.name': ' ' } });
   const result = await thread.encode([spanRecord(1), blankHost, spanRecord(3)]);
   assert.deepEqual(result.rejected, [{ id: 2, reason: 'host is empty' }]);
-  assert.deepEqual(result.frame.split('\0').map((m) => JSON.parse(m)._record_id), [1, 3]);
+  assert.deepEqual(messagesOf(result.frame).map((m) => JSON.parse(m)._record_id), [1, 3]);
 });
 
 test('after close, the next batch starts a new thread', async () => {

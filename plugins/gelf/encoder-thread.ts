@@ -1,16 +1,17 @@
 // Serializes GELF batches on a thread of their own, so the collector's main thread (decode,
 // store, correlate) and the serializer use both cores. Used for TCP/TLS, whose wire form is
-// the JSON text itself: the thread hands back each batch's messages already joined into one
-// frame string, written with one write. The records cross as their stored JSON text (a string
-// copies cheaply; a structured clone of the records would cost what serializing does).
+// the JSON text itself: the thread hands back each batch as its wire bytes, every message
+// null-terminated, in one buffer that is moved (not copied) to the main thread and written with
+// one write. The records cross as their stored JSON text (a string copies cheaply; a structured
+// clone of the records would cost what serializing does).
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { storedRecordJson, type StoredRecord } from '../../collector/core/api.js';
 import { encodeBatch } from './batch-encoder.js';
 import type { SerializerOptions } from './serializer.js';
 
 export interface ThreadEncoded {
-  /** The messages joined by TCP's frame delimiter (a null byte), without the last one; '' when none. */
-  frame: string;
+  /** The messages as UTF-8, each followed by TCP's frame delimiter (a null byte); empty when none. */
+  frame: Uint8Array;
   count: number;
   bytes: number;
   rejected: { id: number; reason: string }[];
@@ -77,6 +78,7 @@ export class EncoderThread {
 }
 
 function serve(setup: Setup['gelfEncoder'], port: NonNullable<typeof parentPort>): void {
+  const encoder = new TextEncoder();
   port.on('message', ({ seq, ids, texts }: Request) => {
     try {
       const records: StoredRecord[] = [];
@@ -89,8 +91,10 @@ function serve(setup: Setup['gelfEncoder'], port: NonNullable<typeof parentPort>
         }
       }
       const { messages, bytes, rejected } = encodeBatch(records, setup.options, setup.maxMessageBytes);
-      const reply: Reply = { seq, frame: messages.join('\0'), count: messages.length, bytes, rejected: [...unreadable, ...rejected] };
-      port.postMessage(reply);
+      // A buffer of its own (not a slice of Buffer's shared pool), so it can be transferred.
+      const frame = encoder.encode(messages.length > 0 ? messages.join('\0') + '\0' : '');
+      const reply: Reply = { seq, frame, count: messages.length, bytes, rejected: [...unreadable, ...rejected] };
+      port.postMessage(reply, [frame.buffer]);
     } catch (err) {
       port.postMessage({ seq, error: (err as Error).message } satisfies Reply);
     }

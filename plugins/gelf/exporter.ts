@@ -1,5 +1,6 @@
-// The gelf exporter: serializes a batch, sends it through the breaker-wrapped transport and
-// reports exactly what was sent. The collector marks `forwarded_to_graylog` from that report.
+// The gelf exporter: serializes a batch (on the encoder thread for TCP/TLS, inline otherwise),
+// sends it through the breaker-wrapped transport and reports exactly what was sent. The
+// collector marks `forwarded_to_graylog` from that report.
 import { connect } from 'node:net';
 import { hostname } from 'node:os';
 import type { ExportResult, Exporter, ExporterContext, StoredRecord } from '../../collector/core/api.js';
@@ -89,7 +90,6 @@ export class GelfExporter implements Exporter {
     private readonly context: ExporterContext,
   ) {
     this.batchSize = config.batch_size;
-    const scheme = parseEndpoint(config.endpoint).scheme;
     this.maxBatchesInFlight = isStream(config) ? config.max_batches_in_flight : 1;
     this.serializerOptions = {
       defaultHost: hostname(),
@@ -188,8 +188,8 @@ export class GelfExporter implements Exporter {
     if (this.encoder) {
       try {
         const { frame, count, bytes, rejected } = await this.encoder.encode(batch);
-        // One frame of all messages: TCP joins what it is given with the same delimiter.
-        encoded = { wire: count > 0 ? [frame] : [], count, bytes, rejected };
+        // The batch's frames as one buffer: TCP writes a buffer as it is.
+        encoded = { wire: count > 0 ? [Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength)] : [], count, bytes, rejected };
       } catch (err) {
         return { kind: 'retryable', error: err as Error };
       }

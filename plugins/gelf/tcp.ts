@@ -33,6 +33,15 @@ interface Connection {
   waiting: Set<(reason: Error) => void>;
 }
 
+/**
+ * One batch's bytes: the messages' JSON texts, each followed by a null byte. A single buffer
+ * is taken as already framed that way (the encoder thread's output) and written as it is.
+ */
+function framed(messages: Encoded[]): string | Buffer {
+  if (messages.length === 1 && Buffer.isBuffer(messages[0])) return messages[0];
+  return (messages as string[]).join('\0') + '\0';
+}
+
 export class TcpTransport implements Transport {
   readonly maxMessageBytes = TCP_MAX_MESSAGE_BYTES;
   private connection: Connection | undefined;
@@ -61,7 +70,7 @@ export class TcpTransport implements Transport {
     // cheaper than one per message, and awaiting its callback before the next write is the
     // backpressure.
     // The frame is handed to its write and dropped here: a batch in its window holds no bytes.
-    let frame: string | undefined = (messages as string[]).join('\0') + '\0';
+    let frame: string | Buffer | undefined = framed(messages);
     const afterIdle = this.writesPending === 0;
     this.writesPending++;
     const written = this.writes.then(() => {
@@ -91,7 +100,7 @@ export class TcpTransport implements Transport {
   }
 
   /** Writes one batch's frames and waits until the kernel took them; the connection it went on. */
-  private async write(frame: string, signal: AbortSignal | undefined, afterIdle: boolean): Promise<Connection> {
+  private async write(frame: string | Buffer, signal: AbortSignal | undefined, afterIdle: boolean): Promise<Connection> {
     signal?.throwIfAborted();
     const conn = await this.connect(afterIdle);
     const { socket } = conn;
