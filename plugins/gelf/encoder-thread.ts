@@ -9,6 +9,8 @@ import { storedRecordJson, type StoredRecord } from '../../collector/core/api.js
 import { encodeBatch } from './batch-encoder.js';
 import type { SerializerOptions } from './serializer.js';
 
+const YOUNG_GENERATION_MB = 8;
+
 export interface ThreadEncoded {
   /** The messages as UTF-8, each followed by TCP's frame delimiter (a null byte); empty when none. */
   frame: Uint8Array;
@@ -56,7 +58,12 @@ export class EncoderThread {
   /** The running thread, or a new one (at first use, or after the last one failed). */
   #started(): Worker {
     if (this.#worker) return this.#worker;
-    const worker = new Worker(new URL(import.meta.url), { workerData: { gelfEncoder: this.setup } satisfies Setup });
+    const worker = new Worker(new URL(import.meta.url), {
+      workerData: { gelfEncoder: this.setup } satisfies Setup,
+      // Everything the thread allocates dies with its batch: a small young generation keeps
+      // its memory down at no cost (the old generation stays unbounded: a batch may be large).
+      resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },
+    });
     worker.on('message', (reply: Reply) => {
       const waiting = this.#waiting.get(reply.seq);
       this.#waiting.delete(reply.seq);
