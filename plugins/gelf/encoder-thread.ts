@@ -5,7 +5,7 @@
 // one write. The records cross as their stored JSON text (a string copies cheaply; a structured
 // clone of the records would cost what serializing does).
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { storedRecordJson, type StoredRecord } from '../../collector/core/api.js';
+import { STORED_JSON, storedRecordJson, type StoredRecord } from '../../collector/core/api.js';
 import { encodeBatch } from './batch-encoder.js';
 import type { SerializerOptions } from './serializer.js';
 
@@ -22,7 +22,11 @@ export interface ThreadEncoded {
 interface Request {
   seq: number;
   ids: number[];
+  receivedAtMs: number[];
+  /** Each record's stored text (STORED_JSON: no id, no receivedAtMs), else its whole JSON. */
   texts: string[];
+  /** Which texts are stored texts. */
+  stored: boolean[];
 }
 type Reply = ({ seq: number } & ThreadEncoded) | { seq: number; error: string };
 
@@ -41,7 +45,13 @@ export class EncoderThread {
   encode(batch: readonly StoredRecord[]): Promise<ThreadEncoded> {
     const worker = this.#started();
     const seq = ++this.#seq;
-    const request: Request = { seq, ids: batch.map((r) => r.id), texts: batch.map(storedRecordJson) };
+    const request: Request = {
+      seq,
+      ids: batch.map((r) => r.id),
+      receivedAtMs: batch.map((r) => r.receivedAtMs),
+      texts: batch.map((r) => r[STORED_JSON] ?? storedRecordJson(r)),
+      stored: batch.map((r) => r[STORED_JSON] !== undefined),
+    };
     return new Promise<ThreadEncoded>((resolve, reject) => {
       this.#waiting.set(seq, { resolve, reject });
       if (this.#waiting.size === 1) worker.ref(); // a batch being encoded keeps the process up
@@ -86,13 +96,17 @@ export class EncoderThread {
 
 function serve(setup: Setup['gelfEncoder'], port: NonNullable<typeof parentPort>): void {
   const encoder = new TextEncoder();
-  port.on('message', ({ seq, ids, texts }: Request) => {
+  port.on('message', ({ seq, ids, receivedAtMs, texts, stored }: Request) => {
     try {
       const records: StoredRecord[] = [];
       const unreadable: { id: number; reason: string }[] = [];
       for (let i = 0; i < texts.length; i++) {
         try {
-          records.push(JSON.parse(texts[i]!) as StoredRecord);
+          const record = JSON.parse(texts[i]!) as StoredRecord;
+          // Given its stored text back, the record's full_message is that text, not a second
+          // JSON.stringify of what was just parsed.
+          if (stored[i]) Object.assign(record, { id: ids[i]!, receivedAtMs: receivedAtMs[i]!, [STORED_JSON]: texts[i]! });
+          records.push(record);
         } catch (err) {
           unreadable.push({ id: ids[i]!, reason: `cannot read the stored record: ${(err as Error).message}` });
         }
