@@ -1,8 +1,10 @@
 // Replay of a stored backlog to a loopback GELF TCP receiver, through the real path: SQLite
 // store -> export queue -> gelf exporter (serializer + TCP transport) -> socket, with each
 // batch marked in the store. Baselines, in the same run: the raw read-and-write loop (the same
-// rows read in pages, their frames written, no serialization, no marks) and the same frames
-// written over one socket with no store at all. Prints medians of several runs and the ratios.
+// rows read in pages, their frames written, no serialization, no marks), the same frames
+// written over one socket with no store at all, and the serializing loop (pages read through the
+// store and serialized, one write each, no queue, no marks: what one thread can reach). Prints
+// medians of several runs and the ratios.
 import Database from 'better-sqlite3';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -114,16 +116,19 @@ export default async function gelfReplayBench(): Promise<void> {
     const baseline: number[] = [];
     const frameOf = new Map(stored.map((r, i) => [r.id, frames[i]!]));
     const rawLoop: number[] = [];
+    const serializingLoop: number[] = [];
     /** Process CPU (all threads, the sink included) during replay, in cores. */
     const replayCpu: number[] = [];
     const reset = new Database(dbPath);
     const page = reset.prepare('SELECT id, body FROM records WHERE id > ? ORDER BY id LIMIT ?');
-    for (let run = 0; run < RUNS; run++) {
-      // Replay: a fresh backlog of RECORDS unforwarded records.
-      // (Pending means an id range of the exporter's; the column is the GELF flag users read.)
+    const resetBacklog = () =>
       reset.exec(`UPDATE records SET forwarded_to_graylog = 0;
         DELETE FROM delivery_ranges WHERE exporter = (SELECT num FROM exporters WHERE id = 'gelf');
         INSERT INTO delivery_ranges (exporter, from_id, to_id) SELECT e.num, min(r.id), max(r.id) FROM exporters e, records r WHERE e.id = 'gelf'`);
+    for (let run = 0; run < RUNS; run++) {
+      // Replay: a fresh backlog of RECORDS unforwarded records.
+      // (Pending means an id range of the exporter's; the column is the GELF flag users read.)
+      resetBacklog();
       sink.reset();
       const exporter = new GelfExporter(config, {
         id: 'gelf',
@@ -181,6 +186,23 @@ export default async function gelfReplayBench(): Promise<void> {
       }
       await read;
       rawLoop.push(RECORDS / ((performance.now() - t1) / 1000));
+
+      // Serializing loop: the raw loop plus the store's parse and the serializer, still with no
+      // queue, no confirm window and no marks. The most a replay on one thread can reach.
+      resetBacklog();
+      sink.reset();
+      const t2 = performance.now();
+      const serialized = sink.waitFor(RECORDS);
+      let from = 0;
+      for (;;) {
+        const batch = await store.pending('gelf', BATCH, from);
+        if (batch.length === 0) break;
+        const chunk = batch.map((r) => (serialize(r, serializerOptions) as { json: string }).json).join('\0') + '\0';
+        await new Promise<void>((resolve, reject) => socket.write(chunk, (err) => (err ? reject(err) : resolve())));
+        from = batch.at(-1)!.id;
+      }
+      await serialized;
+      serializingLoop.push(RECORDS / ((performance.now() - t2) / 1000));
       socket.destroy();
     }
     reset.close();
@@ -192,7 +214,11 @@ export default async function gelfReplayBench(): Promise<void> {
     console.log(`  replay (store -> serializer -> TCP, marked): median ${fmt(r)} records/s  [${replay.map(fmt).join(', ')}], process CPU ${(median(replayCpu) * 100).toFixed(0)}% of a core`);
     console.log(`  raw loop (read the rows in pages, write their frames): median ${fmt(raw)} records/s  [${rawLoop.map(fmt).join(', ')}]`);
     console.log(`  frames only (same frames, one socket, no store): median ${fmt(b)} records/s  [${baseline.map(fmt).join(', ')}]`);
-    console.log(`  ratio replay/raw loop: ${(r / raw).toFixed(2)}; replay/frames only: ${(r / b).toFixed(2)}  (aim: replay/raw loop >= 0.5)`);
+    const ser = median(serializingLoop);
+    console.log(`  serializing loop (raw loop + parse + serializer, no queue, no marks): median ${fmt(ser)} records/s  [${serializingLoop.map(fmt).join(', ')}]`);
+    console.log(
+      `  ratio replay/raw loop: ${(r / raw).toFixed(2)}; replay/frames only: ${(r / b).toFixed(2)}; serializing loop/raw loop: ${(ser / raw).toFixed(2)}; replay/serializing loop: ${(r / ser).toFixed(2)}  (aim: replay/raw loop >= 0.5)`,
+    );
   } finally {
     await store.close();
     sink.server.close();

@@ -24,6 +24,23 @@ const HELD_BATCHES = 4;
 const BACKOFF_START_MS = 1000;
 const BACKOFF_MAX_MS = 30_000;
 
+/** What the queue keeps of a batch handed over: enough to mark and count it. */
+interface Handed {
+  ids: number[];
+  /** The ids of the batch's log records (the rest count as spans). */
+  logs: Set<number>;
+}
+
+function handed(batch: readonly StoredRecord[]): Handed {
+  const logs = new Set<number>();
+  for (const r of batch) if (r.kind === 'log') logs.add(r.id);
+  return { ids: batch.map((r) => r.id), logs };
+}
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 export class ExportQueue {
   #running: Promise<void> | undefined;
   #wakeAgain = false;
@@ -143,13 +160,19 @@ export class ExportQueue {
     const size = this.#size;
     const depth = Math.max(1, this.exporter.maxBatchesInFlight ?? 1);
     // Batches handed over and not yet settled, oldest first; later ones are read past them.
-    const inFlight: { batch: StoredRecord[]; result: Promise<ExportResult> }[] = [];
+    const inFlight: { batch: Handed; result: Promise<ExportResult> }[] = [];
     try {
       while (inFlight.length > 0 || !this.#stopping) {
         if (!this.#stopping && inFlight.length < depth) {
-          const batch = await this.#next(size, inFlight.length, inFlight.at(-1)?.batch.at(-1)?.id);
+          const batch = await this.#next(size, inFlight.length, inFlight.at(-1)?.batch.ids.at(-1));
           if (batch.length > 0) {
-            inFlight.push({ batch, result: this.#export(batch) });
+            // Only the ids and kinds stay here while the batch is out (a TCP batch is out for its
+            // confirm window): the records themselves are the exporter's to drop once encoded.
+            inFlight.push({ batch: handed(batch), result: this.#export(batch) });
+            // Let the event loop turn before reading the next batch: the batch just handed over
+            // gets written (and earlier ones' timers fire) while the next is read, rather than
+            // after every batch in reach was read and serialized in one go.
+            await yieldToEventLoop();
             continue;
           }
         }
@@ -170,7 +193,7 @@ export class ExportQueue {
         this.#caughtUp = false; // what failed is read from the store again
         const delay = result.retryAfterMs ?? this.#backoff;
         this.#backoff = Math.min(this.#backoff * 2, BACKOFF_MAX_MS);
-        this.logger.warn({ err: result.error.message, batch: head.batch.length, retryInMs: delay }, 'export failed; will retry');
+        this.logger.warn({ err: result.error.message, batch: head.batch.ids.length, retryInMs: delay }, 'export failed; will retry');
         // Later batches were handed over too: keep what they delivered, offer the rest again.
         while (inFlight.length > 0) {
           const next = inFlight.shift()!;
@@ -214,27 +237,27 @@ export class ExportQueue {
   }
 
   /** Marks a batch that succeeded or failed for good, and counts it. */
-  async #settle(batch: StoredRecord[], result: Exclude<ExportResult, { kind: 'retryable' }>): Promise<void> {
+  async #settle(batch: Handed, result: Exclude<ExportResult, { kind: 'retryable' }>): Promise<void> {
     this.#backoff = BACKOFF_START_MS;
-    for (const r of batch) this.#countedFailed.delete(r.id);
+    if (this.#countedFailed.size > 0) for (const id of batch.ids) this.#countedFailed.delete(id);
     if (result.kind === 'permanent') {
-      this.#dropped.inc(batch.length);
-      this.logger.error({ err: result.error.message, batch: batch.length }, 'export failed permanently; batch dropped');
-      await this.store.markDelivered(this.id, batch.map((r) => r.id));
+      this.#dropped.inc(batch.ids.length);
+      this.logger.error({ err: result.error.message, batch: batch.ids.length }, 'export failed permanently; batch dropped');
+      await this.store.markDelivered(this.id, batch.ids);
       return;
     }
     const rejected = new Set((result.rejected ?? []).map((r) => r.id));
     for (const r of result.rejected ?? []) this.logger.error({ recordId: r.id, reason: r.reason }, 'record cannot be exported; skipped');
     this.#dropped.inc(rejected.size);
-    await this.store.markDelivered(this.id, batch.map((r) => r.id));
-    this.#count(this.#sent, batch.filter((r) => !rejected.has(r.id)));
+    await this.store.markDelivered(this.id, batch.ids);
+    this.#count(this.#sent, batch, rejected.size > 0 ? batch.ids.filter((id) => !rejected.has(id)) : batch.ids);
   }
 
   /** A record retried after a failure counts as failed once, not once per attempt. */
-  #countFailed(batch: StoredRecord[]): void {
-    const fresh = batch.filter((r) => !this.#countedFailed.has(r.id));
-    for (const r of fresh) this.#countedFailed.add(r.id);
-    this.#count(this.#failed, fresh);
+  #countFailed(batch: Handed): void {
+    const fresh = batch.ids.filter((id) => !this.#countedFailed.has(id));
+    for (const id of fresh) this.#countedFailed.add(id);
+    this.#count(this.#failed, batch, fresh);
   }
 
   #retryLater(delay: number): void {
@@ -245,10 +268,12 @@ export class ExportQueue {
     }, delay);
   }
 
-  #count(counters: { spans: { inc(n: number): void }; logs: { inc(n: number): void } }, batch: StoredRecord[]): void {
-    const logs = batch.reduce((n, r) => n + (r.kind === 'log' ? 1 : 0), 0);
+  /** Counts the records `ids` of `batch` as logs or spans. */
+  #count(counters: { spans: { inc(n: number): void }; logs: { inc(n: number): void } }, batch: Handed, ids: readonly number[]): void {
+    let logs = 0;
+    if (batch.logs.size > 0) for (const id of ids) if (batch.logs.has(id)) logs++;
     if (logs) counters.logs.inc(logs);
-    if (batch.length - logs) counters.spans.inc(batch.length - logs);
+    if (ids.length - logs) counters.spans.inc(ids.length - logs);
   }
 
   /** Stops waking; lets the batch in flight finish and be marked. */

@@ -83,7 +83,7 @@ export function gelfConfigSchema(z: typeof Zod, helpers: SchemaHelpers) {
        */
       confirm_window: helpers.duration().default(200),
       /** TCP/TLS: batches in flight at once while their confirmation windows run. */
-      max_batches_in_flight: z.number().int().min(1).max(256).default(32),
+      max_batches_in_flight: z.number().int().min(1).max(256).default(64),
       udp: z
         .strictObject({
           /** Largest datagram, 12-byte chunk header included: 1420 fits WAN paths, 8154 is usual on a LAN. */

@@ -1,12 +1,15 @@
-// The gelf exporter: serializes a batch, sends it through the breaker-wrapped transport and
-// reports exactly what was sent. The collector marks `forwarded_to_graylog` from that report.
+// The gelf exporter: serializes a batch (on the encoder thread for TCP/TLS, inline otherwise),
+// sends it through the breaker-wrapped transport and reports exactly what was sent. The
+// collector marks `forwarded_to_graylog` from that report.
 import { connect } from 'node:net';
 import { hostname } from 'node:os';
 import type { ExportResult, Exporter, ExporterContext, StoredRecord } from '../../collector/core/api.js';
 import { BrokenCircuitError, PersistedBreaker, SameIncidentError, STATE_VALUES } from './breaker.js';
 import { compressionOf, parseEndpoint, type GelfConfig } from './config.js';
 import { HttpTransport } from './http.js';
-import { fitTo, serialize, toGelf, type SerializerOptions } from './serializer.js';
+import { encodeBatch } from './batch-encoder.js';
+import { EncoderThread } from './encoder-thread.js';
+import type { SerializerOptions } from './serializer.js';
 import { TcpTransport } from './tcp.js';
 import { tlsOptions } from './tls-options.js';
 import { UnconfirmedError, type Encoded, type Transport } from './transport.js';
@@ -49,9 +52,15 @@ export function createTransport(config: GelfConfig): Transport {
   }
 }
 
-/** Window over which the throughput gauge is measured. */
+/** TCP or TLS: the transports whose wire form is the JSON text joined into one frame. */
+function isStream(config: GelfConfig): boolean {
+  const scheme = parseEndpoint(config.endpoint).scheme;
+  return scheme === 'tcp' || scheme === 'tls';
+}
+
 /** How long the start-up reachability check waits for a TCP connection. */
 const STARTUP_CHECK_TIMEOUT_MS = 2000;
+/** Window over which the throughput gauge is measured. */
 const THROUGHPUT_WINDOW_MS = 10_000;
 
 /** Ids remembered as possibly delivered; past this the oldest are forgotten (only the metric suffers). */
@@ -62,6 +71,8 @@ export class GelfExporter implements Exporter {
   /** TCP/TLS: batches whose confirmation windows run at once (see tcp.ts); others send one at a time. */
   readonly maxBatchesInFlight: number;
   private transport: Transport | undefined;
+  /** TCP/TLS: the thread that serializes batches (see encoder-thread.ts); others serialize inline. */
+  private encoder: EncoderThread | undefined;
   private breaker: PersistedBreaker | undefined;
   private readonly serializerOptions: SerializerOptions;
   private readonly inFlight = new Set<Promise<ExportResult>>();
@@ -79,8 +90,7 @@ export class GelfExporter implements Exporter {
     private readonly context: ExporterContext,
   ) {
     this.batchSize = config.batch_size;
-    const scheme = parseEndpoint(config.endpoint).scheme;
-    this.maxBatchesInFlight = scheme === 'tcp' || scheme === 'tls' ? config.max_batches_in_flight : 1;
+    this.maxBatchesInFlight = isStream(config) ? config.max_batches_in_flight : 1;
     this.serializerOptions = {
       defaultHost: hostname(),
       maxFieldBytes: config.max_field_bytes,
@@ -109,6 +119,9 @@ export class GelfExporter implements Exporter {
   async start(): Promise<void> {
     this.stopping = false;
     this.transport = createTransport(this.config);
+    if (isStream(this.config)) {
+      this.encoder = new EncoderThread({ options: this.serializerOptions, maxMessageBytes: this.transport.maxMessageBytes });
+    }
     this.breaker = await PersistedBreaker.create({
       state: this.context.state,
       failureThreshold: this.config.circuit_breaker.failure_threshold,
@@ -145,7 +158,9 @@ export class GelfExporter implements Exporter {
     await Promise.allSettled([...this.inFlight]);
     await this.breaker?.close(); // the last transition is saved before the store closes
     await this.transport?.close();
+    await this.encoder?.close();
     this.transport = undefined;
+    this.encoder = undefined;
     this.breaker = undefined;
   }
 
@@ -166,41 +181,46 @@ export class GelfExporter implements Exporter {
     const wait = breaker.msUntilHalfOpen();
     if (wait > 0) return { kind: 'retryable', error: new BrokenCircuitError(), retryAfterMs: wait };
 
-    const rejected: { id: number; reason: string }[] = [];
-    const wire: Encoded[] = [];
-    let bytes = 0;
-    for (const record of batch) {
-      const serialized = serialize(record, this.serializerOptions);
-      if ('error' in serialized) {
-        this.reject(rejected, record.id, serialized.error);
-        continue;
-      }
-      let json: string | undefined = serialized.json;
-      let size = serialized.bytes;
-      if (size > transport.maxMessageBytes) {
-        // Too large for the transport (UDP: 128 chunks; HTTP: the body limit): cut full_message.
-        // Rare, so the message is mapped again here rather than kept for every record.
-        json = fitTo(toGelf(record, this.serializerOptions), transport.maxMessageBytes);
-        if (json === undefined) {
-          this.reject(rejected, record.id, `too large for the transport (${transport.maxMessageBytes} bytes) even with full_message cut to 64 bytes`);
-          continue;
-        }
-        size = Buffer.byteLength(json);
-      }
-      wire.push(transport.encode(json));
-      bytes += size;
-    }
-    if (wire.length === 0) return { kind: 'success', rejected };
+    const ids = batch.map((r) => r.id);
     let resent = 0;
-    for (const record of batch) if (this.possiblyDelivered.has(record.id)) resent++;
+    for (const id of ids) if (this.possiblyDelivered.has(id)) resent++;
+    let encoded: { wire: Encoded[]; count: number; bytes: number; rejected: { id: number; reason: string }[] };
+    if (this.encoder) {
+      try {
+        const { frame, count, bytes, rejected } = await this.encoder.encode(batch);
+        // The batch's frames as one buffer: TCP writes a buffer as it is.
+        encoded = { wire: count > 0 ? [Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength)] : [], count, bytes, rejected };
+      } catch (err) {
+        return { kind: 'retryable', error: err as Error };
+      }
+    } else {
+      const { messages, bytes, rejected } = encodeBatch(batch, this.serializerOptions, transport.maxMessageBytes);
+      encoded = { wire: messages.map((json) => transport.encode(json)), count: messages.length, bytes, rejected };
+    }
+    const rejected: { id: number; reason: string }[] = [];
+    for (const { id, reason } of encoded.rejected) this.reject(rejected, id, reason);
+    if (encoded.count === 0) return { kind: 'success', rejected };
+    return this.sendEncoded(transport, breaker, { wire: encoded.wire, count: encoded.count, bytes: encoded.bytes, ids, resent, rejected }, incident);
+  }
 
+  private async sendEncoded(
+    transport: Transport,
+    breaker: PersistedBreaker,
+    encoded: { wire: Encoded[] | undefined; count: number; bytes: number; ids: number[]; resent: number; rejected: { id: number; reason: string }[] },
+    incident: AbortSignal,
+  ): Promise<ExportResult> {
+    const { count, bytes, ids, resent, rejected } = encoded;
     const started = performance.now();
     try {
-      await breaker.execute(() => this.send(transport, wire, incident));
+      await breaker.execute(() => {
+        const wire = encoded.wire!;
+        encoded.wire = undefined; // the transport holds what it still needs
+        return this.send(transport, wire, incident);
+      });
     } catch (thrown) {
       const err = thrown instanceof SameIncidentError ? (thrown.cause as Error) : (thrown as Error);
       if (!(thrown instanceof BrokenCircuitError) && !(thrown instanceof SameIncidentError)) this.metrics.failedSends.inc();
-      if (err instanceof UnconfirmedError) this.notePossiblyDelivered(batch);
+      if (err instanceof UnconfirmedError) this.notePossiblyDelivered(ids);
       const untilProbe = breaker.msUntilHalfOpen();
       return {
         kind: 'retryable',
@@ -212,9 +232,9 @@ export class GelfExporter implements Exporter {
     this.metrics.sentBytes.inc(bytes);
     if (resent > 0) {
       this.metrics.resent.inc(resent);
-      for (const record of batch) this.possiblyDelivered.delete(record.id);
+      for (const id of ids) this.possiblyDelivered.delete(id);
     }
-    this.noteSent(wire.length);
+    this.noteSent(count);
     return rejected.length > 0 ? { kind: 'success', rejected } : { kind: 'success' };
   }
 
@@ -240,9 +260,9 @@ export class GelfExporter implements Exporter {
     this.context.logger.warn({ record_id: id, reason }, 'record cannot be sent as GELF; dropped');
   }
 
-  private notePossiblyDelivered(batch: StoredRecord[]): void {
-    if (this.possiblyDelivered.size + batch.length > MAX_POSSIBLY_DELIVERED) this.possiblyDelivered.clear();
-    for (const record of batch) this.possiblyDelivered.add(record.id);
+  private notePossiblyDelivered(ids: number[]): void {
+    if (this.possiblyDelivered.size + ids.length > MAX_POSSIBLY_DELIVERED) this.possiblyDelivered.clear();
+    for (const id of ids) this.possiblyDelivered.add(id);
   }
 
   private noteSent(records: number): void {

@@ -33,12 +33,23 @@ interface Connection {
   waiting: Set<(reason: Error) => void>;
 }
 
+/**
+ * One batch's bytes: the messages' JSON texts, each followed by a null byte. A single buffer
+ * is taken as already framed that way (the encoder thread's output) and written as it is.
+ */
+function framed(messages: Encoded[]): string | Buffer {
+  if (messages.length === 1 && Buffer.isBuffer(messages[0])) return messages[0];
+  return (messages as string[]).join('\0') + '\0';
+}
+
 export class TcpTransport implements Transport {
   readonly maxMessageBytes = TCP_MAX_MESSAGE_BYTES;
   private connection: Connection | undefined;
   private connecting: Promise<Connection> | undefined;
   /** The last write's turn: each write waits for the one before it. */
   private writes: Promise<void> = Promise.resolve();
+  /** Writes called for and not yet finished: while any is, the connection is busy, not idle. */
+  private writesPending = 0;
 
   constructor(private readonly options: TcpOptions) {}
 
@@ -58,11 +69,18 @@ export class TcpTransport implements Transport {
     // One write per batch (the frames joined into one string, encoded to UTF-8 once) is far
     // cheaper than one per message, and awaiting its callback before the next write is the
     // backpressure.
-    const frame = (messages as string[]).join('\0') + '\0';
-    const written = this.writes.then(() => this.write(frame, signal));
+    // The frame is handed to its write and dropped here: a batch in its window holds no bytes.
+    let frame: string | Buffer | undefined = framed(messages);
+    const afterIdle = this.writesPending === 0;
+    this.writesPending++;
+    const written = this.writes.then(() => {
+      const bytes = frame!;
+      frame = undefined;
+      return this.write(bytes, signal, afterIdle);
+    });
     this.writes = written.then(
-      () => undefined,
-      () => undefined,
+      () => void this.writesPending--,
+      () => void this.writesPending--,
     );
     const conn = await written;
     // The peer's FIN or RST for these bytes arrives within a round trip of its close; the
@@ -82,9 +100,9 @@ export class TcpTransport implements Transport {
   }
 
   /** Writes one batch's frames and waits until the kernel took them; the connection it went on. */
-  private async write(frame: string, signal: AbortSignal | undefined): Promise<Connection> {
+  private async write(frame: string | Buffer, signal: AbortSignal | undefined, afterIdle: boolean): Promise<Connection> {
     signal?.throwIfAborted();
-    const conn = await this.connect();
+    const conn = await this.connect(afterIdle);
     const { socket } = conn;
     const { writeTimeoutMs } = this.options;
     const flushed = new Promise<void>((resolve, reject) => {
@@ -122,12 +140,16 @@ export class TcpTransport implements Transport {
     );
   }
 
-  /** The open connection, or a new one. Concurrent callers share one connect. */
-  private async connect(): Promise<Connection> {
-    if (this.connection) {
+  /**
+   * The open connection, or a new one. Concurrent callers share one connect. `afterIdle`: no
+   * write was under way when this one was asked for.
+   */
+  private async connect(afterIdle: boolean): Promise<Connection> {
+    if (this.connection && afterIdle) {
       // Let one poll phase run first (two check phases surround it): a FIN that Graylog sent
       // while we were idle is then seen, and the batch goes to a new connection instead of
-      // into a dead one.
+      // into a dead one. Back-to-back writes skip it: the previous write's flush came from a
+      // poll phase just now, and a FIN arriving later fails every batch still in its window.
       await new Promise((resolve) => setImmediate(resolve));
       await new Promise((resolve) => setImmediate(resolve));
     }

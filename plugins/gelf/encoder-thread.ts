@@ -1,0 +1,127 @@
+// Serializes GELF batches on a thread of their own, so the collector's main thread (decode,
+// store, correlate) and the serializer use both cores. Used for TCP/TLS, whose wire form is
+// the JSON text itself: the thread hands back each batch as its wire bytes, every message
+// null-terminated, in one buffer that is moved (not copied) to the main thread and written with
+// one write. The records cross as their stored JSON text (a string copies cheaply; a structured
+// clone of the records would cost what serializing does).
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { STORED_JSON, storedRecordJson, type StoredRecord } from '../../collector/core/api.js';
+import { encodeBatch } from './batch-encoder.js';
+import type { SerializerOptions } from './serializer.js';
+
+const YOUNG_GENERATION_MB = 8;
+
+export interface ThreadEncoded {
+  /** The messages as UTF-8, each followed by TCP's frame delimiter (a null byte); empty when none. */
+  frame: Uint8Array;
+  count: number;
+  bytes: number;
+  rejected: { id: number; reason: string }[];
+}
+
+interface Request {
+  seq: number;
+  ids: number[];
+  receivedAtMs: number[];
+  /** Each record's stored text (STORED_JSON: no id, no receivedAtMs), else its whole JSON. */
+  texts: string[];
+  /** Which texts are stored texts. */
+  stored: boolean[];
+}
+type Reply = ({ seq: number } & ThreadEncoded) | { seq: number; error: string };
+
+interface Setup {
+  gelfEncoder: { options: SerializerOptions; maxMessageBytes: number };
+}
+
+export class EncoderThread {
+  #worker: Worker | undefined;
+  #seq = 0;
+  readonly #waiting = new Map<number, { resolve: (r: ThreadEncoded) => void; reject: (err: Error) => void }>();
+
+  constructor(private readonly setup: Setup['gelfEncoder']) {}
+
+  /** Encodes a batch on the thread; batches come back in the order they were asked for. */
+  encode(batch: readonly StoredRecord[]): Promise<ThreadEncoded> {
+    const worker = this.#started();
+    const seq = ++this.#seq;
+    const request: Request = {
+      seq,
+      ids: batch.map((r) => r.id),
+      receivedAtMs: batch.map((r) => r.receivedAtMs),
+      texts: batch.map((r) => r[STORED_JSON] ?? storedRecordJson(r)),
+      stored: batch.map((r) => r[STORED_JSON] !== undefined),
+    };
+    return new Promise<ThreadEncoded>((resolve, reject) => {
+      this.#waiting.set(seq, { resolve, reject });
+      if (this.#waiting.size === 1) worker.ref(); // a batch being encoded keeps the process up
+      worker.postMessage(request);
+    });
+  }
+
+  async close(): Promise<void> {
+    const worker = this.#worker;
+    this.#worker = undefined;
+    await worker?.terminate();
+  }
+
+  /** The running thread, or a new one (at first use, or after the last one failed). */
+  #started(): Worker {
+    if (this.#worker) return this.#worker;
+    const worker = new Worker(new URL(import.meta.url), {
+      workerData: { gelfEncoder: this.setup } satisfies Setup,
+      // Everything the thread allocates dies with its batch: a small young generation keeps
+      // its memory down at no cost (the old generation stays unbounded: a batch may be large).
+      resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },
+    });
+    worker.on('message', (reply: Reply) => {
+      const waiting = this.#waiting.get(reply.seq);
+      this.#waiting.delete(reply.seq);
+      if (this.#waiting.size === 0) worker.unref();
+      if ('error' in reply) waiting?.reject(new Error(reply.error));
+      else waiting?.resolve(reply);
+    });
+    const failed = (err: Error) => {
+      if (this.#worker === worker) this.#worker = undefined;
+      for (const { reject } of this.#waiting.values()) reject(err);
+      this.#waiting.clear();
+    };
+    worker.on('error', (err) => failed(new Error(`GELF encoder thread failed: ${err.message}`)));
+    worker.on('exit', (code) => failed(new Error(`GELF encoder thread exited (code ${code})`)));
+    worker.unref();
+    this.#worker = worker;
+    return worker;
+  }
+}
+
+function serve(setup: Setup['gelfEncoder'], port: NonNullable<typeof parentPort>): void {
+  const encoder = new TextEncoder();
+  port.on('message', ({ seq, ids, receivedAtMs, texts, stored }: Request) => {
+    try {
+      const records: StoredRecord[] = [];
+      const unreadable: { id: number; reason: string }[] = [];
+      for (let i = 0; i < texts.length; i++) {
+        try {
+          const record = JSON.parse(texts[i]!) as StoredRecord;
+          // Given its stored text back, the record's full_message is that text, not a second
+          // JSON.stringify of what was just parsed.
+          if (stored[i]) Object.assign(record, { id: ids[i]!, receivedAtMs: receivedAtMs[i]!, [STORED_JSON]: texts[i]! });
+          records.push(record);
+        } catch (err) {
+          unreadable.push({ id: ids[i]!, reason: `cannot read the stored record: ${(err as Error).message}` });
+        }
+      }
+      const { messages, bytes, rejected } = encodeBatch(records, setup.options, setup.maxMessageBytes);
+      // A buffer of its own (not a slice of Buffer's shared pool), so it can be transferred.
+      const frame = encoder.encode(messages.length > 0 ? messages.join('\0') + '\0' : '');
+      const reply: Reply = { seq, frame, count: messages.length, bytes, rejected: [...unreadable, ...rejected] };
+      port.postMessage(reply, [frame.buffer]);
+    } catch (err) {
+      port.postMessage({ seq, error: (err as Error).message } satisfies Reply);
+    }
+  });
+}
+
+if (!isMainThread && parentPort && (workerData as Partial<Setup> | undefined)?.gelfEncoder) {
+  serve((workerData as Setup).gelfEncoder, parentPort);
+}
