@@ -1,8 +1,8 @@
-// Rollups: small per-minute (and per-hour) rows of named numbers that a component adds to as
-// records are committed, so an overview of a week reads a few thousand rows instead of millions
-// of records. A contribution travels with one record to the commit and is added in the same
-// transaction as that record: a crash keeps both or neither. The store keeps each row at two
-// resolutions (minute and hour) so a long range reads the coarse rows.
+// Rollups: small rows of named numbers per interval that a component adds to as records are
+// committed, so an overview of a week reads a few thousand rows instead of millions of records.
+// A contribution travels with one record to the commit and is added in the same transaction as
+// that record: a crash keeps both or neither. The store keeps each row at four resolutions
+// (ROLLUP_RESOLUTIONS: minute, 10 minutes, hour, UTC day) so a long range reads coarse rows.
 import type { FlatRecord } from './model.js';
 
 /** Additions to one rollup row: the row's named numbers grow by `add` (negative takes back). */
@@ -53,7 +53,6 @@ export interface RollupRow {
 // Kept beside the record, not in it: the stored body (and what exporters send) stays as it was.
 const attached = new WeakMap<FlatRecord, RollupContribution>();
 
-/** Lets `contribution` travel with `record` to the commit; returns the record. */
 /**
  * The rows that cover [fromMs, untilMs) exactly with the fewest rows: the coarsest resolution
  * for the whole intervals in the middle, finer ones for the ragged ends (both ends are taken to
@@ -71,6 +70,7 @@ export function coveringRanges(fromMs: number, untilMs: number, resolutions: rea
   return [...coveringRanges(fromMs, a, finer), { resolutionMs: r as RollupResolution, fromMs: a, untilMs: b }, ...coveringRanges(b, untilMs, finer)];
 }
 
+/** Lets `contribution` travel with `record` to the commit; returns the record. */
 export function attachRollup<R extends FlatRecord>(record: R, contribution: RollupContribution): R {
   attached.set(record, contribution);
   return record;
