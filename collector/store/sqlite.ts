@@ -51,8 +51,6 @@ export class SqliteStore implements Store {
   readonly #reader: SqliteReader;
   readonly #state: SqliteState | undefined;
   readonly #rollups: SqliteRollups;
-  /** The records and the rollup contributions they carry, in one transaction. */
-  readonly #appendTx: ((records: readonly FlatRecord[]) => Map<number, StoredRecord[]>) | undefined;
   readonly #checkpointer: Checkpointer | undefined;
   readonly #health: StoreHealth;
   /** Exporter id to the queue that takes its share of each commit from memory. */
@@ -92,15 +90,10 @@ export class SqliteStore implements Store {
       // Read-only (lookups) needs the records table only; the queue and state are for the owner.
       this.#db.prepare('SELECT id, received_at_ms, body, correlation_id, kind FROM records LIMIT 0').all();
       if (!options.readOnly) {
-        this.#queue = new SqliteQueue(this.#db, options, now);
+        // The rollup contributions the records carry commit in the append's own transaction.
+        const rollups = this.#rollups;
+        this.#queue = new SqliteQueue(this.#db, options, now, (records) => rollups.add(records));
         this.#state = new SqliteState(this.#db, now);
-        const queue = this.#queue;
-        // The queue's own transaction nests inside this one (a savepoint).
-        this.#appendTx = this.#db.transaction((records: readonly FlatRecord[]) => {
-          const queued = queue.append(records);
-          this.#rollups.add(records);
-          return queued;
-        });
       }
     } catch (err) {
       this.#db.close();
@@ -121,7 +114,7 @@ export class SqliteStore implements Store {
   async append(records: readonly FlatRecord[]): Promise<void> {
     if (records.length === 0) return;
     const { queue } = this.#writer();
-    const queued = this.#health.commitSync(() => this.#appendTx!(records), isStorageFailure);
+    const queued = this.#health.commitSync(() => queue.append(records), isStorageFailure);
     this.#checkpointer?.requested();
     // One owner, so every record of the commit is this process's to send.
     for (const [id, taker] of this.#takers) {

@@ -57,7 +57,16 @@ export class SqliteQueue {
   #flagForwarded = new Map<number, Database.Statement>();
   #dropped = { retention: 0, size: 0 };
 
-  constructor(db: Database.Database, limits: { retentionMs: number; maxSizeBytes: number }, now: () => number) {
+  /**
+   * `alsoInTransaction`: more writes that must commit with the records or not at all (the rollup
+   * contributions they carry), run inside the append's one transaction.
+   */
+  constructor(
+    db: Database.Database,
+    limits: { retentionMs: number; maxSizeBytes: number },
+    now: () => number,
+    private readonly alsoInTransaction: (records: readonly FlatRecord[]) => void = () => {},
+  ) {
     this.#db = db;
     this.#limits = limits;
     this.#now = now;
@@ -109,6 +118,7 @@ export class SqliteQueue {
         if (mine.length > 1 && mine.some((r, i) => i > 0 && r.id < mine[i - 1]!.id)) mine.sort((a, b) => a.id - b.id);
         for (const [from, to] of runsOf(mine.map((r) => r.id))) this.#addRange.run(num, from, to);
       }
+      this.alsoInTransaction(records);
       return queued;
     });
   }
