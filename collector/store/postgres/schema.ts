@@ -83,7 +83,6 @@ const MIGRATIONS: ((s: string) => string)[] = [
         d jsonb;
         res integer;
       BEGIN
-        IF left(NEW.body, 20) <> '{"bitville.rollup":{' THEN RETURN NEW; END IF;
         -- One lock for every commit that adds to rollups: upserts of several rows in different
         -- orders by concurrent commits would otherwise deadlock. Such commits are few (summaries).
         PERFORM pg_advisory_xact_lock(hashtext('bitville:' || TG_TABLE_SCHEMA || ':rollups'));
@@ -101,7 +100,10 @@ const MIGRATIONS: ((s: string) => string)[] = [
         END LOOP;
         RETURN NEW;
       END $$;
-    CREATE TRIGGER records_rollup BEFORE INSERT ON ${s}.records FOR EACH ROW EXECUTE FUNCTION ${s}.records_rollup();`,
+    -- The WHEN test runs without calling the function, so the records without a contribution
+    -- (nearly all) cost the insert no function call.
+    CREATE TRIGGER records_rollup BEFORE INSERT ON ${s}.records FOR EACH ROW
+      WHEN (left(NEW.body, 20) = '{"bitville.rollup":{') EXECUTE FUNCTION ${s}.records_rollup();`,
   // Version 3: progress as id ranges (store/ranges.ts): one row per run of consecutive ids
   // still to deliver to an exporter, claimed as a whole, instead of one row per record. What
   // was pending stays pending; claims of instances running the old version are dropped.
