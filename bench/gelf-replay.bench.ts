@@ -3,8 +3,8 @@
 // batch marked in the store. Baselines, in the same run: the raw read-and-write loop (the same
 // rows read in pages, their frames written, no serialization, no marks), the same frames
 // written over one socket with no store at all, and the serializing loop (pages read through the
-// store and serialized, one write each, no queue, no marks: what one thread can reach). Prints
-// medians of several runs and the ratios.
+// store, parsed, serialized and framed as the encoder thread does, one write each, no queue, no
+// marks: what one thread can reach). Prints medians of several runs and the ratios.
 import Database from 'better-sqlite3';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -19,6 +19,8 @@ import { SqliteStore } from '../collector/store/sqlite.js';
 import { Telemetry } from '../collector/core/telemetry.js';
 import { GelfExporter } from '../plugins/gelf/exporter.js';
 import { serialize } from '../plugins/gelf/serializer.js';
+import { encodeBatch, frameOf } from '../plugins/gelf/batch-encoder.js';
+import { TCP_MAX_MESSAGE_BYTES } from '../plugins/gelf/tcp.js';
 import { gelfConfig, memoryState } from '../plugins/gelf/exporter.fixture.js';
 
 const RECORDS = Number(process.env.GELF_BENCH_RECORDS ?? 200_000);
@@ -114,7 +116,7 @@ export default async function gelfReplayBench(): Promise<void> {
 
     const replay: number[] = [];
     const baseline: number[] = [];
-    const frameOf = new Map(stored.map((r, i) => [r.id, frames[i]!]));
+    const frameById = new Map(stored.map((r, i) => [r.id, frames[i]!]));
     const rawLoop: number[] = [];
     const serializingLoop: number[] = [];
     /** Process CPU (all threads, the sink included) during replay, in cores. */
@@ -180,24 +182,24 @@ export default async function gelfReplayBench(): Promise<void> {
       for (;;) {
         const rows = page.all(after, BATCH) as { id: number; body: string }[];
         if (rows.length === 0) break;
-        const chunk = rows.map((row) => frameOf.get(row.id)!).join('\0') + '\0';
+        const chunk = rows.map((row) => frameById.get(row.id)!).join('\0') + '\0';
         await new Promise<void>((resolve, reject) => socket.write(chunk, (err) => (err ? reject(err) : resolve())));
         after = rows.at(-1)!.id;
       }
       await read;
       rawLoop.push(RECORDS / ((performance.now() - t1) / 1000));
 
-      // Serializing loop: the raw loop plus the store's parse and the serializer, still with no
-      // queue, no confirm window and no marks. The most a replay on one thread can reach.
+      // Serializing loop: the raw loop plus the parse, the serializer and the framing, still with
+      // no queue, no confirm window and no marks. The most a replay on one thread can reach.
       resetBacklog();
       sink.reset();
       const t2 = performance.now();
       const serialized = sink.waitFor(RECORDS);
       let from = 0;
       for (;;) {
-        const batch = await store.pending('gelf', BATCH, from);
+        const batch = await store.pendingTexts('gelf', BATCH, from);
         if (batch.length === 0) break;
-        const chunk = batch.map((r) => (serialize(r, serializerOptions) as { json: string }).json).join('\0') + '\0';
+        const chunk = frameOf(encodeBatch(batch, serializerOptions, TCP_MAX_MESSAGE_BYTES));
         await new Promise<void>((resolve, reject) => socket.write(chunk, (err) => (err ? reject(err) : resolve())));
         from = batch.at(-1)!.id;
       }

@@ -8,7 +8,7 @@
 
 import { z } from 'zod';
 import type { Logger } from 'pino';
-import type { FlatRecord, RecordKind, Signal, StoredRecord } from './model.js';
+import type { FlatRecord, RecordKind, Signal, StoredRecord, StoredText } from './model.js';
 import { schemaHelpers, type StandardSchema } from '../common/schema.js';
 import type { RollupQuery, RollupRow } from './rollup.js';
 
@@ -19,7 +19,7 @@ import type { RollupQuery, RollupRow } from './rollup.js';
 export const PLUGIN_API_VERSION = 2;
 
 export type * from './model.js';
-export { SpanKind, StatusCode, CORRELATION_ATTRIBUTE, signalOf, timeOf, projectOf, sourceOf, durationOf, STORED_JSON, storedRecordJson } from './model.js';
+export { SpanKind, StatusCode, CORRELATION_ATTRIBUTE, signalOf, timeOf, projectOf, sourceOf, durationOf, STORED_JSON, storedRecordJson, parseStored, textOf } from './model.js';
 export { BitvilleError, ConsumerError } from '../common/errors.js';
 export { parseDuration, formatDuration, parseSize, parseHostPort } from '../common/schema.js';
 export type { StandardSchema, StandardResult } from '../common/schema.js';
@@ -232,6 +232,12 @@ export interface ExporterContext extends ComponentContext {}
  */
 export interface Exporter extends Component {
   export(batch: StoredRecord[]): Promise<ExportResult>;
+  /**
+   * Optional: takes the batch as stored texts instead of parsed records (called instead of
+   * export()). For an exporter that hands the text on, or parses it elsewhere (GELF's encoder
+   * thread): a batch read from the store is then never parsed on the collector's main thread.
+   */
+  exportTexts?(batch: StoredText[]): Promise<ExportResult>;
   /** Largest batch to offer at once (default 500). */
   readonly batchSize?: number;
   /**

@@ -1,7 +1,7 @@
 // Where an export queue takes its records from, on a real SQLite store: from memory while it is
 // caught up (no read of what was just written), from the store at start, after falling behind
 // and after a failure; FIFO and exactly once through every switch. Store reads are counted by
-// wrapping the real store's pending().
+// wrapping the real store's pendingTexts().
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { SqliteStore } from '../store/sqlite.js';
 import { span } from '../store/records.fixture.js';
-import type { ExportResult, Exporter, StoredRecord } from './api.js';
+import type { ExportResult, Exporter, StoredRecord, StoredText } from './api.js';
 import { ExportQueue } from './export-queue.js';
 import type { FlatRecord } from './model.js';
 import { Telemetry } from './telemetry.js';
@@ -50,8 +50,8 @@ async function setup(t: TestContext, exporter: Exporter, backlog = 0) {
   const store = new SqliteStore({ path: join(dir, 'store.db'), retentionMs: 86_400_000, maxSizeBytes: 1024 ** 3, synchronous: 'NORMAL' });
   await store.configureExporters([{ id: ID, signals: ['traces'] }]);
   let reads = 0;
-  const pending = store.pending.bind(store);
-  store.pending = (...args) => {
+  const pending = store.pendingTexts.bind(store);
+  store.pendingTexts = (...args) => {
     reads++;
     return pending(...args);
   };
@@ -201,5 +201,41 @@ test('with batches in flight, a caught-up queue sends the next batch from memory
   assert.deepEqual(offered.flat(), upTo(410), 'offered in store order, each record once');
   assert.equal(s.reads(), reads, 'all from memory');
   await s.markedUntil(410);
+  assert.equal(await s.store.backlog(ID), 0);
+});
+
+test('an exporter that takes texts gets each record as stored, from the store and from memory alike, and never export()', async (t) => {
+  const texts: StoredText[] = [];
+  let arrived: () => void = () => {};
+  const exporter: Exporter = {
+    async start() {},
+    async shutdown() {},
+    async export() {
+      throw new Error('export() called although the exporter takes texts');
+    },
+    async exportTexts(batch) {
+      texts.push(...batch);
+      arrived();
+      return { kind: 'success' };
+    },
+  };
+  const s = await setup(t, exporter, 3);
+  const got = (n: number) => new Promise<void>((resolve) => (arrived = () => texts.length >= n && resolve()));
+  const backlog = got(3);
+  s.queue.start();
+  await backlog;
+  const reads = s.reads();
+  const fresh = got(5);
+  await s.append(2);
+  await fresh;
+  assert.equal(s.reads(), reads, 'the last two came from memory');
+  assert.deepEqual(texts.map((x) => x.id), [1, 2, 3, 4, 5]);
+  for (const text of texts) {
+    assert.deepEqual(JSON.parse(text.json), span(text.id), `record ${text.id}: its stored text, without id and receivedAtMs`);
+    assert.equal(text.kind, 'span');
+    assert.ok(text.receivedAtMs > 0);
+  }
+  assert.equal(texts[0]!.record, undefined, 'what was read from the store was not parsed');
+  await s.markedUntil(5);
   assert.equal(await s.store.backlog(ID), 0);
 });

@@ -11,10 +11,14 @@
 // before a restart), after a failure, when more was committed than it holds (HELD_BATCHES), or
 // when the store cannot hand commits over (PostgreSQL, shared by instances). A caught-up queue sends once FLUSH_AT records
 // wait or LINGER_MS after the first: a drain per few hundred records, not one per request.
+//
+// What is read from the store is the records' stored text (pendingTexts): an exporter with
+// exportTexts() gets it as it is (GELF parses it on its encoder thread), any other the parsed
+// records, so only exporters that need the parse pay for it on this thread.
 import type { Logger } from 'pino';
 import type { ComponentMetrics, ExportResult, Exporter } from './api.js';
 import type { Store } from './store.js';
-import type { StoredRecord } from './model.js';
+import { parseStored, textOf, type StoredRecord, type StoredText } from './model.js';
 
 const DEFAULT_BATCH = 500;
 const FLUSH_AT = 300;
@@ -31,7 +35,7 @@ interface Handed {
   logs: Set<number>;
 }
 
-function handed(batch: readonly StoredRecord[]): Handed {
+function handed(batch: readonly StoredText[]): Handed {
   const logs = new Set<number>();
   for (const r of batch) if (r.kind === 'log') logs.add(r.id);
   return { ids: batch.map((r) => r.id), logs };
@@ -211,16 +215,16 @@ export class ExportQueue {
   }
 
   /** The next batch: from memory while caught up, else the oldest the store holds after the batches in flight. */
-  async #next(size: number, inFlight: number, afterId: number | undefined): Promise<StoredRecord[]> {
+  async #next(size: number, inFlight: number, afterId: number | undefined): Promise<StoredText[]> {
     if (this.#caughtUp) {
       // While a batch is out, let a few hundred gather rather than send a small one beside it.
       if (this.#held.length === 0 || (inFlight > 0 && this.#held.length < Math.min(size, FLUSH_AT))) return [];
-      return this.#held.splice(0, size);
+      return this.#held.splice(0, size).map(textOf);
     }
     // Whatever was committed until now, the read sees; what commits after it is held.
     this.#held = [];
     this.#missed = false;
-    const batch = await this.store.pending(this.id, size, afterId);
+    const batch = await this.store.pendingTexts(this.id, size, afterId);
     if (batch.length < size && !this.#missed) {
       this.#caughtUp = true;
       // A store whose reads overlap commits could show the read a record it also handed over.
@@ -232,8 +236,13 @@ export class ExportQueue {
     return batch;
   }
 
-  #export(batch: StoredRecord[]): Promise<ExportResult> {
-    return this.exporter.export(batch).catch((err: unknown) => ({ kind: 'retryable' as const, error: err as Error }));
+  async #export(batch: StoredText[]): Promise<ExportResult> {
+    const { exporter } = this;
+    try {
+      return await (exporter.exportTexts ? exporter.exportTexts(batch) : exporter.export(batch.map(parseStored)));
+    } catch (err) {
+      return { kind: 'retryable', error: err as Error };
+    }
   }
 
   /** Marks a batch that succeeded or failed for good, and counts it. */

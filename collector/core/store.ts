@@ -5,7 +5,7 @@
 // export queues the RecordQueue, components their ComponentState (via StateStore), processors and
 // lookups the RecordReader (api.ts).
 import type { RecordReader } from './api.js';
-import type { FlatRecord, Signal, StoredRecord } from './model.js';
+import type { FlatRecord, Signal, StoredRecord, StoredText } from './model.js';
 
 export interface ExporterRoute {
   id: string;
@@ -48,6 +48,8 @@ export interface RecordQueue {
    * with a larger id (those after the batches still in flight).
    */
   pending(exporterId: string, limit: number, afterId?: number): Promise<StoredRecord[]>;
+  /** The same records as pending(), unparsed: their stored text (what an exporter that only forwards the text needs). */
+  pendingTexts(exporterId: string, limit: number, afterId?: number): Promise<StoredText[]>;
   /**
    * Marks exactly these records delivered for the exporter. The store keeps progress as ranges
    * of ids, so a batch of consecutive records costs one or two range rows, not a row per record.

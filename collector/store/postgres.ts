@@ -11,7 +11,7 @@ import pg from 'pg';
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import type { FlatRecord, StoredRecord } from '../core/model.js';
+import { parseStored, type FlatRecord, type StoredRecord, type StoredText } from '../core/model.js';
 import type { CorrelationActivity, LatestQuery, RecordKind, RecordRef } from '../core/api.js';
 import type { ExporterRoute, Store, StoreStats } from '../core/store.js';
 import type { Db, PostgresStoreOptions } from './postgres/db.js';
@@ -116,8 +116,12 @@ export class PostgresStore implements Store {
   }
 
   async pending(exporterId: string, limit: number, afterId?: number): Promise<StoredRecord[]> {
+    return (await this.pendingTexts(exporterId, limit, afterId)).map(parseStored);
+  }
+
+  async pendingTexts(exporterId: string, limit: number, afterId?: number): Promise<StoredText[]> {
     await this.#db.ready;
-    return this.#queue.pending(exporterId, limit, afterId);
+    return this.#queue.pendingTexts(exporterId, limit, afterId);
   }
 
   async markDelivered(exporterId: string, ids: readonly number[]): Promise<void> {

@@ -9,7 +9,7 @@ import { dirname } from 'node:path';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { BitvilleError } from '../common/errors.js';
-import type { FlatRecord, StoredRecord } from '../core/model.js';
+import { parseStored, type FlatRecord, type StoredRecord, type StoredText } from '../core/model.js';
 import type { CorrelationActivity, LatestQuery, RecordKind, RecordRef } from '../core/api.js';
 import type { CommitTaker, ExporterRoute, Store, StoreStats } from '../core/store.js';
 import { Checkpointer } from './sqlite/checkpointer.js';
@@ -132,7 +132,11 @@ export class SqliteStore implements Store {
   }
 
   async pending(exporterId: string, limit: number, afterId?: number): Promise<StoredRecord[]> {
-    return this.#writer().queue.pending(exporterId, limit, afterId);
+    return (await this.pendingTexts(exporterId, limit, afterId)).map(parseStored);
+  }
+
+  async pendingTexts(exporterId: string, limit: number, afterId?: number): Promise<StoredText[]> {
+    return this.#writer().queue.pendingTexts(exporterId, limit, afterId);
   }
 
   async markDelivered(exporterId: string, ids: readonly number[]): Promise<void> {

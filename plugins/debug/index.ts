@@ -1,8 +1,9 @@
 // The `debug` exporter: shows on stderr that data flows, at the OpenTelemetry Collector's three
 // verbosities. `basic` (the default) is one line per batch with counts, cheap enough to leave on;
-// `normal` is one line per record; `detailed` the whole record as JSON.
-import { defineExporter, projectOf, sourceOf } from '../../collector/core/api.js';
-import type { ExportResult, StoredRecord } from '../../collector/core/api.js';
+// `normal` is one line per record; `detailed` the whole record as JSON. It takes batches as
+// stored texts: `basic` needs only ids and kinds, so a backlog is never parsed for it.
+import { defineExporter, parseStored, projectOf, sourceOf, storedRecordJson, textOf } from '../../collector/core/api.js';
+import type { ExportResult, StoredRecord, StoredText } from '../../collector/core/api.js';
 
 export const factory = defineExporter({
   kind: 'exporter',
@@ -13,21 +14,27 @@ export const factory = defineExporter({
       verbosity: z.enum(['basic', 'normal', 'detailed']).default('basic'),
     }),
   create: (config) => {
-    const write = { basic: batchLine, normal: (b: StoredRecord[]) => b.map(recordLine).join('\n'), detailed: (b: StoredRecord[]) => b.map((r) => JSON.stringify(r)).join('\n') }[config.verbosity];
+    const text = {
+      basic: batchLine,
+      normal: (b: StoredText[]) => b.map((t) => recordLine(parseStored(t))).join('\n'),
+      detailed: (b: StoredText[]) => b.map((t) => storedRecordJson(parseStored(t))).join('\n'),
+    }[config.verbosity];
+    const exportTexts = async (batch: StoredText[]): Promise<ExportResult> => {
+      process.stderr.write(`${text(batch)}\n`);
+      return { kind: 'success' };
+    };
     return {
       async start() {},
       async shutdown() {},
-      async export(batch: StoredRecord[]): Promise<ExportResult> {
-        process.stderr.write(`${write(batch)}\n`);
-        return { kind: 'success' };
-      },
+      exportTexts,
+      export: (batch: StoredRecord[]) => exportTexts(batch.map(textOf)),
     };
   },
 });
 
 export default factory;
 
-function batchLine(batch: StoredRecord[]): string {
+function batchLine(batch: StoredText[]): string {
   const counts = new Map<string, number>();
   for (const r of batch) counts.set(r.kind, (counts.get(r.kind) ?? 0) + 1);
   const parts = [...counts].map(([kind, n]) => `${kind} ${n}`).join(', ');

@@ -3,10 +3,11 @@
 // the JSON text itself: the thread hands back each batch as its wire bytes, every message
 // null-terminated, in one buffer that is moved (not copied) to the main thread and written with
 // one write. The records cross as their stored JSON text (a string copies cheaply; a structured
-// clone of the records would cost what serializing does).
+// clone of the records would cost what serializing does) and are parsed here, so a batch read
+// from the store is never parsed on the main thread.
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { STORED_JSON, storedRecordJson, type StoredRecord } from '../../collector/core/api.js';
-import { encodeBatch } from './batch-encoder.js';
+import type { StoredText } from '../../collector/core/api.js';
+import { encodeBatch, frameOf } from './batch-encoder.js';
 import type { SerializerOptions } from './serializer.js';
 
 const YOUNG_GENERATION_MB = 8;
@@ -23,10 +24,9 @@ interface Request {
   seq: number;
   ids: number[];
   receivedAtMs: number[];
-  /** Each record's stored text (STORED_JSON: no id, no receivedAtMs), else its whole JSON. */
+  kinds: StoredText['kind'][];
+  /** Each record's stored text (no id, no receivedAtMs). */
   texts: string[];
-  /** Which texts are stored texts. */
-  stored: boolean[];
 }
 type Reply = ({ seq: number } & ThreadEncoded) | { seq: number; error: string };
 
@@ -42,15 +42,16 @@ export class EncoderThread {
   constructor(private readonly setup: Setup['gelfEncoder']) {}
 
   /** Encodes a batch on the thread; batches come back in the order they were asked for. */
-  encode(batch: readonly StoredRecord[]): Promise<ThreadEncoded> {
+  encode(batch: readonly StoredText[]): Promise<ThreadEncoded> {
     const worker = this.#started();
     const seq = ++this.#seq;
+    // Arrays of plain values: a structured clone of one object per record costs several times more.
     const request: Request = {
       seq,
-      ids: batch.map((r) => r.id),
-      receivedAtMs: batch.map((r) => r.receivedAtMs),
-      texts: batch.map((r) => r[STORED_JSON] ?? storedRecordJson(r)),
-      stored: batch.map((r) => r[STORED_JSON] !== undefined),
+      ids: batch.map((t) => t.id),
+      receivedAtMs: batch.map((t) => t.receivedAtMs),
+      kinds: batch.map((t) => t.kind),
+      texts: batch.map((t) => t.json),
     };
     return new Promise<ThreadEncoded>((resolve, reject) => {
       this.#waiting.set(seq, { resolve, reject });
@@ -95,27 +96,14 @@ export class EncoderThread {
 }
 
 function serve(setup: Setup['gelfEncoder'], port: NonNullable<typeof parentPort>): void {
-  const encoder = new TextEncoder();
-  port.on('message', ({ seq, ids, receivedAtMs, texts, stored }: Request) => {
+  port.on('message', ({ seq, ids, receivedAtMs, kinds, texts }: Request) => {
     try {
-      const records: StoredRecord[] = [];
-      const unreadable: { id: number; reason: string }[] = [];
-      for (let i = 0; i < texts.length; i++) {
-        try {
-          const record = JSON.parse(texts[i]!) as StoredRecord;
-          // Given its stored text back, the record's full_message is that text, not a second
-          // JSON.stringify of what was just parsed.
-          if (stored[i]) Object.assign(record, { id: ids[i]!, receivedAtMs: receivedAtMs[i]!, [STORED_JSON]: texts[i]! });
-          records.push(record);
-        } catch (err) {
-          unreadable.push({ id: ids[i]!, reason: `cannot read the stored record: ${(err as Error).message}` });
-        }
-      }
-      const { messages, bytes, rejected } = encodeBatch(records, setup.options, setup.maxMessageBytes);
-      // A buffer of its own (not a slice of Buffer's shared pool), so it can be transferred.
-      const frame = encoder.encode(messages.length > 0 ? messages.join('\0') + '\0' : '');
-      const reply: Reply = { seq, frame, count: messages.length, bytes, rejected: [...unreadable, ...rejected] };
-      port.postMessage(reply, [frame.buffer]);
+      const batch = texts.map((json, i): StoredText => ({ id: ids[i]!, receivedAtMs: receivedAtMs[i]!, kind: kinds[i]!, json }));
+      const encoded = encodeBatch(batch, setup.options, setup.maxMessageBytes);
+      // frameOf's buffer is its own (not a slice of Buffer's shared pool), so it can be transferred.
+      const frame = frameOf(encoded);
+      const reply: Reply = { seq, frame, count: encoded.messages.length, bytes: encoded.bytes, rejected: encoded.rejected };
+      port.postMessage(reply, [frame.buffer as ArrayBuffer]);
     } catch (err) {
       port.postMessage({ seq, error: (err as Error).message } satisfies Reply);
     }

@@ -1,9 +1,10 @@
 // The gelf exporter: serializes a batch (on the encoder thread for TCP/TLS, inline otherwise),
 // sends it through the breaker-wrapped transport and reports exactly what was sent. The
-// collector marks `forwarded_to_graylog` from that report.
+// collector marks `forwarded_to_graylog` from that report. It takes batches as stored texts
+// (exportTexts), so what the store reads is parsed only where it is serialized.
 import { connect } from 'node:net';
 import { hostname } from 'node:os';
-import type { ExportResult, Exporter, ExporterContext, StoredRecord } from '../../collector/core/api.js';
+import { textOf, type ExportResult, type Exporter, type ExporterContext, type StoredRecord, type StoredText } from '../../collector/core/api.js';
 import { BrokenCircuitError, PersistedBreaker, SameIncidentError, STATE_VALUES } from './breaker.js';
 import { compressionOf, parseEndpoint, type GelfConfig } from './config.js';
 import { HttpTransport } from './http.js';
@@ -165,12 +166,16 @@ export class GelfExporter implements Exporter {
   }
 
   export(batch: StoredRecord[]): Promise<ExportResult> {
+    return this.exportTexts(batch.map(textOf));
+  }
+
+  exportTexts(batch: StoredText[]): Promise<ExportResult> {
     const run = this.exportBatch(batch);
     this.inFlight.add(run);
     return run.finally(() => this.inFlight.delete(run));
   }
 
-  private async exportBatch(batch: StoredRecord[]): Promise<ExportResult> {
+  private async exportBatch(batch: StoredText[]): Promise<ExportResult> {
     const transport = this.transport;
     const breaker = this.breaker;
     if (this.stopping || !transport || !breaker) {

@@ -3,7 +3,7 @@
 import type pg from 'pg';
 import type { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { STORED_JSON, type FlatRecord, type StoredRecord } from '../../core/model.js';
+import { parseStoredJson, type StoredRecord } from '../../core/model.js';
 
 export interface PostgresStoreOptions {
   /** Connection string; undefined uses libpq's PG* environment variables. */
@@ -59,5 +59,5 @@ export async function tx<T>(db: Db, work: (client: pg.PoolClient) => Promise<T>)
 }
 
 export function toStored(row: { id: string; received_at_ms: string; body: string }): StoredRecord {
-  return { ...(JSON.parse(row.body) as FlatRecord), id: Number(row.id), receivedAtMs: Number(row.received_at_ms), [STORED_JSON]: row.body };
+  return parseStoredJson(row.body, Number(row.id), Number(row.received_at_ms));
 }

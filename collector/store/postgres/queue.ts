@@ -17,10 +17,10 @@
 // instance's claims stay in store order; markDelivered() takes the ids out. A dead instance's claims expire after
 // claim_timeout and are taken over, oldest first; an instance waiting on another's claims arms
 // one timer for the claim's expiry.
-import type { FlatRecord, StoredRecord } from '../../core/model.js';
+import type { FlatRecord, RecordKind, StoredText } from '../../core/model.js';
 import { durationOf, projectOf, signalOf, sourceOf, timeOf } from '../../core/model.js';
 import type { ExporterRoute, StoreStats } from '../../core/store.js';
-import { notice, toStored, tx, type Db } from './db.js';
+import { notice, tx, type Db } from './db.js';
 import { DAY_MS, type Partitions } from './schema.js';
 import { sortedIds, subtract, type IdRange } from '../ranges.js';
 
@@ -117,7 +117,7 @@ export class PostgresQueue {
     }
   }
 
-  async pending(exporterId: string, limit: number, afterId = 0): Promise<StoredRecord[]> {
+  async pendingTexts(exporterId: string, limit: number, afterId = 0): Promise<StoredText[]> {
     const { db } = this;
     const exporter = this.#num(exporterId);
     const { records, claimed } = await tx(db, async (c) => {
@@ -164,14 +164,14 @@ export class PostgresQueue {
         `UPDATE ${db.s}.delivery_ranges SET claimed_by = $2, claimed_until = now() + $3 * interval '1 millisecond' WHERE exporter = $1 AND from_id = ANY($4::bigint[])`,
         [exporter, db.instanceId, db.options.claimTimeoutMs, froms],
       );
-      const found = await c.query<{ id: string; received_at_ms: string; body: string }>(
-        `SELECT r.id, r.received_at_ms, r.body FROM unnest($1::bigint[], $2::bigint[]) AS g (lo, hi) JOIN ${db.s}.records r ON r.id BETWEEN g.lo AND g.hi ORDER BY r.id`,
+      const found = await c.query<{ id: string; received_at_ms: string; kind: RecordKind; body: string }>(
+        `SELECT r.id, r.received_at_ms, r.kind, r.body FROM unnest($1::bigint[], $2::bigint[]) AS g (lo, hi) JOIN ${db.s}.records r ON r.id BETWEEN g.lo AND g.hi ORDER BY r.id`,
         [take.map((r) => r[0]), take.map((r) => r[1])],
       );
       return { records: found.rows, claimed: n };
     });
     if (claimed < limit) await this.#wakeWhenClaimsExpire(exporterId, exporter);
-    return records.map(toStored);
+    return records.map((r) => ({ id: Number(r.id), receivedAtMs: Number(r.received_at_ms), kind: r.kind, json: r.body }));
   }
 
   /** Other instances hold claims we may have to take over: wake our exporters when they expire. */

@@ -14,11 +14,10 @@
 // that had the record queued delivers it; 0 otherwise (still queued, or never routed to GELF).
 // It is updated by one statement per run of delivered ids (one per batch as a rule).
 import type Database from 'better-sqlite3';
-import type { FlatRecord, Signal, StoredRecord } from '../../core/model.js';
+import type { FlatRecord, Signal, StoredRecord, StoredText } from '../../core/model.js';
 import { durationOf, projectOf, signalOf, sourceOf, STORED_JSON, timeOf } from '../../core/model.js';
 import type { ExporterRoute, StoreStats } from '../../core/store.js';
 import { GELF_EXPORTER } from './schema.js';
-import { toStored, type Row } from './reader.js';
 import { runsOf, sortedIds, subtract } from '../ranges.js';
 
 const DELETE_CHUNK = 5000;
@@ -77,7 +76,7 @@ export class SqliteQueue {
     this.#addRange = db.prepare('INSERT INTO delivery_ranges (exporter, from_id, to_id) VALUES (?, ?, ?)');
     // CROSS JOIN: walk the exporter's ranges in order, then each range's records by id.
     this.#pending = db.prepare(
-      `SELECT r.id, r.received_at_ms, r.body FROM delivery_ranges d CROSS JOIN records r ON r.id BETWEEN max(d.from_id, @after + 1) AND d.to_id
+      `SELECT r.id, r.received_at_ms AS receivedAtMs, r.kind, r.body AS json FROM delivery_ranges d CROSS JOIN records r ON r.id BETWEEN max(d.from_id, @after + 1) AND d.to_id
        WHERE d.exporter = @exporter AND d.to_id > @after ORDER BY d.from_id, r.id LIMIT @limit`,
     );
     this.#overlapping = db.prepare('SELECT from_id, to_id FROM delivery_ranges WHERE exporter = ? AND from_id <= ? AND to_id >= ? ORDER BY from_id');
@@ -172,8 +171,9 @@ export class SqliteQueue {
     return this.#queue(exporterId).num;
   }
 
-  pending(exporterId: string, limit: number, afterId = 0): StoredRecord[] {
-    return (this.#pending.all({ exporter: this.#queue(exporterId).num, after: afterId, limit }) as Row[]).map(toStored);
+  /** The exporter's oldest undelivered records after `afterId`, as their stored text (rows come out as StoredText). */
+  pendingTexts(exporterId: string, limit: number, afterId = 0): StoredText[] {
+    return this.#pending.all({ exporter: this.#queue(exporterId).num, after: afterId, limit }) as StoredText[];
   }
 
   markDelivered(exporterId: string, ids: readonly number[]): void {

@@ -3,17 +3,12 @@
 // records without their bodies, and spans by start time.
 import type Database from 'better-sqlite3';
 import type { CorrelationActivity, LatestQuery, RecordKind, RecordRef } from '../../core/api.js';
-import { STORED_JSON, type StoredRecord } from '../../core/model.js';
+import { parseStoredJson, type StoredRecord } from '../../core/model.js';
 
-export type Row = { id: number; received_at_ms: number; body: string };
+type Row = { id: number; received_at_ms: number; body: string };
 
-export function toStored(row: Row): StoredRecord {
-  // Add the two fields to the parsed object itself: a spread copy costs as much as the parse.
-  const record = JSON.parse(row.body) as StoredRecord;
-  record.id = row.id;
-  record.receivedAtMs = row.received_at_ms;
-  record[STORED_JSON] = row.body;
-  return record;
+function toStored(row: Row): StoredRecord {
+  return parseStoredJson(row.body, row.id, row.received_at_ms);
 }
 
 export class SqliteReader {
