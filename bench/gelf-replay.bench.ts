@@ -28,7 +28,7 @@ const RUNS = Number(process.env.GELF_BENCH_RUNS ?? 3);
 const BATCH = 500;
 
 /** A PHP request span like the agents send (about 1.2 kB as GELF). */
-function record(i: number): FlatRecord {
+export function record(i: number): FlatRecord {
   const start = 1_764_064_800_000_000_000n + BigInt(i) * 1_000_000n;
   const traceId = i.toString(16).padStart(32, '0');
   return {
