@@ -236,12 +236,14 @@ export class ExportQueue {
     return batch;
   }
 
-  async #export(batch: StoredText[]): Promise<ExportResult> {
+  /** Not async: a suspended async function would keep the batch alive until the export settles. */
+  #export(batch: StoredText[]): Promise<ExportResult> {
     const { exporter } = this;
+    const retryable = (err: unknown): ExportResult => ({ kind: 'retryable', error: err as Error });
     try {
-      return await (exporter.exportTexts ? exporter.exportTexts(batch) : exporter.export(batch.map(parseStored)));
+      return (exporter.exportTexts ? exporter.exportTexts(batch) : exporter.export(batch.map(parseStored))).catch(retryable);
     } catch (err) {
-      return { kind: 'retryable', error: err as Error };
+      return Promise.resolve(retryable(err));
     }
   }
 

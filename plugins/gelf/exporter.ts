@@ -59,6 +59,15 @@ function isStream(config: GelfConfig): boolean {
   return scheme === 'tcp' || scheme === 'tls';
 }
 
+/** A batch encoded for the wire; `wire` is dropped once handed to the transport. */
+interface Outgoing {
+  wire: Encoded[] | undefined;
+  count: number;
+  bytes: number;
+  rejected: { id: number; reason: string }[];
+  ids: number[];
+}
+
 /** How long the start-up reachability check waits for a TCP connection. */
 const STARTUP_CHECK_TIMEOUT_MS = 2000;
 /** Window over which the throughput gauge is measured. */
@@ -175,46 +184,53 @@ export class GelfExporter implements Exporter {
     return run.finally(() => this.inFlight.delete(run));
   }
 
-  private async exportBatch(batch: StoredText[]): Promise<ExportResult> {
+  /**
+   * Not async: the batch is encoded here (or handed to the encoder thread) and only its ids go
+   * on to the send. A suspended async function keeps its arguments alive, and batches held
+   * through their confirmation windows filled the heap.
+   */
+  private exportBatch(batch: StoredText[]): Promise<ExportResult> {
     const transport = this.transport;
     const breaker = this.breaker;
     if (this.stopping || !transport || !breaker) {
-      return { kind: 'retryable', error: new Error('the gelf exporter is not running') };
+      return Promise.resolve({ kind: 'retryable', error: new Error('the gelf exporter is not running') });
     }
     const incident = this.incident.signal;
     // While open: no send attempt at all; the batch waits in the store.
     const wait = breaker.msUntilHalfOpen();
-    if (wait > 0) return { kind: 'retryable', error: new BrokenCircuitError(), retryAfterMs: wait };
+    if (wait > 0) return Promise.resolve({ kind: 'retryable', error: new BrokenCircuitError(), retryAfterMs: wait });
 
     const ids = batch.map((r) => r.id);
-    let resent = 0;
-    for (const id of ids) if (this.possiblyDelivered.has(id)) resent++;
-    let encoded: { wire: Encoded[]; count: number; bytes: number; rejected: { id: number; reason: string }[] };
+    let encoding: Promise<Outgoing>;
     if (this.encoder) {
-      try {
-        const { frame, count, bytes, rejected } = await this.encoder.encode(batch);
+      encoding = this.encoder.encode(batch).then(({ frame, count, bytes, rejected }) => ({
         // The batch's frames as one buffer: TCP writes a buffer as it is.
-        encoded = { wire: count > 0 ? [Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength)] : [], count, bytes, rejected };
-      } catch (err) {
-        return { kind: 'retryable', error: err as Error };
-      }
+        wire: count > 0 ? [Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength)] : [],
+        count,
+        bytes,
+        rejected,
+        ids,
+      }));
     } else {
       const { messages, bytes, rejected } = encodeBatch(batch, this.serializerOptions, transport.maxMessageBytes);
-      encoded = { wire: messages.map((json) => transport.encode(json)), count: messages.length, bytes, rejected };
+      encoding = Promise.resolve({ wire: messages.map((json) => transport.encode(json)), count: messages.length, bytes, rejected, ids });
     }
-    const rejected: { id: number; reason: string }[] = [];
-    for (const { id, reason } of encoded.rejected) this.reject(rejected, id, reason);
-    if (encoded.count === 0) return { kind: 'success', rejected };
-    return this.sendEncoded(transport, breaker, { wire: encoded.wire, count: encoded.count, bytes: encoded.bytes, ids, resent, rejected }, incident);
+    return this.sendEncoded(transport, breaker, encoding, incident);
   }
 
-  private async sendEncoded(
-    transport: Transport,
-    breaker: PersistedBreaker,
-    encoded: { wire: Encoded[] | undefined; count: number; bytes: number; ids: number[]; resent: number; rejected: { id: number; reason: string }[] },
-    incident: AbortSignal,
-  ): Promise<ExportResult> {
-    const { count, bytes, ids, resent, rejected } = encoded;
+  private async sendEncoded(transport: Transport, breaker: PersistedBreaker, encoding: Promise<Outgoing>, incident: AbortSignal): Promise<ExportResult> {
+    let encoded: Outgoing;
+    try {
+      encoded = await encoding;
+    } catch (err) {
+      return { kind: 'retryable', error: err as Error };
+    }
+    const { count, bytes, ids } = encoded;
+    const rejected: { id: number; reason: string }[] = [];
+    for (const { id, reason } of encoded.rejected) this.reject(rejected, id, reason);
+    if (count === 0) return { kind: 'success', rejected };
+    let resent = 0;
+    for (const id of ids) if (this.possiblyDelivered.has(id)) resent++;
     const started = performance.now();
     try {
       await breaker.execute(() => {
