@@ -19,7 +19,7 @@ import { SqliteStore } from '../collector/store/sqlite.js';
 import { Telemetry } from '../collector/core/telemetry.js';
 import { GelfExporter } from '../plugins/gelf/exporter.js';
 import { serialize } from '../plugins/gelf/serializer.js';
-import { encodeBatch, frameOf } from '../plugins/gelf/batch-encoder.js';
+import { encodeFrame } from '../plugins/gelf/batch-encoder.js';
 import { TCP_MAX_MESSAGE_BYTES } from '../plugins/gelf/tcp.js';
 import { gelfConfig, memoryState } from '../plugins/gelf/exporter.fixture.js';
 
@@ -199,7 +199,7 @@ export default async function gelfReplayBench(): Promise<void> {
       for (;;) {
         const batch = await store.pendingTexts('gelf', BATCH, from);
         if (batch.length === 0) break;
-        const chunk = frameOf(encodeBatch(batch, serializerOptions, TCP_MAX_MESSAGE_BYTES));
+        const chunk = encodeFrame(batch, serializerOptions, TCP_MAX_MESSAGE_BYTES).frame;
         await new Promise<void>((resolve, reject) => socket.write(chunk, (err) => (err ? reject(err) : resolve())));
         from = batch.at(-1)!.id;
       }

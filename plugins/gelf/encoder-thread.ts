@@ -7,10 +7,10 @@
 // from the store is never parsed on the main thread.
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import type { StoredText } from '../../collector/core/api.js';
-import { encodeBatch, frameOf } from './batch-encoder.js';
+import { encodeFrame } from './batch-encoder.js';
 import type { SerializerOptions } from './serializer.js';
 
-const YOUNG_GENERATION_MB = 8;
+const YOUNG_GENERATION_MB = 32;
 
 export interface ThreadEncoded {
   /** The messages as UTF-8, each followed by TCP's frame delimiter (a null byte); empty when none. */
@@ -99,10 +99,9 @@ function serve(setup: Setup['gelfEncoder'], port: NonNullable<typeof parentPort>
   port.on('message', ({ seq, ids, receivedAtMs, kinds, texts }: Request) => {
     try {
       const batch = texts.map((json, i): StoredText => ({ id: ids[i]!, receivedAtMs: receivedAtMs[i]!, kind: kinds[i]!, json }));
-      const encoded = encodeBatch(batch, setup.options, setup.maxMessageBytes);
-      // frameOf's buffer is its own (not a slice of Buffer's shared pool), so it can be transferred.
-      const frame = frameOf(encoded);
-      const reply: Reply = { seq, frame, count: encoded.messages.length, bytes: encoded.bytes, rejected: encoded.rejected };
+      const { frame, count, bytes, rejected } = encodeFrame(batch, setup.options, setup.maxMessageBytes);
+      const reply: Reply = { seq, frame, count, bytes, rejected };
+      // The frame's ArrayBuffer is its own (not Buffer's shared pool), so it moves, uncopied.
       port.postMessage(reply, [frame.buffer as ArrayBuffer]);
     } catch (err) {
       port.postMessage({ seq, error: (err as Error).message } satisfies Reply);
