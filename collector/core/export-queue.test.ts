@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { pino } from 'pino';
+import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { SqliteStore } from '../store/sqlite.js';
@@ -74,13 +75,14 @@ async function setup(t: TestContext, exporter: Exporter, backlog = 0) {
     await store.append(Array.from({ length: count }, () => span(next++)) as FlatRecord[]);
   };
   if (backlog > 0) await append(backlog);
-  const queue = new ExportQueue(ID, exporter, store, pino({ level: 'silent' }), new Telemetry(pino({ level: 'silent' })).forComponent('exporter', ID));
+  const telemetry = new Telemetry(pino({ level: 'silent' }));
+  const queue = new ExportQueue(ID, exporter, store, pino({ level: 'silent' }), telemetry.forComponent('exporter', ID));
   t.after(async () => {
     await queue.shutdown();
     await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  return { store, queue, append, reads: () => reads, markedUntil };
+  return { store, queue, append, reads: () => reads, markedUntil, path: join(dir, 'store.db'), metricsText: () => telemetry.metricsText() };
 }
 
 const upTo = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
@@ -238,4 +240,21 @@ test('an exporter that takes texts gets each record as stored, from the store an
   assert.equal(texts[0]!.record, undefined, 'what was read from the store was not parsed');
   await s.markedUntil(5);
   assert.equal(await s.store.backlog(ID), 0);
+});
+
+test('a damaged row (its text is not JSON) is dropped and counted; the records around it are delivered and the queue moves on', { timeout: 20_000 }, async (t) => {
+  const c = collector(500);
+  const s = await setup(t, c.exporter, 3);
+  const db = new Database(s.path);
+  db.prepare("UPDATE records SET body = '{\"kind\":\"span\",' WHERE id = 2").run();
+  db.close();
+  s.queue.start();
+  await c.until(2);
+  assert.deepEqual(c.delivered(), [1, 3]);
+  await s.markedUntil(3);
+  assert.equal(await s.store.backlog(ID), 0, 'the damaged record no longer blocks the queue');
+  assert.match(await s.metricsText(), /bitville_exporter_dropped_records\{[^}]*\} 1$/m);
+  await s.append(1);
+  await c.until(3);
+  assert.deepEqual(c.delivered(), [1, 3, 4]);
 });

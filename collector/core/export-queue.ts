@@ -236,12 +236,32 @@ export class ExportQueue {
     return batch;
   }
 
-  /** Not async: a suspended async function would keep the batch alive until the export settles. */
+  /**
+   * Hands the batch over: as texts, or parsed. A text that is not JSON (a damaged row) can never
+   * be sent: it is reported rejected (dropped, counted, logged) instead of failing its batch
+   * again and again. Not async: a suspended async function would keep the batch alive until the
+   * export settles.
+   */
   #export(batch: StoredText[]): Promise<ExportResult> {
     const { exporter } = this;
     const retryable = (err: unknown): ExportResult => ({ kind: 'retryable', error: err as Error });
     try {
-      return (exporter.exportTexts ? exporter.exportTexts(batch) : exporter.export(batch.map(parseStored))).catch(retryable);
+      if (exporter.exportTexts) return exporter.exportTexts(batch).catch(retryable);
+      const records: StoredRecord[] = [];
+      const unreadable: { id: number; reason: string }[] = [];
+      for (const text of batch) {
+        try {
+          records.push(parseStored(text));
+        } catch (err) {
+          unreadable.push({ id: text.id, reason: `cannot read the stored record: ${(err as Error).message}` });
+        }
+      }
+      if (unreadable.length === 0) return exporter.export(records).catch(retryable);
+      if (records.length === 0) return Promise.resolve({ kind: 'success', rejected: unreadable });
+      return exporter
+        .export(records)
+        .then((result): ExportResult => (result.kind === 'success' ? { kind: 'success', rejected: [...(result.rejected ?? []), ...unreadable] } : result))
+        .catch(retryable);
     } catch (err) {
       return Promise.resolve(retryable(err));
     }
