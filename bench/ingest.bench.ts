@@ -64,12 +64,18 @@ async function load(collector: BenchCollector, senders: number, seconds: number,
   return { rate: spans / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), peakRss: memoryMiB(pid).peak, cpu, refused };
 }
 
-/** `extra`: config merged over the bench collector's (another pipeline, exporters). */
-export async function peak(senders: number, seconds: number, extra: Record<string, unknown> = {}) {
+/**
+ * `extra`: config merged over the bench collector's (another pipeline, exporters). `warmup`:
+ * seconds of the same load before measuring (a correlate processor joins nothing until its
+ * window has passed, so a pipeline with it is measured after the window).
+ */
+export async function peak(senders: number, seconds: number, extra: Record<string, unknown> = {}, warmup = 0) {
   const collector = await startBenchCollector(extra);
   const url = new URL(`${collector.otlpUrl}/v1/traces`);
   const agent = new Agent({ keepAlive: true, maxSockets: senders });
-  const result = await load(collector, senders, seconds, async (_s, body) => (await post(url, agent, body)) === 200);
+  const send = async (_s: number, body: Buffer) => (await post(url, agent, body)) === 200;
+  if (warmup > 0) await load(collector, senders, warmup, send);
+  const result = await load(collector, senders, seconds, send);
   agent.destroy();
   await collector.stop();
   rmSync(collector.dir, { recursive: true, force: true });
@@ -104,12 +110,13 @@ async function peakGrpc(senders: number, seconds: number) {
   return result;
 }
 
-export async function steady(rate: number, seconds: number, extra: Record<string, unknown> = {}) {
+/** `warmup`: seconds at the same rate before measuring (at least one). */
+export async function steady(rate: number, seconds: number, extra: Record<string, unknown> = {}, warmup = 1) {
   const collector = await startBenchCollector(extra);
   const url = new URL(`${collector.otlpUrl}/v1/traces`);
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   const perSecond = rate / BATCH;
-  // Warm up one second, then measure.
+  // Warm up, then measure.
   const send = async (count: number) => {
     const start = performance.now();
     for (let i = 0; i < count; i++) {
@@ -119,7 +126,7 @@ export async function steady(rate: number, seconds: number, extra: Record<string
       await post(url, agent, source.next());
     }
   };
-  await send(perSecond);
+  await send(perSecond * Math.max(1, warmup));
   const pid = collector.process.pid!;
   const cpu0 = cpuSeconds(pid);
   const t0 = performance.now();
@@ -130,7 +137,7 @@ export async function steady(rate: number, seconds: number, extra: Record<string
   agent.destroy();
   await collector.stop();
   rmSync(collector.dir, { recursive: true, force: true });
-  return { cpuPercent: cpu * 100, rss: mem.rss, achieved: (perSecond * seconds * BATCH) / elapsed };
+  return { cpuPercent: cpu * 100, rss: mem.rss, peakRss: mem.peak, achieved: (perSecond * seconds * BATCH) / elapsed };
 }
 
 export default async function run(): Promise<void> {

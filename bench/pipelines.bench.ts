@@ -4,11 +4,15 @@
 //  - the default pipeline (correlate, and the debug exporter at `basic`),
 //  - correlate with GELF forwarding to a loopback TCP receiver that reads and discards,
 // each beside the bare decode + insert baseline measured in the same run. Medians of 3.
+// Every pipeline is measured after WARMUP seconds of the same load: correlate joins nothing
+// until its window (10 s by default) has passed, and a shorter run never sees its joins, the
+// summaries they commit, or the memory they hold.
 import { createServer, type AddressInfo } from 'node:net';
 import { baseline, peak, steady } from './ingest.bench.js';
 import { median } from './util.js';
 
 const RUNS = 3;
+const WARMUP = 12;
 
 function pipelines(gelfPort: number): { name: string; extra: Record<string, unknown> }[] {
   const traces = (processors: string[], exporters: string[]) => ({
@@ -30,27 +34,28 @@ export default async function run(): Promise<void> {
   await new Promise((r) => sink.once('listening', r));
   const variants = pipelines((sink.address() as AddressInfo).port);
   const base: number[] = [];
-  const results = variants.map(() => ({ peaks: [] as number[], cpu: [] as number[], rss: [] as number[] }));
+  const results = variants.map(() => ({ peaks: [] as number[], cpu: [] as number[], rss: [] as number[], peakRss: [] as number[] }));
   for (let r = 0; r < RUNS; r++) {
     base.push(await baseline());
     for (const [i, v] of variants.entries()) {
-      results[i]!.peaks.push((await peak(4, 5, v.extra)).rate);
-      const s = await steady(10_000, 5, v.extra);
+      results[i]!.peaks.push((await peak(4, 5, v.extra, WARMUP)).rate);
+      const s = await steady(10_000, 5, v.extra, WARMUP);
       results[i]!.cpu.push(s.cpuPercent);
       results[i]!.rss.push(s.rss);
+      results[i]!.peakRss.push(s.peakRss);
     }
   }
   sink.close();
   const b = median(base);
   const none = median(results[0]!.peaks);
   const noneCpu = median(results[0]!.cpu);
-  console.log(`baseline (decode + flatten + SQLite insert, one thread): ${b.toFixed(0)} spans/s (median of ${RUNS})`);
+  console.log(`baseline (decode + flatten + SQLite insert, one thread): ${b.toFixed(0)} spans/s (median of ${RUNS}); each pipeline measured after ${WARMUP} s of the same load`);
   for (const [i, v] of variants.entries()) {
     const p = median(results[i]!.peaks);
     const cpu = median(results[i]!.cpu);
     console.log(
       `${v.name}: peak ${p.toFixed(0)} spans/s (${(p / b).toFixed(2)} of baseline, ${(p / none).toFixed(2)} of no-processor); ` +
-        `steady 10k: CPU ${cpu.toFixed(1)}% of a core (${(cpu / noneCpu).toFixed(2)} of no-processor), RSS ${median(results[i]!.rss).toFixed(0)} MiB`,
+        `steady 10k: CPU ${cpu.toFixed(1)}% of a core (${(cpu / noneCpu).toFixed(2)} of no-processor), RSS ${median(results[i]!.rss).toFixed(0)} MiB (highest ${median(results[i]!.peakRss).toFixed(0)})`,
     );
   }
 }
