@@ -19,7 +19,7 @@ import type { RollupQuery, RollupRow } from './rollup.js';
 export const PLUGIN_API_VERSION = 2;
 
 export type * from './model.js';
-export { SpanKind, StatusCode, CORRELATION_ATTRIBUTE, signalOf, timeOf, projectOf, sourceOf, durationOf, STORED_JSON, storedRecordJson, parseStored, textOf } from './model.js';
+export { SpanKind, StatusCode, CORRELATION_ATTRIBUTE, signalOf, timeOf, projectOf, sourceOf, durationOf, STORED_JSON, storedRecordJson, parseStored, readStored, textOf } from './model.js';
 export { BitvilleError, ConsumerError } from '../common/errors.js';
 export { parseDuration, formatDuration, parseSize, parseHostPort } from '../common/schema.js';
 export type { StandardSchema, StandardResult } from '../common/schema.js';

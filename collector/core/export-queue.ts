@@ -18,7 +18,7 @@
 import type { Logger } from 'pino';
 import type { ComponentMetrics, ExportResult, Exporter } from './api.js';
 import type { Store } from './store.js';
-import { parseStored, textOf, type StoredRecord, type StoredText } from './model.js';
+import { readStored, textOf, type StoredRecord, type StoredText } from './model.js';
 
 const DEFAULT_BATCH = 500;
 const FLUSH_AT = 300;
@@ -50,11 +50,9 @@ function parseAll(batch: readonly StoredText[]): { records: StoredRecord[]; unre
   const records: StoredRecord[] = [];
   const unreadable: { id: number; reason: string }[] = [];
   for (const text of batch) {
-    try {
-      records.push(parseStored(text));
-    } catch (err) {
-      unreadable.push({ id: text.id, reason: `cannot read the stored record: ${(err as Error).message}` });
-    }
+    const record = readStored(text);
+    if (record instanceof Error) unreadable.push({ id: text.id, reason: record.message });
+    else records.push(record);
   }
   return { records, unreadable };
 }

@@ -198,6 +198,15 @@ export function parseStored(text: StoredText): StoredRecord {
   return text.record ?? parseStoredJson(text.json, text.id, text.receivedAtMs);
 }
 
+/** The record of a stored text, or, when the text is not JSON (a damaged row), why it cannot be read. */
+export function readStored(text: StoredText): StoredRecord | Error {
+  try {
+    return parseStored(text);
+  } catch (err) {
+    return new Error(`cannot read the stored record: ${(err as Error).message}`);
+  }
+}
+
 /** A record from its stored JSON text. Throws when the text is not JSON. */
 export function parseStoredJson(json: string, id: number, receivedAtMs: number): StoredRecord {
   // Add the fields to the parsed object itself: a spread copy costs as much as the parse.

@@ -1,7 +1,7 @@
 // A batch of stored records -> its GELF messages, with the records that cannot be sent. Pure;
 // run inline by the exporter (UDP, HTTP: encodeBatch), or on the encoder thread (TCP, TLS:
 // encodeFrame, see encoder-thread.ts).
-import { parseStored, type StoredRecord, type StoredText } from '../../collector/core/api.js';
+import { readStored, type StoredText } from '../../collector/core/api.js';
 import { fitTo, serialize, toGelf, type SerializerOptions } from './serializer.js';
 
 export interface EncodedBatch {
@@ -24,12 +24,8 @@ export interface EncodedFrame {
 
 /** One record's GELF message and its UTF-8 length, or why it can never be sent. */
 function encodeOne(text: StoredText, options: SerializerOptions, maxMessageBytes: number): { json: string; bytes: number } | { error: string } {
-  let record: StoredRecord;
-  try {
-    record = parseStored(text);
-  } catch (err) {
-    return { error: `cannot read the stored record: ${(err as Error).message}` };
-  }
+  const record = readStored(text);
+  if (record instanceof Error) return { error: record.message };
   const serialized = serialize(record, options);
   if ('error' in serialized) return serialized;
   if (serialized.bytes <= maxMessageBytes) return serialized;
@@ -69,11 +65,13 @@ export function encodeFrame(batch: readonly StoredText[], options: SerializerOpt
   for (const text of batch) room += text.json.length + (text.json.length >> 2) + 1024;
   let frame = Buffer.allocUnsafeSlow(room);
   let at = 0;
-  const out: EncodedFrame = { frame, count: 0, bytes: 0, rejected: [] };
+  let count = 0;
+  let bytes = 0;
+  const rejected: EncodedFrame['rejected'] = [];
   for (const text of batch) {
     const encoded = encodeOne(text, options, maxMessageBytes);
     if ('error' in encoded) {
-      out.rejected.push({ id: text.id, reason: encoded.error });
+      rejected.push({ id: text.id, reason: encoded.error });
       continue;
     }
     if (at + encoded.bytes + 1 > frame.length) {
@@ -83,10 +81,9 @@ export function encodeFrame(batch: readonly StoredText[], options: SerializerOpt
     }
     at += frame.write(encoded.json, at);
     frame[at++] = 0;
-    out.count++;
-    out.bytes += encoded.bytes;
+    count++;
+    bytes += encoded.bytes;
   }
-  if (at !== out.bytes + out.count) throw new Error(`the batch's frames took ${at} bytes, not the ${out.bytes + out.count} measured`);
-  out.frame = frame.subarray(0, at);
-  return out;
+  if (at !== bytes + count) throw new Error(`the batch's frames took ${at} bytes, not the ${bytes + count} measured`);
+  return { frame: frame.subarray(0, at), count, bytes, rejected };
 }
