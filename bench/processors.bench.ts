@@ -83,7 +83,7 @@ function build(factory: ProcessorFactory<any>, given: unknown, telemetry: Teleme
     dataDir: '/nonexistent',
     signals: ['traces'],
     state: { get: async () => undefined, set: async () => {}, onChange: () => () => {} },
-    reader: { byCorrelationId: async () => [], latestPerCorrelation: async () => [], correlationsAfterKind: async () => [], correlationIndex: async () => [], spansStartingBetween: async () => [], rollups: async () => [] },
+    reader: { idsFollowCommits: true, byCorrelationId: async () => [], latestPerCorrelation: async () => [], correlationsAfterKind: async () => [], correlationIndex: async () => [], spansStartingBetween: async () => [], rollups: async () => [] },
     emit: async () => {},
   });
 }

@@ -138,6 +138,8 @@ export interface CorrelationActivity {
   correlationId: string;
   /** Arrival time (ms since the epoch) of its newest record not of the asked kind. */
   lastReceivedAtMs: number;
+  /** Store id of that record. */
+  lastId: number;
 }
 
 /** Where one stored record sits, without its body (RecordReader.correlationIndex). */
@@ -169,17 +171,23 @@ export interface LatestQuery {
  * Queries by kind are indexed for derived kinds (`summary`), which are a small share of rows.
  */
 export interface RecordReader {
+  /**
+   * True when store ids follow commit order (one writer): once a reader has seen id N, no record
+   * with an id of N or less can appear any more. False where concurrent writers take ids before
+   * they commit (PostgreSQL's sequence), so a reader must look back in time instead.
+   */
+  readonly idsFollowCommits: boolean;
   /** Every stored record carrying this correlation id, oldest first. */
   byCorrelationId(correlationId: string): Promise<StoredRecord[]>;
   /** Of several records of the kind with one correlation id, only the newest (by store id) counts. */
   latestPerCorrelation(query: LatestQuery): Promise<StoredRecord[]>;
   /**
-   * Correlation ids with a record not of `kind` that arrived at or after `sinceMs` and was
-   * stored after the id's newest record of `kind` (or the id has none); ordered by
-   * `lastReceivedAtMs`, oldest first, at most `limit`. Cost: proportional to the records that
-   * arrived since `sinceMs`, never to the whole store.
+   * Correlation ids with a record not of `kind` that arrived at or after `sinceMs`, has a store id
+   * above `afterId` and was stored after the id's newest record of `kind` (or the id has none);
+   * ordered by `lastReceivedAtMs`, oldest first, at most `limit`. Cost: proportional to the
+   * records that arrived since `sinceMs` (and after `afterId`), never to the whole store.
    */
-  correlationsAfterKind(kind: RecordKind, sinceMs: number, limit: number): Promise<CorrelationActivity[]>;
+  correlationsAfterKind(kind: RecordKind, sinceMs: number, limit: number, afterId?: number): Promise<CorrelationActivity[]>;
   /**
    * Every stored record carrying this correlation id as its id, kind and span id, oldest first:
    * byCorrelationId without reading (or parsing) the bodies.

@@ -177,14 +177,22 @@ export function storeContract(impl: StoreUnderTest): void {
     await store.append([summary('c', 10, 'http://x/')]);
     now = 2_001_000;
     await store.append([span(7, { correlationId: 'c' })]); // a late span after c's summary
-    assert.deepEqual(await store.correlationsAfterKind('summary', 1_500_000, 100), [
-      { correlationId: 'a', lastReceivedAtMs: 2_000_500 },
-      { correlationId: 'c', lastReceivedAtMs: 2_001_000 },
-    ]);
-    const ids = async (since: number, limit: number) => (await store.correlationsAfterKind('summary', since, limit)).map((c) => c.correlationId);
+    const found = await store.correlationsAfterKind('summary', 1_500_000, 100);
+    assert.deepEqual(
+      found.map(({ correlationId, lastReceivedAtMs }) => ({ correlationId, lastReceivedAtMs })),
+      [
+        { correlationId: 'a', lastReceivedAtMs: 2_000_500 },
+        { correlationId: 'c', lastReceivedAtMs: 2_001_000 },
+      ],
+    );
+    const [a, c] = found;
+    assert.ok(a!.lastId < c!.lastId, "each id's newest record by store id: a's second span was stored before c's late span");
+    const ids = async (since: number, limit: number, afterId?: number) => (await store.correlationsAfterKind('summary', since, limit, afterId)).map((x) => x.correlationId);
     assert.deepEqual(await ids(0, 100), ['old', 'a', 'c']);
     assert.deepEqual(await ids(0, 1), ['old']);
     assert.deepEqual(await ids(3_000_000, 100), []);
+    assert.deepEqual(await ids(0, 100, a!.lastId), ['c'], 'only records stored after the given id count');
+    assert.deepEqual(await ids(0, 100, c!.lastId), []);
   });
 
   it('reader: the newest record of a kind per correlation id, filtered and ordered', async (t) => {

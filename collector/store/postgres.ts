@@ -144,9 +144,12 @@ export class PostgresStore implements Store {
     return this.#reader.byCorrelationId(correlationId);
   }
 
-  async correlationsAfterKind(kind: RecordKind, sinceMs: number, limit: number): Promise<CorrelationActivity[]> {
+  /** Instances take ids from one sequence before they commit: a smaller id may become visible later. */
+  readonly idsFollowCommits = false;
+
+  async correlationsAfterKind(kind: RecordKind, sinceMs: number, limit: number, afterId?: number): Promise<CorrelationActivity[]> {
     await this.#db.ready;
-    return this.#reader.correlationsAfterKind(kind, sinceMs, limit);
+    return this.#reader.correlationsAfterKind(kind, sinceMs, limit, afterId);
   }
 
   async correlationIndex(correlationId: string): Promise<RecordRef[]> {

@@ -157,8 +157,11 @@ export class SqliteStore implements Store {
     return this.#reader.byCorrelationId(correlationId);
   }
 
-  async correlationsAfterKind(kind: RecordKind, sinceMs: number, limit: number): Promise<CorrelationActivity[]> {
-    return this.#reader.correlationsAfterKind(kind, sinceMs, limit);
+  /** One writer (this process, this connection): ids are handed out in commit order. */
+  readonly idsFollowCommits = true;
+
+  async correlationsAfterKind(kind: RecordKind, sinceMs: number, limit: number, afterId?: number): Promise<CorrelationActivity[]> {
+    return this.#reader.correlationsAfterKind(kind, sinceMs, limit, afterId);
   }
 
   async correlationIndex(correlationId: string): Promise<RecordRef[]> {

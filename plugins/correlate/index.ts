@@ -32,6 +32,13 @@ export interface CorrelateConfig {
 
 /** Ids summarized per commit. */
 const EMIT_BATCH = 100;
+/**
+ * Joins that fall due within this share of the window of each other (at most a second) run
+ * together, so their summaries share a commit: a summary committed alone costs about four times
+ * one committed among a hundred (measured: 180 µs against 44 µs of CPU).
+ */
+const GATHER_SHARE = 0.1;
+const GATHER_MAX_MS = 1000;
 /** Ids asked of the store per sweep query. */
 const SWEEP_PAGE = 1000;
 /**
@@ -84,7 +91,11 @@ class Correlator implements Processor {
   #startedAtMs = 0;
   #timer: NodeJS.Timeout | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
+  /** When joins last ran (ms since the epoch). */
+  #lastJoinMs = 0;
   #lastSweepMs = 0;
+  /** Newest store id a sweep has reported (where store ids follow commits, the next sweep starts after it). */
+  #sweptUpToId = 0;
   #work: Promise<void> = Promise.resolve();
   #working = false;
   #stopped = true;
@@ -160,12 +171,13 @@ class Correlator implements Processor {
     return true;
   }
 
-  /** Sets the timer for the earliest deadline (one timer, however many ids wait). */
+  /** Sets the timer for the earliest deadline, gathered (one timer, however many ids wait). */
   #schedule(): void {
     if (this.#stopped || this.#timer || this.#working || this.#pending.size === 0) return;
     let earliest = Infinity;
     for (const at of this.#pending.values()) earliest = Math.min(earliest, at);
-    const delay = Math.max(0, earliest + this.#config.window - Date.now());
+    const gather = Math.min(GATHER_MAX_MS, this.#config.window * GATHER_SHARE);
+    const delay = Math.max(0, earliest + this.#config.window - Date.now(), this.#lastJoinMs + gather - Date.now());
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#run(() => this.#joinDue());
@@ -193,15 +205,18 @@ class Correlator implements Processor {
   async #sweep(): Promise<void> {
     const startedAt = Date.now();
     // Overlap the previous sweep by a window: a record can become visible a little after the
-    // time it was stamped with (a concurrent transaction on a shared store).
+    // time it was stamped with (a concurrent transaction on a shared store). Where ids follow
+    // commits, the records up to the newest id reported were all visible then: skipped.
     let since = this.#lastSweepMs - this.#config.window;
+    const afterId = this.#ctx.reader.idsFollowCommits ? this.#sweptUpToId : 0;
     // Joins of records older than this sweep's range cannot be reported again.
     for (const [id, at] of this.#joined) if (at < since) this.#joined.delete(id);
     for (let page = 0; page < 1000 && !this.#stopped; page++) {
-      const found = await unsummarizedCorrelations(this.#ctx.reader, since, SWEEP_PAGE);
+      const found = await unsummarizedCorrelations(this.#ctx.reader, since, SWEEP_PAGE, afterId);
       for (const c of found) {
         const joined = this.#joined.get(c.correlationId);
         if (joined === undefined || c.lastReceivedAtMs > joined) this.#note(c.correlationId, c.lastReceivedAtMs);
+        this.#sweptUpToId = Math.max(this.#sweptUpToId, c.lastId);
       }
       if (found.length < SWEEP_PAGE) break;
       since = found.at(-1)!.lastReceivedAtMs;
@@ -211,6 +226,7 @@ class Correlator implements Processor {
 
   async #joinDue(): Promise<void> {
     const now = Date.now();
+    this.#lastJoinMs = now;
     const due = [...this.#pending].filter(([, at]) => at + this.#config.window <= now);
     for (let i = 0; i < due.length && !this.#stopped; i += EMIT_BATCH) {
       const batch = due.slice(i, i + EMIT_BATCH);

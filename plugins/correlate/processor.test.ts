@@ -77,6 +77,46 @@ test('a DB span arriving after the summary yields a superseding summary', async 
   await c.stop();
 });
 
+test('records of an id that reach the store without passing the processor (another pipeline) are found by the sweep, each time', async (t) => {
+  // Logs go to a pipeline without correlate: only the periodic sweep of the store sees them.
+  const config = {
+    processors: { correlate: { window: '300ms' } },
+    service: {
+      pipelines: {
+        traces: { receivers: ['otlp'], processors: ['correlate'], exporters: [] },
+        logs: { receivers: ['otlp'], processors: [], exporters: [] },
+      },
+    },
+  };
+  const c = await startCollector(t, { config });
+  const r = sampleRequest();
+  await postTraces(c.otlpUrl, requestSpans(r));
+  await postTraces(c.otlpUrl, querySpans(r));
+  await eventually(() => (summariesOf(c.dbPath, r.correlationId).length === 1 ? true : undefined), 10_000, 'the first summary');
+  const postLog = async (text: string) => {
+    const log = {
+      resourceLogs: [
+        {
+          resource: { attributes: [{ key: 'service.name', value: { stringValue: r.project } }] },
+          scopeLogs: [{ logRecords: [{ timeUnixNano: `${Date.now()}000000`, body: { stringValue: text }, attributes: [{ key: 'bitville.correlation_id', value: { stringValue: r.correlationId } }] }] }],
+        },
+      ],
+    };
+    const res = await fetch(`${c.otlpUrl}/v1/logs`, { method: 'POST', body: JSON.stringify(log), headers: { 'content-type': 'application/json' } });
+    assert.equal(res.status, 200);
+  };
+  for (const revision of [2, 3]) {
+    await postLog(`a warning, revision ${revision}`);
+    const found = await eventually(() => {
+      const all = summariesOf(c.dbPath, r.correlationId);
+      return all.length === revision ? all : undefined;
+    }, 10_000, `summary revision ${revision}`);
+    assert.equal(found.at(-1)!.record.attributes['bitville.summary.revision'], revision);
+    assert.equal(found.at(-1)!.record.attributes['bitville.db_query_count'], 8, 'a log changes no figure');
+  }
+  await c.stop();
+});
+
 test('DB spans without their request span: no summary, judged once; the request span arriving later completes it', async (t) => {
   const c = await startCollector(t, { config: withCorrelate('200ms') });
   const r = sampleRequest();

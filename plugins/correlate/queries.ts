@@ -31,7 +31,7 @@ export function recentRequests(reader: RecordReader, query: RequestQuery): Promi
   });
 }
 
-/** Ids with records newer than their newest summary that arrived at or after `sinceMs`. */
-export function unsummarizedCorrelations(reader: RecordReader, sinceMs: number, limit: number): Promise<CorrelationActivity[]> {
-  return reader.correlationsAfterKind('summary', sinceMs, limit);
+/** Ids with records newer than their newest summary that arrived at or after `sinceMs` (and have store ids above `afterId`). */
+export function unsummarizedCorrelations(reader: RecordReader, sinceMs: number, limit: number, afterId = 0): Promise<CorrelationActivity[]> {
+  return reader.correlationsAfterKind('summary', sinceMs, limit, afterId);
 }

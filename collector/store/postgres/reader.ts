@@ -35,20 +35,20 @@ export class PostgresReader {
   }
 
   /** See RecordReader.correlationsAfterKind: the records that arrived since, grouped by id. */
-  async correlationsAfterKind(kind: RecordKind, sinceMs: number, limit: number): Promise<CorrelationActivity[]> {
+  async correlationsAfterKind(kind: RecordKind, sinceMs: number, limit: number, afterId = 0): Promise<CorrelationActivity[]> {
     const s = this.db.s;
-    const { rows } = await this.db.pool.query<{ correlationId: string; lastReceivedAtMs: string }>(
-      `SELECT r.correlation_id AS "correlationId", max(r.received_at_ms) AS "lastReceivedAtMs"
+    const { rows } = await this.db.pool.query<{ correlationId: string; lastReceivedAtMs: string; lastId: string }>(
+      `SELECT r.correlation_id AS "correlationId", max(r.received_at_ms) AS "lastReceivedAtMs", max(r.id) AS "lastId"
        FROM ${s}.records r
-       WHERE r.received_at_ms >= $1 AND r.correlation_id IS NOT NULL AND r.kind <> $3
+       WHERE r.received_at_ms >= $1 AND r.id > $4 AND r.correlation_id IS NOT NULL AND r.kind <> $3
        GROUP BY r.correlation_id
        HAVING max(r.id) > coalesce(
          (SELECT max(s.id) FROM ${s}.records s WHERE s.kind = $3 AND s.correlation_id = r.correlation_id), 0)
        ORDER BY 2, 1
        LIMIT $2`,
-      [sinceMs, limit, kind],
+      [sinceMs, limit, kind, afterId],
     );
-    return rows.map((r) => ({ correlationId: r.correlationId, lastReceivedAtMs: Number(r.lastReceivedAtMs) }));
+    return rows.map((r) => ({ correlationId: r.correlationId, lastReceivedAtMs: Number(r.lastReceivedAtMs), lastId: Number(r.lastId) }));
   }
 
   /** See RecordReader.latestPerCorrelation. */

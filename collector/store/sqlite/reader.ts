@@ -42,12 +42,12 @@ export class SqliteReader {
     return (this.#spansBetween.all({ from: BigInt(fromNs), to: BigInt(toNs), spanKind, limit }) as Row[]).map(toStored);
   }
 
-  correlationsAfterKind(kind: RecordKind, sinceMs: number, limit: number): CorrelationActivity[] {
+  correlationsAfterKind(kind: RecordKind, sinceMs: number, limit: number, afterId = 0): CorrelationActivity[] {
     // A rowid range scan over what arrived since, grouped by id; each group's newest record of
     // the kind comes from the partial index over that kind (summaries).
     return this.#db
       .prepare(
-        `SELECT r.correlation_id AS correlationId, max(r.received_at_ms) AS lastReceivedAtMs
+        `SELECT r.correlation_id AS correlationId, max(r.received_at_ms) AS lastReceivedAtMs, max(r.id) AS lastId
          FROM records r NOT INDEXED -- the rowid range, never a walk of the whole correlation index
          WHERE r.id >= @from AND r.received_at_ms >= @since AND r.correlation_id IS NOT NULL AND r.kind <> @kind
          GROUP BY r.correlation_id
@@ -56,7 +56,7 @@ export class SqliteReader {
          ORDER BY lastReceivedAtMs, correlationId
          LIMIT @limit`,
       )
-      .all({ from: this.#firstIdReceivedAtOrAfter(sinceMs), since: sinceMs, kind, limit }) as CorrelationActivity[];
+      .all({ from: Math.max(afterId + 1, this.#firstIdReceivedAtOrAfter(sinceMs)), since: sinceMs, kind, limit }) as CorrelationActivity[];
   }
 
   latestPerCorrelation(query: LatestQuery): StoredRecord[] {
