@@ -4,25 +4,29 @@
 // record for record in order; then the remembered records get their store ids and the join runs
 // on them. Anything else (records that reached the store another way, a commit that failed, a
 // restart, a late span after an earlier join) reads the records back, as before.
+//
+// Each statement is kept small, so that more fit under the cap: what varies from one statement
+// to the next (name, text, times, status) in a Statement, what the statements of a request share
+// (trace, parent, scope, the other DB attributes) once, in a Shape, and recurring names and texts
+// once. The join gets full span records, built when it runs.
 import type { Attributes, FlatRecord, RecordReader, SpanRecord, StoredRecord } from '../../collector/core/api.js';
 import { SpanKind } from '../../collector/core/api.js';
-import { END_UNCERTAINTY } from './join.js';
+import { END_UNCERTAINTY, queryTextOf } from './join.js';
 import { OPENER_HOST_KEY, OPENER_PID } from './workers.js';
 
-/** The attributes of a DB span the join reads; the rest is not kept. */
-const DB_ATTRIBUTES = ['db.system.name', 'db.system', 'db.query.text', 'db.statement', END_UNCERTAINTY, OPENER_PID, OPENER_HOST_KEY];
+/** The attributes of a DB span the join reads besides its text and uncertainty; the rest is not kept. */
+const SHAPE_ATTRIBUTES = ['db.system.name', 'db.system', OPENER_PID, OPENER_HOST_KEY];
 /** Records remembered per id; an id with more is read back from the store. */
 const MAX_PER_ID = 5_000;
-/**
- * Records remembered in all (about 450 bytes each: some 9 MiB); beyond it new ids are read back.
- * Memory saves a join the parse of its records but holds them for a window; the cap keeps the
- * collector's memory flat whatever the rate and the window (at 10,000 spans/s and a 10 s window
- * most ids are read back; at a PHP site's usual rates all are kept). 50,000 cost 19 MiB of RSS
- * in the pipelines bench.
- */
-const MAX_KEPT = 20_000;
-/** Distinct strings shared among kept records before the table starts over. */
+/** Distinct names and texts shared among kept statements before the table starts over. */
 const MAX_STRINGS = 50_000;
+/**
+ * Records remembered in all (a statement costs about 255 bytes of heap: some 10 MiB at the cap);
+ * beyond it new ids are read back. A 10 s window at 4,000 statements/s fits. Holding more does
+ * not pay: at 10,000 spans/s, 200,000 records (a whole window) saved no CPU that could be told
+ * from the noise, and at the peak rate they cost 100 MiB more RSS and no throughput.
+ */
+export const MAX_KEPT = 40_000;
 
 export interface JoinRead {
   records: StoredRecord[];
@@ -32,81 +36,50 @@ export interface JoinRead {
 
 export class JoinInputs {
   /** id -> the records that passed, in order (null: too many, read back instead). */
-  readonly #byId = new Map<string, Kept[] | null>();
-
-  /** Strings that recur across records (trace ids of one request, statement texts, names), kept once. */
-  readonly #strings = new Map<string, string>();
-
+  readonly #byId = new Map<string, Kept | null>();
+  readonly #maxKept: number;
   /** Records kept now, over every id. */
   #kept = 0;
-
-  /** Remembers a record of a pending id. */
-  add(record: FlatRecord): void {
-    const id = record.correlationId;
-    const list = this.#byId.get(id);
-    if (list === null) return;
-    if (list === undefined) {
-      // A new id over the cap is not kept at all (read back when joined).
-      if (this.#kept >= MAX_KEPT) return;
-      this.#byId.set(id, [this.#slim(record)]);
-      this.#kept++;
-    } else if (list.length >= MAX_PER_ID || this.#kept >= MAX_KEPT) {
-      this.#kept -= list.length;
-      this.#byId.set(id, null);
-    } else {
-      list.push(this.#slim(record));
-      this.#kept++;
-    }
-  }
-
-  /** One copy of each recurring string: a kept span is mostly strings, and most of them repeat. */
-  #once(value: string): string {
+  /** Names and statement texts, one copy each: a site runs the same statements over and over. */
+  readonly #strings = new Map<string, string>();
+  readonly #once = (value: string): string => {
     const known = this.#strings.get(value);
     if (known !== undefined) return known;
     if (this.#strings.size >= MAX_STRINGS) this.#strings.clear();
     this.#strings.set(value, value);
     return value;
+  };
+
+  constructor(maxKept = MAX_KEPT) {
+    this.#maxKept = maxKept;
   }
 
-  /**
-   * What the join needs of a record: request spans whole; other spans without their resource,
-   * events and other attributes, built as one literal so every copy has the same shape (spread
-   * copies are slower for the join to read than parsed JSON), recurring strings shared.
-   */
-  #slim(r: FlatRecord): Kept {
-    if (r.kind !== 'span' || r.spanKind === SpanKind.SERVER) return { kind: r.kind, spanId: r.spanId, whole: r };
-    const attributes: Attributes = {};
-    for (const key of DB_ATTRIBUTES) {
-      const v = r.attributes[key];
-      if (v !== undefined) attributes[key] = typeof v === 'string' ? this.#once(v) : v;
+  /** Remembers a record of a pending id. */
+  add(record: FlatRecord): void {
+    const id = record.correlationId;
+    let kept = this.#byId.get(id);
+    if (kept === null) return;
+    if (kept === undefined) {
+      // A new id over the cap is not kept at all (read back when joined).
+      if (this.#kept >= this.#maxKept) return;
+      kept = new Kept();
+      this.#byId.set(id, kept);
+    } else if (kept.spanIds.length >= MAX_PER_ID || this.#kept >= this.#maxKept) {
+      this.#kept -= kept.spanIds.length;
+      this.#byId.set(id, null);
+      return;
     }
-    const copy: StoredRecord = {
-      kind: 'span',
-      id: 0,
-      receivedAtMs: 0,
-      resource: NO_ATTRIBUTES,
-      scope: r.scope,
-      attributes,
-      traceId: this.#once(r.traceId),
-      spanId: r.spanId,
-      correlationId: this.#once(r.correlationId),
-      parentSpanId: this.#once(r.parentSpanId),
-      traceState: this.#once(r.traceState),
-      name: this.#once(r.name),
-      spanKind: r.spanKind,
-      startTimeUnixNano: r.startTimeUnixNano,
-      endTimeUnixNano: r.endTimeUnixNano,
-      durationMs: r.durationMs,
-      status: r.status.code === 0 && r.status.message === '' ? UNSET : r.status,
-      events: NO_EVENTS,
-      links: NO_LINKS,
-      flags: r.flags,
-    };
-    return { kind: 'span', spanId: r.spanId, slim: copy };
+    kept.add(record, this.#once);
+    this.#kept++;
   }
 
   get size(): number {
     return this.#byId.size;
+  }
+
+  /** Records remembered now, over every id. */
+  get kept(): number {
+    return this.#kept;
   }
 
   /**
@@ -114,23 +87,14 @@ export class JoinInputs {
    * read back. Memory of the id is handed over (records that pass later start a new list).
    */
   async read(reader: RecordReader, id: string): Promise<JoinRead> {
-    const list = this.#byId.get(id);
+    const kept = this.#byId.get(id);
     this.#byId.delete(id);
-    if (list) this.#kept -= list.length;
-    if (list) {
+    if (kept) {
+      this.#kept -= kept.spanIds.length;
       const refs = await reader.correlationIndex(id);
       const others = refs.filter((r) => r.kind !== 'summary');
-      if (others.length === list.length && others.every((r, i) => r.kind === list[i]!.kind && r.spanId === list[i]!.spanId)) {
-        const records: StoredRecord[] = list.map((k, i) => {
-          const { id, receivedAtMs } = others[i]!;
-          // A slim copy is ours to stamp; a record kept whole belongs to the pipeline: copied.
-          if (k.slim) {
-            k.slim.id = id;
-            k.slim.receivedAtMs = receivedAtMs;
-            return k.slim;
-          }
-          return { ...k.whole!, id, receivedAtMs };
-        });
+      if (kept.matches(others)) {
+        const records = others.map((ref, i) => kept.record(i, ref.id, ref.receivedAtMs));
         // A summary counts for the join by its store id and summary id (its span id) alone.
         for (const s of refs) if (s.kind === 'summary') records.push(summaryRef(id, s.id, s.spanId, s.receivedAtMs));
         return { records, fromMemory: true };
@@ -140,17 +104,132 @@ export class JoinInputs {
   }
 }
 
-/** A record as kept: its kind and span id (to compare with the store's index) and its content. */
-interface Kept {
-  kind: FlatRecord['kind'];
-  spanId: string;
-  /** Spans other than requests: a copy with what the join reads. */
-  slim?: StoredRecord;
-  /** Request spans, logs and the rest: the record itself. */
-  whole?: FlatRecord;
+/** One id's records as they passed, in order. */
+class Kept {
+  /** Each record's span id ('' for records without one), to compare with the store's index. */
+  readonly spanIds: string[] = [];
+  /** Each record: a Statement for spans other than requests, else the record itself. */
+  readonly items: (Statement | FlatRecord)[] = [];
+  /** The shape the last statement had: a request's statements mostly share one. */
+  #shape: Shape | undefined;
+
+  /** `once`: the shared copy of a recurring string. */
+  add(r: FlatRecord, once: (s: string) => string): void {
+    this.spanIds.push(r.spanId);
+    if (r.kind !== 'span' || r.spanKind === SpanKind.SERVER) {
+      this.items.push(r);
+      return;
+    }
+    if (!this.#shape || !this.#shape.fits(r)) this.#shape = new Shape(r);
+    const u = r.attributes[END_UNCERTAINTY];
+    const status = r.status.code === 0 && r.status.message === '' ? UNSET : r.status;
+    this.items.push(
+      new Statement(this.#shape, once(r.name), once(queryTextOf(r)), r.startTimeUnixNano, r.endTimeUnixNano, r.durationMs, status, typeof u === 'number' ? u : undefined),
+    );
+  }
+
+  matches(refs: readonly { kind: string; spanId: string }[]): boolean {
+    return refs.length === this.items.length && refs.every((ref, i) => ref.kind === this.items[i]!.kind && ref.spanId === this.spanIds[i]);
+  }
+
+  /** The i-th record as stored: a statement rebuilt as a span; a record kept whole, copied (it belongs to the pipeline). */
+  record(i: number, id: number, receivedAtMs: number): StoredRecord {
+    const item = this.items[i]!;
+    return item instanceof Statement ? item.span(this.spanIds[i]!, id, receivedAtMs) : { ...item, id, receivedAtMs };
+  }
 }
 
-// Shared by every kept span: the join never changes a record.
+/** What one statement (any span but a request) has of its own. */
+class Statement {
+  constructor(
+    readonly shape: Shape,
+    readonly name: string,
+    /** The text the join reads (queryTextOf): the query text, or the span's name without one. */
+    readonly text: string,
+    readonly start: string,
+    readonly end: string,
+    readonly durationMs: number,
+    readonly status: SpanRecord['status'],
+    readonly uncertainty: number | undefined,
+  ) {}
+
+  /** On the prototype, not in every instance. */
+  get kind(): 'span' {
+    return 'span';
+  }
+
+  /** The span as the join reads it: its shape's fields, its own, and no resource, events or links. */
+  span(spanId: string, id: number, receivedAtMs: number): StoredRecord {
+    const s = this.shape;
+    const attributes: Attributes = { ...s.attributes, 'db.query.text': this.text };
+    if (this.uncertainty !== undefined) attributes[END_UNCERTAINTY] = this.uncertainty;
+    return {
+      kind: 'span',
+      id,
+      receivedAtMs,
+      resource: NO_ATTRIBUTES,
+      scope: s.scope,
+      attributes,
+      traceId: s.traceId,
+      spanId,
+      correlationId: s.correlationId,
+      parentSpanId: s.parentSpanId,
+      traceState: s.traceState,
+      name: this.name,
+      spanKind: s.spanKind,
+      startTimeUnixNano: this.start,
+      endTimeUnixNano: this.end,
+      durationMs: this.durationMs,
+      status: this.status,
+      events: NO_EVENTS,
+      links: NO_LINKS,
+      flags: s.flags,
+    };
+  }
+}
+
+/** What statements of one request share: everything the join reads of a span but what a Statement holds. */
+class Shape {
+  readonly traceId: string;
+  readonly correlationId: string;
+  readonly parentSpanId: string;
+  readonly traceState: string;
+  readonly spanKind: number;
+  readonly flags: number;
+  readonly scope: SpanRecord['scope'];
+  readonly attributes: Attributes = {};
+
+  constructor(r: SpanRecord) {
+    this.traceId = r.traceId;
+    this.correlationId = r.correlationId;
+    this.parentSpanId = r.parentSpanId;
+    this.traceState = r.traceState;
+    this.spanKind = r.spanKind;
+    this.flags = r.flags;
+    this.scope = r.scope;
+    for (const key of SHAPE_ATTRIBUTES) {
+      const v = r.attributes[key];
+      if (v !== undefined) this.attributes[key] = v;
+    }
+  }
+
+  /** Whether the span has this shape (the scope by identity: a batch's spans share one object). */
+  fits(r: SpanRecord): boolean {
+    if (
+      r.traceId !== this.traceId ||
+      r.parentSpanId !== this.parentSpanId ||
+      r.spanKind !== this.spanKind ||
+      r.flags !== this.flags ||
+      r.traceState !== this.traceState ||
+      r.scope !== this.scope
+    )
+      return false;
+    for (const key of SHAPE_ATTRIBUTES) if (r.attributes[key] !== this.attributes[key]) return false;
+    return true;
+  }
+}
+
+// Shared by every rebuilt span: the join never changes a record.
 const NO_EVENTS: SpanRecord['events'] = [];
 const NO_LINKS: SpanRecord['links'] = [];
 const NO_ATTRIBUTES: Attributes = {};
