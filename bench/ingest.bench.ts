@@ -129,15 +129,17 @@ export async function steady(rate: number, seconds: number, extra: Record<string
   await send(perSecond * Math.max(1, warmup));
   const pid = collector.process.pid!;
   const cpu0 = cpuSeconds(pid);
+  const main0 = cpuSeconds(pid, true);
   const t0 = performance.now();
   await send(perSecond * seconds);
   const elapsed = (performance.now() - t0) / 1000;
   const cpu = (cpuSeconds(pid) - cpu0) / elapsed;
+  const mainCpu = (cpuSeconds(pid, true) - main0) / elapsed;
   const mem = memoryMiB(pid);
   agent.destroy();
   await collector.stop();
   rmSync(collector.dir, { recursive: true, force: true });
-  return { cpuPercent: cpu * 100, rss: mem.rss, peakRss: mem.peak, achieved: (perSecond * seconds * BATCH) / elapsed };
+  return { cpuPercent: cpu * 100, mainCpuPercent: mainCpu * 100, rss: mem.rss, peakRss: mem.peak, achieved: (perSecond * seconds * BATCH) / elapsed };
 }
 
 export default async function run(): Promise<void> {

@@ -23,9 +23,12 @@ export function percentile(values: number[], p: number): number {
 
 const TICKS = 100; // USER_HZ on Linux
 
-/** CPU seconds (user + system) a process has used so far. */
-export function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+/**
+ * CPU seconds (user + system) a process has used so far, all its threads; with `mainThread`, its
+ * main thread's alone (the one JavaScript thread that decodes, stores and runs the pipeline).
+ */
+export function cpuSeconds(pid: number, mainThread = false): number {
+  const fields = readFileSync(mainThread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(fields[11]) + Number(fields[12])) / TICKS;
 }
 
