@@ -9,7 +9,7 @@
 // to the next (name, text, times, status) in a Statement, what the statements of a request share
 // (trace, parent, scope, the other DB attributes) once, in a Shape, and recurring names and texts
 // once. The join gets full span records, built when it runs.
-import type { Attributes, FlatRecord, RecordReader, SpanRecord, StoredRecord } from '../../collector/core/api.js';
+import type { Attributes, FlatRecord, RecordReader, RecordRef, SpanRecord, StoredRecord } from '../../collector/core/api.js';
 import { SpanKind } from '../../collector/core/api.js';
 import { END_UNCERTAINTY, queryTextOf } from './join.js';
 import { OPENER_HOST_KEY, OPENER_PID } from './workers.js';
@@ -22,11 +22,11 @@ const MAX_PER_ID = 5_000;
 const MAX_STRINGS = 50_000;
 /**
  * Records remembered in all (a statement costs about 255 bytes of heap: some 10 MiB at the cap);
- * beyond it new ids are read back. A 10 s window at 4,000 statements/s fits. Holding more does
- * not pay: at 10,000 spans/s, 200,000 records (a whole window) saved no CPU that could be told
- * from the noise, and at the peak rate they cost 100 MiB more RSS and no throughput.
+ * beyond it new ids are read back. A 10 s window at 4,000 statements/s fits. Holding more did
+ * not pay (docs/correlation.md): at 10,000 spans/s, 120,000 records saved no CPU that could be
+ * told from the noise and cost 25 MiB more RSS.
  */
-export const MAX_KEPT = 40_000;
+const MAX_KEPT = 40_000;
 
 export interface JoinRead {
   records: StoredRecord[];
@@ -128,7 +128,7 @@ class Kept {
     );
   }
 
-  matches(refs: readonly { kind: string; spanId: string }[]): boolean {
+  matches(refs: readonly RecordRef[]): boolean {
     return refs.length === this.items.length && refs.every((ref, i) => ref.kind === this.items[i]!.kind && ref.spanId === this.spanIds[i]);
   }
 
